@@ -1,0 +1,1 @@
+"""Apply: executor, state store with lock, audit log. Touches the world through providers."""

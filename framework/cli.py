@@ -1,0 +1,353 @@
+"""The ``mlops`` command line. Thin: parsing and printing over ``framework.workflow``.
+
+User-facing errors (``MlopsError``) print without a traceback and exit with their code (2 for
+bad input); ``--debug`` shows the traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from framework.errors import ConfigError, MlopsError, Problem
+from framework.plan.planner import Action, Op, Plan
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deploy ML models to monitored HTTP endpoints from one mlops.yaml.")
+local_app = typer.Typer(no_args_is_help=True, help="The embedded local AWS (moto + data plane).")
+app.add_typer(local_app, name="local")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
+StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
+DEFAULT_FILE = Path("mlops.yaml")
+
+OP_STYLE = {Op.create: "green", Op.update: "yellow", Op.replace: "magenta", Op.delete: "red",
+            Op.noop: "dim"}
+
+
+def _workspace(file: Path, stage: str | None) -> Any:
+    from framework.workflow import Workspace
+
+    return Workspace.open(file, stage)
+
+
+def _session(file: Path, stage: str | None, *, start_local: bool = True) -> Any:
+    from framework.workflow import open_session
+
+    ws = _workspace(file, stage)
+    session = open_session(ws, start_local=start_local)
+    if session.target.gateway_url:
+        err.print(f"[dim]local AWS: control plane {session.target.conn.endpoint_url}, "
+                  f"gateway {session.target.gateway_url}[/dim]")
+    return session
+
+
+def _print_warnings(session: Any) -> None:
+    for warning in dict.fromkeys(session.warnings):
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def print_plan(plan: Plan, *, show_noop: bool = False) -> None:
+    table = Table(title=f"Plan for {plan.project}/{plan.stage} on {plan.target} "
+                        f"({plan.region}, account {plan.account_id})", title_justify="left")
+    table.add_column("action")
+    table.add_column("resource")
+    table.add_column("kind", style="dim")
+    table.add_column("reason")
+    for action in plan.actions:
+        if action.op is Op.noop and not show_noop:
+            continue
+        style = OP_STYLE[action.op]
+        table.add_row(f"[{style}]{action.op.value}[/{style}]", action.id, action.kind,
+                      action.reason)
+    counts = plan.counts()
+    if plan.changes or show_noop:
+        out.print(table)
+    out.print(f"Plan: {counts['create']} to create, {counts['update']} to update, "
+              f"{counts['replace']} to replace, {counts['delete']} to delete, "
+              f"{counts['no-op']} unchanged.")
+
+
+def _progress(action: Action, phase: str) -> None:
+    style = OP_STYLE[action.op]
+    if phase == "done":
+        out.print(f"  [{style}]{action.op.value:>7}[/{style}] {action.id}")
+    elif phase == "failed":
+        out.print(f"  [red]{'failed':>7}[/red] {action.op.value} {action.id}")
+
+
+def _print_endpoints(session: Any, state: Any) -> None:
+    from framework.workflow import endpoints
+
+    for info in endpoints(session, state):
+        out.print(f"endpoint [bold]{info.name}[/bold] ({info.route}, version "
+                  f"{info.version}): {info.url}")
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+@app.command()
+def validate(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Check mlops.yaml and the model artifacts it names; report every problem at once."""
+    from framework.package import describe_artifacts
+
+    ws = _workspace(file, stage)
+    describe_artifacts(ws.loaded.config, ws.root)
+    cfg = ws.loaded.config
+    out.print(f"[green]ok[/green] {ws.loaded.path.name}: project {cfg.project}, stage "
+              f"{ws.stage} → {ws.loaded.target.value} ({ws.loaded.region}); "
+              f"{len(cfg.models)} model(s), {len(cfg.endpoints)} endpoint(s), "
+              f"{len(cfg.monitors)} monitor(s)")
+
+
+@app.command()
+def schema(output: Annotated[Path, typer.Option("--output", "-o")] = Path("mlops.schema.json"),
+           ) -> None:
+    """Write the JSON Schema of mlops.yaml (editors use it for completion and inline errors)."""
+    from framework.config.schema import write_schema
+
+    write_schema(output)
+    out.print(f"wrote {output}")
+
+
+@app.command("plan")
+def plan_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+             output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                         help="Save the plan to apply later.")]
+             = None,
+             destroy: Annotated[bool, typer.Option(help="Plan the removal of everything.")]
+             = False,
+             all_: Annotated[bool, typer.Option("--all", help="Show unchanged resources too.")]
+             = False) -> None:
+    """Show what a deploy would change, and why."""
+    from framework.workflow import plan
+
+    session = _session(file, stage)
+    the_plan = plan(session, destroy=destroy)
+    print_plan(the_plan, show_noop=all_)
+    _print_warnings(session)
+    if output is not None:
+        output.write_text(the_plan.to_json())
+        out.print(f"saved to {output}; apply it with `mlops deploy {output}`")
+
+
+@app.command()
+def deploy(saved: Annotated[Path | None, typer.Argument(help="A plan saved by `mlops plan -o`.")]
+           = None,
+           file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Apply the difference between mlops.yaml and what is deployed."""
+    from framework.workflow import apply, check_plan_matches, plan
+
+    session = _session(file, stage)
+    started = time.perf_counter()
+    if saved is not None:
+        if not saved.exists():
+            raise ConfigError([Problem(where=str(saved), what="no such file",
+                                       hint="save a plan with `mlops plan -o plan.json`")],
+                              source=str(saved))
+        the_plan = Plan.from_json(saved.read_text(), source=str(saved))
+        check_plan_matches(session, the_plan, str(saved))
+    else:
+        the_plan = plan(session)
+    print_plan(the_plan)
+    try:
+        state = apply(session, the_plan, on_progress=_progress)
+    finally:
+        _print_warnings(session)
+    applied = len(the_plan.changes)
+    took = time.perf_counter() - started
+    if applied:
+        out.print(f"[green]deployed[/green] {applied} change(s) in {took:.1f}s")
+    else:
+        out.print(f"[green]no changes[/green]: nothing applied, nothing uploaded ({took:.1f}s)")
+    _print_endpoints(session, state)
+
+
+@app.command()
+def destroy(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+            yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+            ) -> None:
+    """Remove everything the project created on the stage's target, registry included."""
+    from framework.workflow import apply, plan
+
+    session = _session(file, stage)
+    the_plan = plan(session, destroy=True)
+    print_plan(the_plan)
+    if not the_plan.changes:
+        out.print("nothing to destroy")
+        return
+    if not yes and not typer.confirm(f"Destroy {len(the_plan.changes)} resource(s)?"):
+        raise typer.Exit(1)
+    state = apply(session, the_plan, command="mlops destroy", on_progress=_progress)
+    _print_warnings(session)
+    out.print(f"[red]destroyed[/red] {session.ws.project}/{session.ws.stage}; state has "
+              f"{len(state.resources)} resource(s) (destroyed at {state.destroyed_at})")
+
+
+@app.command()
+def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """What is deployed on the stage, and where its endpoints answer."""
+    session = _session(file, stage)
+    state = session.store.load()
+    out.print(f"{session.ws.project}/{session.ws.stage} on {session.target.kind.value}: "
+              f"state #{state.serial}, {len(state.resources)} resource(s), registry "
+              f"s3://{session.bucket}")
+    if state.destroyed_at:
+        out.print(f"destroyed at {state.destroyed_at}")
+    _print_endpoints(session, state)
+
+
+@app.command()
+def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlops.yaml.")],
+           data: Annotated[str | None, typer.Option("--data", "-d", help="JSON body.")] = None,
+           body_file: Annotated[Path | None, typer.Option(
+               "--input", "-i", help="File with a JSON body, or JSON lines (one request each).")]
+           = None,
+           file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Call a deployed endpoint over HTTP and print the answer."""
+    from framework.workflow import find_endpoint
+
+    session = _session(file, stage)
+    info = find_endpoint(session, session.store.load(), endpoint)
+    bodies = _bodies(data, body_file)
+    method = info.route.split(" ", 1)[0]
+    failed = False
+    for body in bodies:
+        status_code, headers, text = _http(method, info.url, body)
+        version = headers.get("x-mlops-executed-version", "?")
+        colour = "green" if status_code < 400 else "red"
+        err.print(f"[{colour}]HTTP {status_code}[/{colour}] {method} {info.url} "
+                  f"(executed version {version})")
+        try:
+            out.print_json(text)
+        except json.JSONDecodeError:
+            out.print(text)
+        failed = failed or status_code >= 400
+    if failed:
+        raise typer.Exit(1)
+
+
+def _bodies(data: str | None, body_file: Path | None) -> list[bytes]:
+    if (data is None) == (body_file is None):
+        raise ConfigError([Problem(where="invoke", what="give exactly one of --data or --input",
+                                   hint="e.g. --data '{\"instances\": [...]}'")],
+                          source="invoke")
+    if data is not None:
+        return [data.encode()]
+    assert body_file is not None
+    text = body_file.read_text()
+    try:
+        json.loads(text)
+        return [text.encode()]
+    except json.JSONDecodeError:
+        return [line.encode() for line in text.splitlines() if line.strip()]
+
+
+def _http(method: str, url: str, body: bytes) -> tuple[int, dict[str, str], str]:
+    req = urllib.request.Request(url, data=body if method != "GET" else None, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode()
+
+
+@app.command()
+def unlock(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Remove the stage's deploy lock (after a deploy died on another machine)."""
+    session = _session(file, stage)
+    holder = session.store.holder()
+    if holder is None:
+        out.print("not locked")
+        return
+    session.store.release(force=True)
+    out.print(f"removed the lock held by {holder.get('actor')} (pid {holder.get('pid')} on "
+              f"{holder.get('host')} since {holder.get('since')})")
+
+
+@app.command()
+def audit(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+          limit: Annotated[int, typer.Option(help="Show the newest N records.")] = 50) -> None:
+    """Show the audit trail: who changed what, when, with what outcome."""
+    ws = _workspace(file, stage)
+    from framework.apply.audit import AuditLog
+
+    records = AuditLog(s3=None, bucket="", local_file=ws.home / "audit.jsonl").read_local()
+    table = Table(title="audit", title_justify="left")
+    for col in ("time", "actor", "stage", "action", "resource", "outcome"):
+        table.add_column(col)
+    for rec in records[-limit:]:
+        colour = "green" if rec.get("outcome") == "succeeded" else "red"
+        table.add_row(rec["time"], rec.get("actor", ""), rec.get("stage", ""),
+                      rec.get("action", ""), rec.get("resource", ""),
+                      f"[{colour}]{rec.get('outcome', '')}[/{colour}]")
+    out.print(table)
+
+
+# -- local AWS ------------------------------------------------------------------------
+
+
+def _local_home(file: Path) -> Path:
+    return file.resolve().parent / ".mlops" / "local"
+
+
+@local_app.command("start")
+def local_start(file: FileOpt = DEFAULT_FILE) -> None:
+    """Start the embedded local AWS in the background (state persists across restarts)."""
+    from framework import local
+
+    aws = local.start(_local_home(file))
+    out.print(f"local AWS running (pid {aws.pid}): control plane {aws.control_url}, "
+              f"gateway {aws.gateway_url}, data in {aws.home}")
+
+
+@local_app.command("stop")
+def local_stop(file: FileOpt = DEFAULT_FILE) -> None:
+    """Stop the embedded local AWS; its state is kept for the next start."""
+    from framework import local
+
+    out.print("stopped" if local.stop(_local_home(file)) else "not running")
+
+
+@local_app.command("status")
+def local_status(file: FileOpt = DEFAULT_FILE) -> None:
+    """Whether the embedded local AWS runs, and where."""
+    from framework import local
+
+    aws = local.status(_local_home(file))
+    if aws is None:
+        out.print("not running")
+        raise typer.Exit(1)
+    out.print(f"running (pid {aws.pid}): control plane {aws.control_url}, gateway "
+              f"{aws.gateway_url}, data in {aws.home}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except MlopsError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {exc.render()}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

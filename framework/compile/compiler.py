@@ -1,0 +1,250 @@
+"""Config → ResourceGraph. Pure and deterministic: identical input, byte-identical output.
+
+Everything that needs the outside world (artifact hashes, the code bundle, the account id)
+arrives in ``CompileContext``; one function per resource kind turns config into specs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from framework.compile import names
+from framework.compile.graph import Resource, ResourceGraph, digest, ref
+from framework.config.models import Config, Endpoint, Monitor
+from framework.config.semver import SemVer
+from framework.errors import ConfigError, Problem
+
+INFRA = Path(__file__).resolve().parents[2] / "infra"
+RUNTIME = "python3.11"
+HANDLER = "handlers.inference.handler"
+LOG_RETENTION_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """A model file as the registry will store it."""
+
+    sha256: str
+    size: int
+    source: str  # path of the file to upload
+    metadata: str  # canonical JSON of metadata.json
+
+
+@dataclass(frozen=True)
+class CodeBundle:
+    """The handler zip, addressed by content."""
+
+    sha256: str
+    size: int
+    source: str
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    project: str
+    stage: str
+    region: str
+    account_id: str
+    artifacts: Mapping[str, ArtifactInfo]  # by model name
+    code: CodeBundle
+
+    @property
+    def bucket(self) -> str:
+        return names.registry_bucket(self.project, self.account_id, self.region)
+
+    def tags(self) -> dict[str, str]:
+        return {"mlops:project": self.project, "mlops:stage": self.stage}
+
+
+def _template(name: str, **values: str) -> dict[str, Any]:
+    text = (INFRA / "iam" / name).read_text()
+    result: dict[str, Any] = json.loads(Template(text).substitute(values))
+    return result
+
+
+def _bucket(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    bucket = config.registry.bucket or ctx.bucket
+    yield Resource("s3_bucket", "registry", {"bucket": bucket, "versioning": True,
+                                             "region": ctx.region, "tags": ctx.tags()})
+
+
+def _model_objects(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    bucket = config.registry.bucket or ctx.bucket
+    for name, model in config.models.items():
+        art = ctx.artifacts[name]
+        prefix = names.model_prefix(name, model.version)
+        yield Resource("s3_object", f"model.{name}@{model.version}", {
+            "bucket": bucket, "key": f"{prefix}/model.onnx", "sha256": art.sha256,
+            "size": art.size, "source": art.source, "content_type": "application/octet-stream",
+            "immutable": True, "retain": True,
+        }, ("registry",))
+        yield Resource("s3_object", f"metadata.{name}@{model.version}", {
+            "bucket": bucket, "key": f"{prefix}/metadata.json", "content": art.metadata,
+            "sha256": digest_text(art.metadata), "content_type": "application/json",
+            "immutable": True, "retain": True,
+        }, ("registry",))
+    yield Resource("s3_object", "code", {
+        "bucket": bucket, "key": names.code_key(ctx.code.sha256), "sha256": ctx.code.sha256,
+        "size": ctx.code.size, "source": ctx.code.source, "content_type": "application/zip",
+        "immutable": True, "retain": True,
+    }, ("registry",))
+
+
+def digest_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _served_version(config: Config, ep_name: str, ep: Endpoint) -> str:
+    model = config.models[ep.model_name]
+    pinned = ep.model_ref
+    if pinned is not None and pinned != model.version:
+        what = (f"version {pinned} of model '{ep.model_name}' is not the declared one"
+                if _is_semver(pinned) else f"alias '{pinned}' cannot be resolved at compile time")
+        raise ConfigError([Problem(
+            where=f"endpoints.{ep_name}.model", what=what,
+            hint=f"serve '{ep.model_name}' (declared version {model.version})",
+        )])
+    return model.version
+
+
+def _is_semver(text: str) -> bool:
+    try:
+        SemVer.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
+              ) -> Iterator[Resource]:
+    bucket = config.registry.bucket or ctx.bucket
+    fn = names.function_name(ctx.project, ctx.stage, ep_name)
+    role = names.role_name(ctx.project, ctx.stage, ep_name)
+    log_group = names.log_group(fn)
+    version = _served_version(config, ep_name, ep)
+    model_name = ep.model_name
+    art = ctx.artifacts[model_name]
+
+    yield Resource("iam_role", f"role.{ep_name}", {
+        "role_name": role,
+        "trust_policy": _template("lambda-trust.json"),
+        "policy_name": names.policy_name(ctx.project, ctx.stage, ep_name),
+        "policy": _template("inference-function.json", bucket=bucket, model=model_name,
+                            endpoint=ep_name, region=ctx.region, account=ctx.account_id,
+                            log_group=log_group),
+        "tags": ctx.tags(),
+    })
+    yield Resource("log_group", f"logs.{ep_name}", {
+        "name": log_group, "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags(),
+    })
+    function_props: dict[str, Any] = {
+        "function_name": fn,
+        "runtime": RUNTIME,
+        "handler": HANDLER,
+        "role_arn": names.role_arn(ctx.account_id, role),
+        "code": {"bucket": bucket, "key": names.code_key(ctx.code.sha256),
+                 "sha256": ctx.code.sha256},
+        "memory": ep.memory,
+        "timeout": ep.timeout,
+        "concurrency": ep.concurrency,
+        "description": ep.description or f"{ctx.project} endpoint {ep_name}",
+        "environment": {
+            "MLOPS_ENDPOINT": ep_name,
+            "MLOPS_MODEL_NAME": model_name,
+            "MLOPS_MODEL_SHA256": art.sha256,
+            "MLOPS_MODEL_VERSION": version,
+            "MLOPS_REGISTRY_BUCKET": bucket,
+        },
+        "tags": {**ctx.tags(), "mlops:registry": bucket, "mlops:endpoint": ep_name},
+    }
+    yield Resource("lambda_function", f"function.{ep_name}", function_props, (
+        f"role.{ep_name}", f"logs.{ep_name}", "code",
+        f"model.{model_name}@{version}", f"metadata.{model_name}@{version}",
+    ))
+    yield Resource("lambda_version", f"version.{ep_name}", {
+        "function_name": fn, "function_digest": digest(function_props),
+    }, (f"function.{ep_name}",))
+    yield Resource("lambda_alias", f"alias.{ep_name}", {
+        "function_name": fn, "alias": names.ALIAS,
+        "function_version": ref(f"version.{ep_name}", "version"),
+    })
+    alias_arn = names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS)
+    yield Resource("api_integration", f"integration.{ep_name}", {
+        "api_id": ref("api", "api_id"), "integration_uri": alias_arn,
+        "payload_format_version": "2.0", "timeout_ms": min(ep.timeout * 1000, 30000),
+    }, (f"alias.{ep_name}",))
+    yield Resource("api_route", f"route.{ep_name}", {
+        "api_id": ref("api", "api_id"), "route_key": ep.route,
+        "target": ref(f"integration.{ep_name}", "integration_id", "integrations/{}"),
+        "authorization": ep.auth.value,
+    })
+    yield Resource("lambda_permission", f"permission.{ep_name}", {
+        "function_name": fn, "qualifier": names.ALIAS, "statement_id": "http-api-invoke",
+        "principal": "apigateway.amazonaws.com",
+        "source_arn": ref("api", "api_id",
+                          f"arn:aws:execute-api:{ctx.region}:{ctx.account_id}:{{}}/*/*"),
+    }, (f"alias.{ep_name}",))
+
+
+def _api(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    if config.endpoints:
+        yield Resource("http_api", "api", {
+            "name": names.api_name(ctx.project, ctx.stage), "protocol": "HTTP",
+            "stage": "$default", "tags": ctx.tags(),
+        })
+
+
+def _monitor(ctx: CompileContext, name: str, mon: Monitor) -> Iterator[Resource]:
+    yield Resource("schedule_rule", f"schedule.{name}", {
+        "rule_name": names.schedule_rule(ctx.project, ctx.stage, name),
+        "schedule_expression": mon.schedule, "state": "ENABLED",
+        "description": f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
+        "tags": ctx.tags(),
+    })
+
+
+def _emails(config: Config) -> Iterator[Resource]:
+    addresses: set[str] = set()
+    for mon in config.monitors.values():
+        addresses.update(mon.notify.email)
+        if mon.notify.sender:
+            addresses.add(mon.notify.sender)
+    for address in sorted(addresses):
+        yield Resource("ses_identity", f"email.{address}", {"email": address})
+
+
+Rule = Callable[[Config, CompileContext], Iterator[Resource]]
+
+
+def _endpoints(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    for name, ep in config.endpoints.items():
+        yield from _endpoint(config, ctx, name, ep)
+
+
+def _monitors(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    for name, mon in config.monitors.items():
+        yield from _monitor(ctx, name, mon)
+
+
+RULES: tuple[Rule, ...] = (
+    _bucket,
+    _model_objects,
+    _api,
+    _endpoints,
+    _monitors,
+    lambda config, _ctx: _emails(config),
+)
+
+
+def compile_config(config: Config, ctx: CompileContext) -> ResourceGraph:
+    """Compile a validated config into the resource graph for one stage."""
+    missing = [m for m in config.models if m not in ctx.artifacts]
+    if missing:
+        raise ValueError(f"no artifact info for models: {', '.join(missing)}")
+    return ResourceGraph.of(res for rule in RULES for res in rule(config, ctx))

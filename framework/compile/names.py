@@ -1,0 +1,81 @@
+"""Physical names, derived by functions and never typed by hand.
+
+The config limits project names to 24 characters and item names to 32, so every name below
+fits its AWS limit; ``_fit`` still guards the limit with a stable hash suffix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+LIMITS = {
+    "bucket": 63,
+    "function": 64,
+    "role": 64,
+    "rule": 64,
+    "api": 128,
+    "policy": 128,
+}
+
+ALIAS = "live"  # the alias every endpoint's route invokes
+DEFAULT_STAGE = "dev"
+
+
+def _fit(name: str, limit: int) -> str:
+    if len(name) <= limit:
+        return name
+    tail = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9]}-{tail}"
+
+
+def registry_bucket(project: str, account_id: str, region: str) -> str:
+    return _fit(f"{project}-registry-{account_id}-{region}", LIMITS["bucket"])
+
+
+def function_name(project: str, stage: str, endpoint: str) -> str:
+    return _fit(f"{project}-{stage}-{endpoint}", LIMITS["function"])
+
+
+def role_name(project: str, stage: str, endpoint: str) -> str:
+    return _fit(f"{project}-{stage}-{endpoint}-fn", LIMITS["role"])
+
+
+def policy_name(project: str, stage: str, endpoint: str) -> str:
+    return _fit(f"{project}-{stage}-{endpoint}-access", LIMITS["policy"])
+
+
+def log_group(function: str) -> str:
+    return f"/aws/lambda/{function}"
+
+
+def api_name(project: str, stage: str) -> str:
+    return _fit(f"{project}-{stage}", LIMITS["api"])
+
+
+def schedule_rule(project: str, stage: str, monitor: str) -> str:
+    return _fit(f"{project}-{stage}-{monitor}", LIMITS["rule"])
+
+
+def model_prefix(model: str, version: str) -> str:
+    return f"models/{model}/{version}"
+
+
+def code_key(sha256: str) -> str:
+    return f"code/{sha256}.zip"
+
+
+def state_key(stage: str) -> str:
+    return f"state/{stage}.json"
+
+
+def lock_key(stage: str) -> str:
+    return f"state/{stage}.lock"
+
+
+def function_arn(region: str, account_id: str, function: str, qualifier: str = "") -> str:
+    base = f"arn:aws:lambda:{region}:{account_id}:function:{function}"
+    return f"{base}:{qualifier}" if qualifier else base
+
+
+def role_arn(account_id: str, role: str) -> str:
+    return f"arn:aws:iam::{account_id}:role/{role}"

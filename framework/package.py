@@ -1,0 +1,91 @@
+"""Build the inputs compile needs from files: the handler zip and artifact descriptions.
+
+The zip holds only ``handlers/``, ``framework/__init__.py`` and ``framework/runtime/``; it is
+byte-reproducible (sorted entries, fixed timestamps and modes), so it is addressed by its
+SHA-256 and a deploy with no change uploads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import framework
+from framework.compile.compiler import ArtifactInfo, CodeBundle
+from framework.compile.graph import canonical_json
+from framework.config.models import Config
+from framework.errors import ConfigError, Problem
+
+SOURCE_ROOT = Path(framework.__file__).resolve().parent.parent
+PACKAGED = ("handlers", "framework/runtime")
+PACKAGED_FILES = ("framework/__init__.py",)
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for function + layers, unzipped
+
+
+def _bundle_files(root: Path) -> list[tuple[str, Path]]:
+    files = [(rel, root / rel) for rel in PACKAGED_FILES]
+    for top in PACKAGED:
+        for path in (root / top).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files.append((path.relative_to(root).as_posix(), path))
+    return sorted(files)
+
+
+def build_code_bundle(project_root: Path, out_dir: Path, root: Path = SOURCE_ROOT) -> CodeBundle:
+    """Write the handler zip into ``out_dir`` (named by its hash) and describe it.
+
+    ``source`` is relative to ``project_root`` when it lies inside it, so the graph does not
+    depend on where the project is checked out.
+    """
+    buf = io.BytesIO()
+    unzipped = 0
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for rel, path in _bundle_files(root):
+            info = zipfile.ZipInfo(rel, date_time=ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            data = path.read_bytes()
+            unzipped += len(data)
+            zf.writestr(info, data)
+    if unzipped > UNZIPPED_LIMIT:
+        raise ConfigError([Problem(where="code bundle", what=f"{unzipped} bytes unzipped",
+                                   hint="Lambda allows 250 MB unzipped")])
+    data = buf.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"code-{sha[:16]}.zip"
+    if not target.exists():
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return CodeBundle(sha256=sha, size=len(data), source=relative_to(target, project_root))
+
+
+def relative_to(path: Path, root: Path) -> str:
+    path, root = path.resolve(), root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def describe_artifacts(config: Config, root: Path) -> dict[str, ArtifactInfo]:
+    """Check every model's artifact against its contract and describe it for compile.
+
+    All problems across models are reported together (ConfigError, exit code 2).
+    """
+    from framework.artifacts import build_metadata, check_artifact, sha256_file
+
+    problems: list[Problem] = []
+    for name, model in config.models.items():
+        problems += check_artifact(name, model, root)
+    if problems:
+        raise ConfigError(problems, source="artifacts")
+    infos: dict[str, ArtifactInfo] = {}
+    for name, model in config.models.items():
+        path = (root / model.artifact).resolve()
+        infos[name] = ArtifactInfo(
+            sha256=sha256_file(path), size=path.stat().st_size, source=relative_to(path, root),
+            metadata=canonical_json(build_metadata(name, model, path)),
+        )
+    return infos

@@ -1,0 +1,1 @@
+"""Providers: the only code that calls cloud APIs (through ``framework.runtime.clients``)."""

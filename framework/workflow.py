@@ -1,0 +1,171 @@
+"""The deploy pipeline end to end: load → compile → refresh → plan → apply.
+
+The CLI is a thin layer over these functions; tests drive them directly as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from framework.apply.audit import AuditLog
+from framework.apply.executor import Executor, Progress
+from framework.apply.store import StateStore
+from framework.compile import CompileContext, ResourceGraph, compile_config
+from framework.compile import names
+from framework.config.loader import LoadedConfig, load_config
+from framework.errors import ConfigError, Problem
+from framework.package import build_code_bundle, describe_artifacts
+from framework.plan.planner import Plan, make_plan
+from framework.plan.state import State
+from framework.providers.aws import AwsProvider
+from framework.targets import Target, connect
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A project on disk: its loaded config and the ``.mlops`` folder beside it."""
+
+    loaded: LoadedConfig
+
+    @classmethod
+    def open(cls, path: Path, stage: str | None = None) -> Workspace:
+        return cls(load_config(path, stage))
+
+    @property
+    def root(self) -> Path:
+        return self.loaded.root
+
+    @property
+    def home(self) -> Path:
+        return self.root / ".mlops"
+
+    @property
+    def local_home(self) -> Path:
+        return self.home / "local"
+
+    @property
+    def project(self) -> str:
+        return self.loaded.config.project
+
+    @property
+    def stage(self) -> str:
+        return self.loaded.stage
+
+
+@dataclass
+class Session:
+    """A workspace connected to its stage's target."""
+
+    ws: Workspace
+    target: Target
+    provider: AwsProvider
+    store: StateStore
+    audit: AuditLog
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bucket(self) -> str:
+        return self.store.bucket
+
+
+def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
+    cfg = ws.loaded
+    target = connect(cfg.target, cfg.region, local_home=ws.local_home,
+                     endpoint_url=cfg.endpoint_url, profile=cfg.profile,
+                     start_local=start_local)
+    bucket = cfg.config.registry.bucket or names.registry_bucket(
+        ws.project, target.account_id, target.region)
+    s3 = target.conn.client("s3")
+    store = StateStore(s3=s3, bucket=bucket, project=ws.project, stage=ws.stage,
+                       cache_dir=ws.home / "state")
+    audit = AuditLog(s3=s3, bucket=bucket, local_file=ws.home / "audit.jsonl")
+    return Session(ws=ws, target=target, provider=AwsProvider(target.conn, ws.root),
+                   store=store, audit=audit)
+
+
+def compile_workspace(ws: Workspace, account_id: str, region: str) -> ResourceGraph:
+    """Check artifacts, build the code bundle, compile. Raises ConfigError on bad input."""
+    artifacts = describe_artifacts(ws.loaded.config, ws.root)
+    code = build_code_bundle(ws.root, ws.home / "build")
+    ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,
+                         account_id=account_id, artifacts=artifacts, code=code)
+    return compile_config(ws.loaded.config, ctx)
+
+
+def refresh(session: Session, state: State) -> dict[str, bool]:
+    """Which recorded resources still exist on the target."""
+    return {rid: session.provider.exists(entry) for rid, entry in state.resources.items()}
+
+
+def plan(session: Session, *, destroy: bool = False) -> Plan:
+    state = session.store.load()
+    graph = (ResourceGraph() if destroy else
+             compile_workspace(session.ws, session.target.account_id, session.target.region))
+    live = refresh(session, state)
+    if not state.project:
+        state = State(project=session.ws.project, stage=session.ws.stage, lineage="")
+    return make_plan(graph, state, live, target=session.target.kind.value,
+                     region=session.target.region, account_id=session.target.account_id,
+                     destroy=destroy)
+
+
+def check_plan_matches(session: Session, saved: Plan, source: str) -> None:
+    """A saved plan must be applied to the stage and account it was made for."""
+    t = session.target
+    mine = (session.ws.project, session.ws.stage, t.kind.value, t.region, t.account_id)
+    theirs = (saved.project, saved.stage, saved.target, saved.region, saved.account_id)
+    if mine != theirs:
+        raise ConfigError([Problem(
+            where=source,
+            what=f"the plan is for {'/'.join(theirs)}, not {'/'.join(mine)}",
+            hint="apply it with the stage it was made for (--stage)")], source=source)
+
+
+def apply(session: Session, the_plan: Plan, *, command: str = "mlops deploy",
+          on_progress: Progress | None = None) -> State:
+    executor = Executor(provider=session.provider, store=session.store, audit=session.audit,
+                        actor=session.target.actor, command=command, on_progress=on_progress)
+    try:
+        return executor.apply(the_plan)
+    finally:
+        session.warnings.extend(session.store.warnings)
+        session.target.refresh_gateway()
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    name: str
+    route: str
+    url: str
+    version: str | None
+
+
+def endpoints(session: Session, state: State) -> list[EndpointInfo]:
+    api = state.resources.get("api")
+    out = []
+    for name, ep in session.ws.loaded.config.endpoints.items():
+        if api is None or f"route.{name}" not in state.resources:
+            continue
+        method, path = ep.route.split(" ", 1)
+        alias = state.resources.get(f"alias.{name}")
+        version = str(alias.outputs.get("version")) if alias else None
+        out.append(EndpointInfo(name=name, route=ep.route,
+                                url=session.target.endpoint_url(api.outputs, path),
+                                version=version))
+    return out
+
+
+def find_endpoint(session: Session, state: State, name: str) -> EndpointInfo:
+    for info in endpoints(session, state):
+        if info.name == name:
+            return info
+    declared = ", ".join(session.ws.loaded.config.endpoints) or "none"
+    raise ConfigError([Problem(
+        where=f"endpoints.{name}", what="no such deployed endpoint",
+        hint=f"declared endpoints: {declared}; run `mlops deploy` first")], source="invoke")
+
+
+Callback = Callable[..., Any]
