@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install the project into it with the given extras.
+# Usage: scripts/setup.sh [extras]   e.g. scripts/setup.sh build,dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-build}"
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+.venv/bin/python -m pip install --quiet -e ".[${extras}]"
