@@ -1,0 +1,255 @@
+"""Parse a prediction request and validate it against the declared features.
+
+Accepted bodies (a JSON object with exactly one of these keys):
+
+- ``{"instances": [{"feature": value, ...}, ...]}`` — records by feature name;
+- ``{"instances": {"feature": value, ...}}`` — one record (answered as a batch of one);
+- ``{"inputs": [[v1, v2, ...], ...]}`` — rows with values in declared feature order;
+- ``{"inputs": [v1, v2, ...]}`` — one row.
+
+Value rules: ``float`` takes JSON numbers (not booleans), finite; ``int`` takes integral
+numbers (``3`` or ``3.0``); ``bool`` takes ``true``/``false`` only; ``category`` takes one of
+the declared strings. ``null`` or an absent key is accepted only for ``nullable`` features.
+Shape problems answer 400, too many rows 413, invalid values 422 with per-row details.
+
+Works from metadata.json feature dicts, not from config models: this module ships in Lambda.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from framework.runtime.errors import MAX_DETAILS, RequestError
+
+DEFAULT_MAX_ROWS = 1000
+FEATURE_TYPES = ("float", "int", "bool", "category")
+
+Value = float | int | bool | str | None
+Rows = list[list[Value]]
+
+
+class _Invalid(Exception):
+    """One bad value; the message is the problem text shown to callers."""
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+def _kind(v: object) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _show(v: object) -> str:
+    text = repr(v) if isinstance(v, str) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One declared feature, as recorded in metadata.json."""
+
+    name: str
+    type: str = "float"
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
+        ftype = str(d.get("type") or "float")
+        if ftype not in FEATURE_TYPES:
+            raise ValueError(f"feature {d.get('name')!r} has unknown type {ftype!r}")
+        values = d.get("values")
+        return cls(
+            name=str(d["name"]),
+            type=ftype,
+            min=None if d.get("min") is None else float(d["min"]),
+            max=None if d.get("max") is None else float(d["max"]),
+            values=None if values is None else tuple(str(v) for v in values),
+            nullable=bool(d.get("nullable", False)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "min": self.min,
+            "max": self.max,
+            "values": None if self.values is None else list(self.values),
+            "nullable": self.nullable,
+        }
+
+    def check(self, v: object) -> Value:
+        """Return the normalized value or raise ``_Invalid`` with the problem."""
+        if v is None:
+            if self.nullable:
+                return None
+            raise _Invalid("must not be null")
+        if self.type == "category":
+            if isinstance(v, str) and self.values is not None and v in self.values:
+                return v
+            allowed = ", ".join(repr(x) for x in (self.values or ())[:10])
+            more = ", ..." if self.values and len(self.values) > 10 else ""
+            raise _Invalid(f"must be one of {allowed}{more}; got {_show(v)}")
+        if self.type == "bool":
+            if isinstance(v, bool):
+                return v
+            raise _Invalid(f"must be true or false, got {_kind(v)}")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _Invalid(f"must be a number, got {_kind(v)}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise _Invalid(f"must be a finite number, got {v}")
+        if self.type == "int":
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise _Invalid(f"must be an integer, got {v}")
+                v = int(v)
+            if not -(2**63) <= v < 2**63:
+                raise _Invalid(f"must fit in 64 bits, got {_show(v)}")
+        else:
+            try:
+                v = float(v)
+            except OverflowError:
+                raise _Invalid(f"must be a finite number, got {_show(v)}") from None
+        if self.min is not None and v < self.min:
+            raise _Invalid(f"must be >= {_num(self.min)}, got {v}")
+        if self.max is not None and v > self.max:
+            raise _Invalid(f"must be <= {_num(self.max)}, got {v}")
+        return v
+
+
+def parse_payload(
+    payload: object, features: Sequence[FeatureSpec], max_rows: int = DEFAULT_MAX_ROWS
+) -> Rows:
+    """Validate a decoded JSON body; return rows of normalized values in feature order."""
+    if not isinstance(payload, dict):
+        raise RequestError.bad_request(
+            f"the body must be a JSON object with 'instances' or 'inputs', got {_kind(payload)}"
+        )
+    keys = sorted(payload)
+    if keys == ["instances"]:
+        records = payload["instances"]
+        if isinstance(records, dict):
+            records = [records]
+        _check_batch(records, "instances", max_rows)
+        return _from_records(records, features)
+    if keys == ["inputs"]:
+        rows = payload["inputs"]
+        if isinstance(rows, list) and rows and not any(isinstance(r, list) for r in rows):
+            rows = [rows]
+        _check_batch(rows, "inputs", max_rows)
+        return _from_rows(rows, features)
+    found = ", ".join(repr(k) for k in keys[:5]) or "none"
+    raise RequestError.bad_request(
+        f"the body must have exactly one of the keys 'instances' or 'inputs'; found {found}"
+    )
+
+
+def _check_batch(batch: object, key: str, max_rows: int) -> None:
+    if not isinstance(batch, list):
+        raise RequestError.bad_request(f"'{key}' must be an array, got {_kind(batch)}")
+    if not batch:
+        raise RequestError.bad_request(f"'{key}' is empty; send at least one row")
+    if len(batch) > max_rows:
+        raise RequestError(
+            413,
+            "payload_too_large",
+            f"{len(batch)} rows in one request; the limit is {max_rows}, split the batch",
+        )
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.details: list[dict[str, Any]] = []
+        self.total = 0
+
+    def add(self, row: int, field: str, problem: str) -> None:
+        self.total += 1
+        if len(self.details) < MAX_DETAILS:
+            self.details.append({"row": row, "field": field, "problem": problem})
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise RequestError.invalid(self.details, self.total)
+
+
+def _from_records(records: list[Any], features: Sequence[FeatureSpec]) -> Rows:
+    problems = _Problems()
+    shape = [i for i, r in enumerate(records) if not isinstance(r, dict)]
+    if shape:
+        details = [
+            {"row": i, "problem": f"must be an object of feature values, got {_kind(records[i])}"}
+            for i in shape[:MAX_DETAILS]
+        ]
+        raise RequestError.bad_request(
+            f"{len(shape)} row(s) of 'instances' are not objects", details
+        )
+    names = {f.name for f in features}
+    out: Rows = []
+    for i, rec in enumerate(records):
+        row: list[Value] = []
+        for f in features:
+            if f.name in rec:
+                try:
+                    row.append(f.check(rec[f.name]))
+                except _Invalid as e:
+                    problems.add(i, f.name, str(e))
+                    row.append(None)
+            elif f.nullable:
+                row.append(None)
+            else:
+                problems.add(i, f.name, "is required")
+                row.append(None)
+        if len(rec) > len(features) or any(k not in names for k in rec):
+            for k in rec:
+                if k not in names:
+                    problems.add(i, str(k)[:64], "is not a declared feature")
+        out.append(row)
+    problems.raise_if_any()
+    return out
+
+
+def _from_rows(rows: list[Any], features: Sequence[FeatureSpec]) -> Rows:
+    width = len(features)
+    bad = [i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != width]
+    if bad:
+        details = [{"row": i, "problem": _row_shape(rows[i], width)} for i in bad[:MAX_DETAILS]]
+        raise RequestError.bad_request(
+            f"each row of 'inputs' must be an array of {width} values in feature order "
+            f"({', '.join(f.name for f in features[:5])}{', ...' if width > 5 else ''})",
+            details,
+        )
+    problems = _Problems()
+    out: Rows = []
+    for i, r in enumerate(rows):
+        row: list[Value] = []
+        for f, v in zip(features, r, strict=True):
+            try:
+                row.append(f.check(v))
+            except _Invalid as e:
+                problems.add(i, f.name, str(e))
+                row.append(None)
+        out.append(row)
+    problems.raise_if_any()
+    return out
+
+
+def _row_shape(r: object, width: int) -> str:
+    if isinstance(r, list):
+        return f"has {len(r)} values, expected {width}"
+    return f"must be an array of {width} values, got {_kind(r)}"

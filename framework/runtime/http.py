@@ -1,0 +1,124 @@
+"""API Gateway HTTP API (payload format 2.0) events in, v2 responses out.
+
+The local gateway produces the same events, so handlers see one shape everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from framework.runtime.errors import RequestError
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # the Lambda synchronous payload limit
+JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+    body: bytes = b""
+    query: dict[str, str] = field(default_factory=dict)
+    request_id: str | None = None
+
+
+def parse_event(event: Mapping[str, Any]) -> Request:
+    """Read method, path, headers and the (possibly base64) body of a v2.0 event."""
+    ctx = event.get("requestContext") or {}
+    http = ctx.get("http") or {}
+    method = str(http.get("method") or event.get("httpMethod") or "GET").upper()
+    path = str(event.get("rawPath") or http.get("path") or "/")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    raw = event.get("body")
+    if raw is None:
+        body = b""
+    elif event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(str(raw), validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError.bad_request(
+                "the body is marked base64 but is not valid base64"
+            ) from None
+    else:
+        body = str(raw).encode("utf-8")
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(
+            413,
+            "payload_too_large",
+            f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}",
+        )
+    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    request_id = ctx.get("requestId")
+    return Request(method, path, headers, body, query, str(request_id) if request_id else None)
+
+
+def is_json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def json_body(request: Request) -> Any:
+    """Decode the JSON body: 415 for a non-JSON content type (absent is accepted), 400 if bad."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_type(content_type):
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"content-type must be application/json, got {content_type[:60]!r}",
+        )
+    if not request.body.strip():
+        raise RequestError(400, "invalid_json", "the body is empty; send a JSON object")
+    try:
+        return json.loads(request.body)
+    except UnicodeDecodeError:
+        raise RequestError(400, "invalid_json", "the body is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(
+            400,
+            "invalid_json",
+            f"the body is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}",
+        ) from None
+    except RecursionError:
+        raise RequestError(400, "invalid_json", "the body is nested too deeply") from None
+
+
+def json_response(
+    status: int, payload: Any, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A v2.0 response with a compact JSON body (non-finite numbers become null)."""
+    try:
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        body = json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
+    return {
+        "statusCode": status,
+        "headers": {**JSON_HEADERS, **(headers or {})},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def error_response(err: RequestError, request_id: str | None = None) -> dict[str, Any]:
+    body = err.body()
+    if request_id:
+        body["request_id"] = request_id
+    headers = {"allow": "GET, POST"} if err.status == 405 else None
+    return json_response(err.status, body, headers)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if x == x and x not in (float("inf"), float("-inf")) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x

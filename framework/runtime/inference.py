@@ -1,0 +1,235 @@
+"""A loaded model version: verified bytes, one onnxruntime session, and the predict path.
+
+``ModelBundle.load`` fetches ``models/{name}/{version}/metadata.json`` and ``model.onnx`` from
+the registry bucket, checks the SHA-256 of the bytes against the deployment's expected value
+and against metadata.json, and builds one ``InferenceSession``. ``predict`` validates a
+decoded JSON body (see ``framework.runtime.features``), encodes it, runs the session and
+shapes a JSON-safe answer::
+
+    {"predictions": [...], "probabilities": [[...], ...], "classes": [...],
+     "model": name, "version": version, "request_id": ...}
+
+``probabilities`` and ``classes`` are present for classifiers that output them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from framework.runtime.encoding import Encoder, make_encoder
+from framework.runtime.errors import IntegrityError, ModelUnavailableError
+from framework.runtime.features import DEFAULT_MAX_ROWS, FeatureSpec, parse_payload
+from framework.runtime.signature import (
+    InputPlan,
+    OutputPlan,
+    SignatureError,
+    TensorInfo,
+    plan_inputs,
+    plan_outputs,
+)
+
+__all__ = ["IntegrityError", "ModelBundle", "ModelUnavailableError", "registry_key"]
+
+
+def registry_key(name: str, version: str, filename: str) -> str:
+    return f"models/{name}/{version}/{filename}"
+
+
+def session_options() -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only
+    return opts
+
+
+@dataclass
+class ModelBundle:
+    """One model version, ready to serve. Build with ``load`` or ``from_bytes``."""
+
+    name: str
+    version: str
+    task: str
+    sha256: str
+    features: tuple[FeatureSpec, ...]
+    classes: list[Any] | None
+    session: ort.InferenceSession
+    inputs: InputPlan
+    outputs: OutputPlan
+    encode: Encoder
+    max_rows: int = DEFAULT_MAX_ROWS
+
+    @classmethod
+    def load(
+        cls,
+        conn: Any,
+        bucket: str,
+        name: str,
+        version: str,
+        expected_sha256: str,
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> ModelBundle:
+        """Fetch, verify and load ``name@version`` from the registry bucket."""
+        s3 = conn.client("s3")
+        try:
+            raw_meta = s3.get_object(
+                Bucket=bucket, Key=registry_key(name, version, "metadata.json")
+            )
+            metadata = json.loads(raw_meta["Body"].read())
+            obj = s3.get_object(Bucket=bucket, Key=registry_key(name, version, "model.onnx"))
+            model_bytes = obj["Body"].read()
+        except Exception as e:  # botocore errors, bad JSON: the model is not servable
+            raise ModelUnavailableError(
+                f"cannot read {name}@{version} from s3://{bucket}/models/{name}/{version}/: {e}"
+            ) from e
+        if metadata.get("name") != name or metadata.get("version") != version:
+            raise IntegrityError(
+                f"metadata.json describes {metadata.get('name')}@{metadata.get('version')}, "
+                f"expected {name}@{version}"
+            )
+        return cls.from_bytes(metadata, model_bytes, expected_sha256, max_rows=max_rows)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        metadata: Mapping[str, Any],
+        model_bytes: bytes,
+        expected_sha256: str,
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> ModelBundle:
+        name, version = str(metadata.get("name")), str(metadata.get("version"))
+        verify_bytes(model_bytes, expected_sha256, metadata)
+        try:
+            features = tuple(FeatureSpec.from_dict(f) for f in metadata["features"])
+            task = str(metadata.get("task", "classification"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelUnavailableError(
+                f"metadata.json of {name}@{version} is malformed: {e}"
+            ) from e
+        try:
+            session = ort.InferenceSession(
+                model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelUnavailableError(f"onnxruntime cannot load {name}@{version}: {e}") from e
+        try:
+            inputs = plan_inputs([TensorInfo.from_ort(a) for a in session.get_inputs()], features)
+            outputs = plan_outputs([TensorInfo.from_ort(a) for a in session.get_outputs()], task)
+        except SignatureError as e:
+            raise ModelUnavailableError(f"{name}@{version} does not fit its features: {e}") from e
+        classes = metadata.get("classes")
+        return cls(
+            name=name,
+            version=version,
+            task=task,
+            sha256=str(metadata["sha256"]),
+            features=features,
+            classes=list(classes) if classes is not None else None,
+            session=session,
+            inputs=inputs,
+            outputs=outputs,
+            encode=make_encoder(inputs, features),
+            max_rows=max_rows,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What a GET on the endpoint answers: the model's public contract."""
+        out: dict[str, Any] = {
+            "model": self.name,
+            "version": self.version,
+            "task": self.task,
+            "features": [f.to_dict() for f in self.features],
+            "max_rows": self.max_rows,
+            "request_formats": [
+                '{"instances": [{feature: value}, ...]}',
+                '{"inputs": [[...], ...]}',
+            ],
+        }
+        if self.classes is not None:
+            out["classes"] = self.classes
+        return out
+
+    def predict(self, payload: object, request_id: str | None = None) -> dict[str, Any]:
+        """Validate a decoded JSON body, run the model, return the JSON-safe answer."""
+        rows = parse_payload(payload, self.features, self.max_rows)
+        names = [self.outputs.label]
+        if self.outputs.probabilities is not None:
+            names.append(self.outputs.probabilities)
+        results = self.session.run(names, self.encode(rows))
+        out: dict[str, Any] = {"predictions": _labels(results[0])}
+        if len(results) > 1:
+            classes, probabilities = _probabilities(results[1], self.classes)
+            out["probabilities"] = probabilities
+            if classes is not None:
+                out["classes"] = classes
+        elif self.classes is not None:
+            out["classes"] = self.classes
+        out["model"] = self.name
+        out["version"] = self.version
+        out["request_id"] = request_id
+        return out
+
+
+def verify_bytes(model_bytes: bytes, expected_sha256: str, metadata: Mapping[str, Any]) -> None:
+    """Raise ``IntegrityError`` unless the bytes match both recorded digests and the size."""
+    label = f"{metadata.get('name')}@{metadata.get('version')}"
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    expected = (expected_sha256 or "").strip().lower()
+    recorded = str(metadata.get("sha256") or "").strip().lower()
+    if not expected:
+        raise IntegrityError(f"no expected SHA-256 configured for {label}; refusing to serve it")
+    if actual != expected:
+        raise IntegrityError(
+            f"INTEGRITY FAILURE: model.onnx of {label} has SHA-256 {actual}, but the deployment "
+            f"expects {expected}; the registry object was changed after deploy — refusing to serve"
+        )
+    if actual != recorded:
+        raise IntegrityError(
+            f"INTEGRITY FAILURE: model.onnx of {label} has SHA-256 {actual}, but metadata.json "
+            f"records {recorded or 'nothing'} — refusing to serve"
+        )
+    size = metadata.get("size")
+    if size is not None and int(size) != len(model_bytes):
+        raise IntegrityError(
+            f"INTEGRITY FAILURE: model.onnx of {label} is {len(model_bytes)} bytes, "
+            f"metadata.json records {size}"
+        )
+
+
+def _labels(value: Any) -> list[Any]:
+    if isinstance(value, np.ndarray):
+        flat = value.reshape(value.shape[0], -1) if value.ndim > 1 else value
+        if flat.ndim > 1 and flat.shape[1] == 1:
+            flat = flat[:, 0]
+        return [_py(x) for x in flat.tolist()] if flat.dtype == object else list(flat.tolist())
+    return [_py(x) for x in value]
+
+
+def _probabilities(value: Any, classes: list[Any] | None) -> tuple[list[Any] | None, list[Any]]:
+    if isinstance(value, np.ndarray):
+        probs = value.reshape(value.shape[0], -1).tolist()
+        return classes, probs
+    # ZipMap: a list of {class: probability} dicts, one per row.
+    rows = list(value)
+    keys = classes if classes is not None else (list(rows[0]) if rows else [])
+    probs = [[float(r[k]) for k in keys] for r in rows]
+    return [_py(k) for k in keys], probs
+
+
+def _py(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, bytes):
+        return x.decode("utf-8", "replace")
+    return x
