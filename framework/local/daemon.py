@@ -1,0 +1,127 @@
+"""The embedded local AWS: one background process, ``python -m framework.local.daemon``.
+
+It hosts moto (the control plane, on ``--port``) behind the write journal, the HTTP gateway
+(on ``--port + 1``) and the Lambda runner. On start it replays ``journal.jsonl``; when ready
+it writes ``daemon.json`` (pid, ports, start time). SIGTERM/SIGINT stop it cleanly: servers
+shut down, runner workers are killed, ``daemon.json`` is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import motoapp
+from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
+from .gateway import Gateway, GatewayServer
+from .journal import Journal, JournalMiddleware
+from .runner import Runner
+
+log = logging.getLogger("framework.local.daemon")
+
+
+def _setup_logging(home: Path) -> None:
+    handler = logging.FileHandler(home / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("MLOPS_LOCAL_LOG_LEVEL", "INFO").upper())
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def _regions() -> list[str]:
+    configured = os.environ.get("MLOPS_LOCAL_REGIONS")
+    if configured:
+        return [r.strip() for r in configured.split(",") if r.strip()]
+    return motoapp.regions_with_http_apis()
+
+
+def _write_state(home: Path, state: dict[str, Any]) -> None:
+    tmp = home / f".{STATE_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, home / STATE_FILE)
+
+
+def run(home: Path, port: int) -> int:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    home.mkdir(parents=True, exist_ok=True)
+    _setup_logging(home)
+    started = time.time()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    control_url = f"http://127.0.0.1:{port}"
+    app = JournalMiddleware(
+        motoapp.build_app(), Journal(home / JOURNAL_FILE), motoapp.seed, motoapp.prepare
+    )
+    control = make_server(
+        "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    runner = Runner(home, control_url)
+    info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
+    gateway = GatewayServer(("127.0.0.1", port + 1), Gateway(runner, control_url, _regions, info))
+
+    motoapp.warm_up()
+    replayed = app.replay()
+    log.info("replayed %d journaled writes in %.2fs", replayed, time.time() - started)
+
+    threads = [
+        threading.Thread(target=server.serve_forever, args=(0.1,), name=name, daemon=True)
+        for name, server in (("control", control), ("gateway", gateway))
+    ]
+    for thread in threads:
+        thread.start()
+    _write_state(
+        home,
+        {
+            "pid": os.getpid(),
+            "control_port": port,
+            "gateway_port": port + 1,
+            "control_url": control_url,
+            "gateway_url": f"http://127.0.0.1:{port + 1}",
+            "started_at": started,
+            "replayed": replayed,
+        },
+    )
+    log.info("ready: control %s, gateway port %d", control_url, port + 1)
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping")
+        for server in (gateway, control):
+            threading.Thread(target=server.shutdown, daemon=True).start()
+        runner.close()
+        for thread in threads:
+            thread.join(timeout=5)
+        state = home / STATE_FILE
+        try:
+            if json.loads(state.read_text()).get("pid") == os.getpid():
+                state.unlink()
+        except (OSError, ValueError):
+            pass
+        log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m framework.local.daemon")
+    parser.add_argument("--home", required=True, type=Path, help="state directory (.mlops/local)")
+    parser.add_argument("--port", required=True, type=int, help="control port; gateway is +1")
+    args = parser.parse_args(argv)
+    return run(args.home.resolve(), args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""File names inside a local AWS home (``.mlops/local``)."""
+
+STATE_FILE = "daemon.json"  # pid, ports, start time; present while the daemon runs
+LOG_FILE = "daemon.log"
+JOURNAL_FILE = "journal.jsonl"  # every control-plane write, replayed on start
+CODE_DIR = "code"  # extracted function zips, by sha256
+LOGS_DIR = "logs"  # worker stderr, one file per function

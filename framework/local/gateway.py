@@ -1,0 +1,288 @@
+"""The local HTTP gateway: deployed API Gateway HTTP APIs, served on 127.0.0.1.
+
+URL form: ``http://127.0.0.1:<gateway port>/<api id>/<path>`` — the path after the API id is
+matched against that API's routes (``$default`` stage). If the API has a named stage, the form
+``/<api id>/<stage>/<path>`` reaches it too. Internal endpoints:
+
+- ``GET /_mlops/health`` → 200 JSON;
+- ``POST /_mlops/refresh`` → reload routes and forget cached alias resolution (the deployer
+  calls it after each deploy); otherwise routes are reloaded at most every 2 seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from framework.runtime.clients import Connection
+
+from .apigw import (
+    BadIntegrationResponse,
+    HttpResponse,
+    Route,
+    RouteTable,
+    build_event,
+    json_response,
+    translate_result,
+)
+from .runner import Runner
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+DRAIN_LIMIT = 64 * 1024 * 1024
+ROUTES_TTL_S = 2.0
+_LAMBDA_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d+:function:[^/]+?(?=/invocations|$)")
+
+
+def lambda_arn_of(integration_uri: str) -> str | None:
+    """The Lambda ARN in an integration URI (plain ARN or the apigateway invocation form)."""
+    match = _LAMBDA_ARN.search(integration_uri)
+    return match.group(0) if match else None
+
+
+def _pages(call: Callable[..., dict[str, Any]], key: str, **kwargs: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token = None
+    while True:
+        resp = call(**kwargs, **({"NextToken": token} if token else {}))
+        items += resp.get(key, [])
+        token = resp.get("NextToken")
+        if not token:
+            return items
+
+
+def load_routes(control_url: str, regions: list[str]) -> RouteTable:
+    """Read every HTTP API's routes and Lambda proxy integrations from the control plane."""
+    table = RouteTable()
+    for region in regions:
+        conn = Connection(region, control_url, dummy_credentials=True, max_attempts=1)
+        client = conn.client("apigatewayv2")
+        for api in _pages(client.get_apis, "Items"):
+            if api.get("ProtocolType", "HTTP") != "HTTP":
+                continue
+            api_id = api["ApiId"]
+            integrations = {
+                i["IntegrationId"]: i
+                for i in _pages(client.get_integrations, "Items", ApiId=api_id)
+            }
+            stages = {s["StageName"] for s in _pages(client.get_stages, "Items", ApiId=api_id)}
+            table.stages[api_id] = stages
+            for route in _pages(client.get_routes, "Items", ApiId=api_id):
+                target = str(route.get("Target", ""))
+                integration = integrations.get(target.removeprefix("integrations/"))
+                if integration is None or integration.get("IntegrationType") != "AWS_PROXY":
+                    continue
+                arn = lambda_arn_of(str(integration.get("IntegrationUri", "")))
+                if arn is None:
+                    continue
+                table.add(Route.build(api_id, route["RouteKey"], arn))
+    return table
+
+
+class Gateway:
+    """Route table cache + request handling; the HTTP server is a thin shell around it."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        control_url: str,
+        regions: Callable[[], list[str]],
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.control_url = control_url
+        self.regions = regions
+        self.info = info or {}
+        self._table = RouteTable()
+        self._loaded_at = -1e9
+        self._lock = threading.Lock()
+
+    def refresh(self) -> RouteTable:
+        table = load_routes(self.control_url, self.regions())
+        with self._lock:
+            self._table, self._loaded_at = table, time.monotonic()
+        self.runner.refresh()
+        return table
+
+    def table(self) -> RouteTable:
+        if time.monotonic() - self._loaded_at > ROUTES_TTL_S:
+            try:
+                return self.refresh()
+            except Exception:
+                log.exception("could not load routes from the control plane")
+        return self._table
+
+    def internal(self, method: str, path: str) -> HttpResponse | None:
+        if path == "/_mlops/health" and method in ("GET", "HEAD"):
+            return json_response(200, {"status": "ok", **self.info})
+        if path == "/_mlops/refresh" and method == "POST":
+            table = self.refresh()
+            routes = {api: [r.route_key for r in rs] for api, rs in table.apis.items()}
+            return json_response(200, {"refreshed": True, "routes": routes})
+        if path.startswith("/_mlops/"):
+            return json_response(404, {"message": "Not Found"})
+        return None
+
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        protocol: str = "HTTP/1.1",
+    ) -> HttpResponse:
+        path, _, query = target.partition("?")
+        internal = self.internal(method, path)
+        if internal is not None:
+            return internal
+        request_id = str(uuid.uuid4())
+        response = self._route(method, path, query, headers, body, source_ip, request_id, protocol)
+        return HttpResponse(
+            response.status,
+            [*response.headers, ("x-amzn-requestid", request_id), ("apigw-requestid", request_id)],
+            response.body,
+        )
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        request_id: str,
+        protocol: str,
+    ) -> HttpResponse:
+        api_id, _, rest = path.lstrip("/").partition("/")
+        table = self.table()
+        raw_path = "/" + rest
+        stage = "$default"
+        first, _, after = rest.partition("/")
+        if first and first != "$default" and first in table.stages.get(api_id, set()):
+            stage, rest = first, after
+        found = table.find(api_id, method, "/" + unquote(rest))
+        if found is None:
+            return json_response(404, {"message": "Not Found"})
+        route, params = found
+        event = build_event(
+            route=route,
+            api_id=api_id,
+            stage=stage,
+            method=method,
+            raw_path=raw_path,
+            raw_query=query,
+            headers=headers,
+            body=body,
+            path_params=params,
+            source_ip=source_ip,
+            request_id=request_id,
+            protocol=protocol,
+        )
+        try:
+            result = self.runner.invoke(route.function_uri, None, event)
+        except Exception:
+            log.exception("invoke of %s failed", route.function_uri)
+            return json_response(500, {"message": "Internal Server Error"})
+        extra = [
+            ("x-mlops-executed-version", result.executed_version),
+            ("x-mlops-cold-start", "true" if result.cold_start else "false"),
+        ]
+        if result.timed_out:
+            response = json_response(504, {"message": "Gateway Timeout"})
+        elif result.error is not None:
+            log.info("function error from %s: %s", route.function_uri, result.error)
+            response = json_response(502, {"message": "Internal Server Error"})
+        else:
+            try:
+                response = translate_result(result.payload)
+            except BadIntegrationResponse as exc:
+                log.info("bad response from %s: %s", route.function_uri, exc)
+                response = json_response(500, {"message": "Internal Server Error"})
+        return HttpResponse(response.status, [*response.headers, *extra], response.body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # headers and body leave in one write
+    disable_nagle_algorithm = True
+    server: GatewayServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                length = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if length == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                size += length
+                if size > MAX_BODY:
+                    self.close_connection = True
+                    return None
+                chunks.append(self.rfile.read(length))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._discard(length)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _discard(self, length: int) -> None:
+        """Read an oversized body so the client sees the 413 (not a reset), within reason."""
+        if length > DRAIN_LIMIT:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        if body is None:
+            response = json_response(413, {"message": "Request Entity Too Large"})
+        else:
+            response = self.server.gateway.handle(
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                body,
+                self.client_address[0],
+                self.request_version,
+            )
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
+        self.gateway = gateway
+        super().__init__(address, _Handler)

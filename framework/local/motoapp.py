@@ -1,0 +1,75 @@
+"""Everything that touches moto's internals, in one place.
+
+The daemon serves moto's own WSGI app; this module builds it, seeds moto's random generator,
+creates a write's target backend *before* seeding (so lazy backend creation never shifts the
+random sequence between the original run and a replay), and lists the regions that hold HTTP
+APIs (so the gateway does not scan every AWS region).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from framework.runtime.clients import LOCAL_ACCOUNT_ID
+
+from .journal import Environ, WSGIApp
+
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_SIGNING_ALIASES = {"eventbridge": "events", "email": "ses"}
+_GLOBAL = {"iam", "s3", "sts", "cloudfront", "route53", "organizations"}
+
+
+def build_app() -> WSGIApp:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+    return app
+
+
+def seed(value: int) -> None:
+    from moto.moto_api._internal import mock_random
+
+    mock_random.seed(value)
+
+
+def _account_for(access_key: str) -> str:
+    return access_key if re.fullmatch(r"\d{12}", access_key) else LOCAL_ACCOUNT_ID
+
+
+def warm_up() -> None:
+    """Create the always-touched backends (IAM is consulted on every signed request)."""
+    from moto.iam.models import get_account_id_from
+
+    get_account_id_from("testing")
+
+
+def prepare(environ: Environ) -> None:
+    """Create the backend a signed write will use, so its creation draws no seeded randoms."""
+    from moto.backends import get_backend
+
+    match = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    if not match:
+        return
+    access_key, region, service = match.groups()
+    service = _SIGNING_ALIASES.get(service, service)
+    if service == "apigateway" and str(environ.get("PATH_INFO", "")).startswith("/v2/"):
+        service = "apigatewayv2"
+    try:
+        backends: Any = get_backend(service)  # type: ignore[call-overload]
+    except Exception:
+        return
+    per_account = backends[_account_for(access_key)]
+    per_account["global" if service in _GLOBAL else region]  # noqa: B018 (creates it)
+
+
+def regions_with_http_apis() -> list[str]:
+    """Regions (of any account) whose apigatewayv2 backend holds at least one API."""
+    from moto.apigatewayv2.models import apigatewayv2_backends
+
+    regions: set[str] = set()
+    for per_account in list(dict.values(apigatewayv2_backends)):
+        for region, backend in list(dict.items(per_account)):
+            if getattr(backend, "apis", None):
+                regions.add(region)
+    return sorted(regions)

@@ -1,0 +1,191 @@
+"""Worker processes and the bounded pool that reuses them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
+_HEADER = struct.Struct(">I")
+INIT_TIMEOUT_S = 10.0
+
+
+class WorkerTimeout(Exception):
+    """The worker did not answer before its deadline (it has been killed)."""
+
+
+class WorkerDied(Exception):
+    """The worker exited or broke the protocol."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start workers for one (function, version, code)."""
+
+    code_dir: Path
+    env: dict[str, str]
+    timeout_s: float
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    payload: Any
+    error: dict[str, Any] | None
+    cold_start: bool
+    timed_out: bool
+
+
+class Worker:
+    """One ``worker.py`` subprocess speaking length-prefixed JSON over its stdin/stdout."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with spec.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-s", str(WORKER_SCRIPT)],
+                cwd=spec.code_dir,
+                env=spec.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                close_fds=True,
+            )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._tx: IO[bytes] = self.proc.stdin
+        self._rx_fd = self.proc.stdout.fileno()
+        self._buffer = b""
+
+    def _read(self, count: int, deadline: float) -> bytes:
+        while len(self._buffer) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerTimeout()
+            ready, _, _ = select.select([self._rx_fd], [], [], remaining)
+            if not ready:
+                raise WorkerTimeout()
+            chunk = os.read(self._rx_fd, max(65536, count - len(self._buffer)))
+            if not chunk:
+                raise WorkerDied(f"worker exited with code {self.proc.wait()}")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        (length,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
+        message: dict[str, Any] = json.loads(self._read(length, deadline))
+        return message
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode()
+        try:
+            self._tx.write(_HEADER.pack(len(data)) + data)
+            self._tx.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerDied(f"worker is gone: {exc}") from exc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def _runtime_error(kind: str, message: str) -> dict[str, Any]:
+    return {"errorMessage": message, "errorType": kind, "stackTrace": []}
+
+
+class Pool:
+    """Workers for one (function, version, code): at most ``concurrency`` at a time, reused."""
+
+    def __init__(self, spec: WorkerSpec, concurrency: int) -> None:
+        self.spec = spec
+        self.concurrency = max(1, concurrency)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._lock = threading.Lock()
+        self._idle: list[Worker] = []
+        self._all: set[Worker] = set()
+        self._closed = False
+
+    def _start(self) -> tuple[Worker | None, dict[str, Any] | None]:
+        worker = Worker(self.spec)
+        with self._lock:
+            self._all.add(worker)
+        try:
+            ready = worker.receive(time.monotonic() + max(INIT_TIMEOUT_S, self.spec.timeout_s))
+        except (WorkerTimeout, WorkerDied) as exc:
+            self._discard(worker)
+            kind = "Runtime.InitTimeout" if isinstance(exc, WorkerTimeout) else "Runtime.ExitError"
+            return None, _runtime_error(kind, f"worker init failed: {exc or 'timed out'}")
+        if ready.get("type") != "ready":
+            self._discard(worker)
+            return None, dict(ready.get("error") or _runtime_error("Runtime.Unknown", "init"))
+        return worker, None
+
+    def _discard(self, worker: Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self._all.discard(worker)
+
+    def invoke(self, event: Any, request_id: str, invoked_arn: str) -> Outcome:
+        with self._slots:
+            with self._lock:
+                if self._closed:
+                    raise WorkerDied("pool is closed")
+                worker = self._idle.pop() if self._idle else None
+            cold = worker is None
+            if worker is None:
+                worker, init_error = self._start()
+                if worker is None:
+                    return Outcome(None, init_error, True, False)
+            deadline = time.monotonic() + self.spec.timeout_s
+            message = {
+                "event": event,
+                "request_id": request_id,
+                "invoked_arn": invoked_arn,
+                "remaining_ms": self.spec.timeout_s * 1000,
+            }
+            try:
+                worker.send(message)
+                reply = worker.receive(deadline)
+            except WorkerTimeout:
+                self._discard(worker)
+                text = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+                return Outcome(None, _runtime_error("Sandbox.Timedout", text), cold, True)
+            except WorkerDied as exc:
+                self._discard(worker)
+                return Outcome(None, _runtime_error("Runtime.ExitError", str(exc)), cold, False)
+            with self._lock:
+                if self._closed:
+                    worker.kill()
+                else:
+                    self._idle.append(worker)
+            if reply.get("type") == "error":
+                return Outcome(None, dict(reply["error"]), cold, False)
+            return Outcome(reply.get("payload"), None, cold, False)
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return sorted(w.proc.pid for w in self._all)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self._all)
+            self._all.clear()
+            self._idle.clear()
+        for worker in workers:
+            worker.kill()

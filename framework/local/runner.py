@@ -1,0 +1,316 @@
+"""The local Lambda runner: executes the *deployed* code, fetched back from the control plane.
+
+Resolution: ``function`` (name or ARN) + ``qualifier`` (version, alias or ``$LATEST``) →
+the executed version (a weighted alias picks one with a seedable RNG) → that version's
+configuration → its zip, ``s3://<mlops:registry tag>/code/<sha256 hex>.zip``, verified and
+extracted once into ``home/code/<hex>/`` → a pool of worker processes for
+(function, version, code).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from framework.errors import MlopsError
+from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
+
+from .files import CODE_DIR, LOGS_DIR
+from .pool import Pool, WorkerSpec
+
+REGISTRY_TAG = "mlops:registry"
+CODE_PREFIX = "code/"
+DEFAULT_REGION = "us-east-1"
+CACHE_TTL_S = 2.0
+_BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "SYSTEMROOT", "TZ")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one invoke produced."""
+
+    payload: Any
+    error: dict[str, Any] | None
+    executed_version: str
+    cold_start: bool
+    duration_ms: float
+    timed_out: bool
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """The parts of a function version's configuration the runner needs."""
+
+    name: str
+    region: str
+    version: str
+    arn: str
+    handler: str
+    code_sha256: str  # hex
+    timeout_s: float
+    memory_mb: int
+    env: dict[str, str]
+    registry: str
+    reserved_concurrency: int | None
+
+
+def parse_function(function: str, qualifier: str | None, region: str) -> tuple[str, str, str]:
+    """(name, region, qualifier) from a name or a (possibly qualified) Lambda ARN."""
+    if function.startswith("arn:"):
+        parts = function.split(":")
+        if len(parts) < 7 or parts[2] != "lambda" or parts[5] != "function":
+            raise MlopsError(f"not a Lambda function ARN: {function}")
+        region = parts[3]
+        name = parts[6]
+        if len(parts) > 7 and not qualifier:
+            qualifier = parts[7]
+        return name, region, qualifier or "$LATEST"
+    name, _, inline = function.partition(":")
+    return name, region, qualifier or inline or "$LATEST"
+
+
+def pick_version(primary: str, weights: dict[str, float], rng: random.Random) -> str:
+    """Weighted alias routing: each additional version gets its weight, the rest ``primary``."""
+    draw = rng.random()
+    cumulative = 0.0
+    for version, weight in sorted(weights.items()):
+        cumulative += float(weight)
+        if draw < cumulative:
+            return version
+    return primary
+
+
+def _sha_hex(code_sha256_b64: str) -> str:
+    return base64.b64decode(code_sha256_b64).hex()
+
+
+class _TTLCache:
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._data: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[str, ...], value: Any) -> None:
+        with self._lock:
+            self._data[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class Runner:
+    """Invoke deployed Lambda functions locally."""
+
+    def __init__(
+        self,
+        home: Path,
+        control_url: str,
+        *,
+        region: str = DEFAULT_REGION,
+        concurrency: int | None = None,
+        rng: random.Random | None = None,
+        cache_ttl_s: float = CACHE_TTL_S,
+    ) -> None:
+        self.home = home
+        self.control_url = control_url
+        self.region = region
+        env_concurrency = os.environ.get("MLOPS_LOCAL_CONCURRENCY", "4")
+        self.concurrency = concurrency or int(env_concurrency)
+        seed = os.environ.get("MLOPS_ROUTING_SEED")
+        self.rng = rng or random.Random(int(seed) if seed else None)
+        self._rng_lock = threading.Lock()
+        self._aliases = _TTLCache(cache_ttl_s)
+        self._versions = _TTLCache(cache_ttl_s)
+        self._pools: dict[tuple[str, str, str, str], Pool] = {}
+        self._lock = threading.Lock()
+        self._extract_lock = threading.Lock()
+
+    # -- control plane -------------------------------------------------------------------
+    def _lambda(self, region: str) -> Any:
+        conn = Connection(region, self.control_url, dummy_credentials=True, max_attempts=1)
+        return conn.client("lambda")
+
+    def resolve_version(self, name: str, region: str, qualifier: str) -> str:
+        if qualifier == "$LATEST" or qualifier.isdigit():
+            return qualifier
+        key = (region, name, qualifier)
+        alias = self._aliases.get(key)
+        if alias is None:
+            resp = self._lambda(region).get_alias(FunctionName=name, Name=qualifier)
+            weights = (resp.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+            alias = (str(resp["FunctionVersion"]), {str(k): float(v) for k, v in weights.items()})
+            self._aliases.put(key, alias)
+        primary, weights = alias
+        if not weights:
+            return str(primary)
+        with self._rng_lock:
+            return pick_version(primary, weights, self.rng)
+
+    def describe(self, name: str, region: str, version: str) -> FunctionVersion:
+        key = (region, name, version)
+        cached = self._versions.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        client = self._lambda(region)
+        resp = client.get_function(FunctionName=name, Qualifier=version)
+        cfg = resp["Configuration"]
+        tags = resp.get("Tags")
+        if tags is None:
+            unqualified = cfg["FunctionArn"].rsplit(":", 1)[0] if version != "$LATEST" else None
+            tags = client.list_tags(Resource=unqualified or cfg["FunctionArn"]).get("Tags", {})
+        registry = tags.get(REGISTRY_TAG)
+        if not registry:
+            raise MlopsError(
+                f"function {name} has no '{REGISTRY_TAG}' tag",
+                where=f"lambda:{name}:{version}",
+                hint="deploy it with mlops (code in s3://<registry>/code/<sha256>.zip)",
+            )
+        reserved = (resp.get("Concurrency") or {}).get("ReservedConcurrentExecutions")
+        spec = FunctionVersion(
+            name=name,
+            region=region,
+            version=str(cfg.get("Version", version)),
+            arn=str(cfg["FunctionArn"]),
+            handler=str(cfg["Handler"]),
+            code_sha256=_sha_hex(cfg["CodeSha256"]),
+            timeout_s=float(cfg.get("Timeout") or 3),
+            memory_mb=int(cfg.get("MemorySize") or 128),
+            env=dict((cfg.get("Environment") or {}).get("Variables") or {}),
+            registry=str(registry),
+            reserved_concurrency=int(reserved) if reserved else None,
+        )
+        self._versions.put(key, spec)
+        return spec
+
+    def code_dir(self, fn: FunctionVersion) -> Path:
+        """The extracted, verified zip for ``fn`` (fetched and extracted once)."""
+        target = self.home / CODE_DIR / fn.code_sha256
+        if target.is_dir():
+            return target
+        with self._extract_lock:
+            if target.is_dir():
+                return target
+            conn = Connection(fn.region, self.control_url, dummy_credentials=True)
+            key = f"{CODE_PREFIX}{fn.code_sha256}.zip"
+            body = conn.client("s3").get_object(Bucket=fn.registry, Key=key)["Body"].read()
+            actual = hashlib.sha256(body).hexdigest()
+            if actual != fn.code_sha256:
+                raise MlopsError(
+                    f"s3://{fn.registry}/{key} has sha256 {actual}, expected {fn.code_sha256}",
+                    where=f"lambda:{fn.name}:{fn.version}",
+                    hint="the registry object was overwritten; redeploy",
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+            try:
+                with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                    archive.extractall(tmp)
+                os.rename(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return target
+
+    # -- execution -----------------------------------------------------------------------
+    def _env(self, fn: FunctionVersion, code_dir: Path) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+        env.update(fn.env)
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+                "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[{fn.version}]{uuid.uuid4().hex}",
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3",
+                "AWS_REGION": fn.region,
+                "AWS_DEFAULT_REGION": fn.region,
+                "AWS_ENDPOINT_URL": self.control_url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "LAMBDA_TASK_ROOT": str(code_dir),
+                "_HANDLER": fn.handler,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        return env
+
+    def _pool(self, fn: FunctionVersion) -> Pool:
+        key = (fn.region, fn.name, fn.version, fn.code_sha256)
+        with self._lock:
+            pool = self._pools.get(key)
+        if pool is not None:
+            return pool
+        code_dir = self.code_dir(fn)
+        spec = WorkerSpec(
+            code_dir=code_dir,
+            env=self._env(fn, code_dir),
+            timeout_s=fn.timeout_s,
+            log_path=self.home / LOGS_DIR / f"{fn.name}.log",
+        )
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = Pool(spec, fn.reserved_concurrency or self.concurrency)
+                self._pools[key] = pool
+        return pool
+
+    def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
+        started = time.perf_counter()
+        name, region, qualifier = parse_function(function, qualifier, self.region)
+        version = self.resolve_version(name, region, qualifier)
+        fn = self.describe(name, region, version)
+        pool = self._pool(fn)
+        request_id = str(uuid.uuid4())
+        invoked_arn = f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{name}"
+        if qualifier != "$LATEST":
+            invoked_arn += f":{qualifier}"
+        outcome = pool.invoke(event, request_id, invoked_arn)
+        return Invocation(
+            payload=outcome.payload,
+            error=outcome.error,
+            executed_version=fn.version,
+            cold_start=outcome.cold_start,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            timed_out=outcome.timed_out,
+            request_id=request_id,
+        )
+
+    def refresh(self) -> None:
+        """Forget cached aliases and configurations (after a deploy)."""
+        self._aliases.clear()
+        self._versions.clear()
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            pools = list(self._pools.values())
+        return [pid for pool in pools for pid in pool.worker_pids()]
+
+    def close(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()

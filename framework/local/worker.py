@@ -1,0 +1,167 @@
+"""One Lambda execution environment: init once, invoke many.
+
+Started by the runner as ``python <this file>`` (not ``-m framework.local.worker``: that would
+import the repository's ``framework`` package into ``sys.modules`` before the zip's own
+``framework`` could be). It therefore imports nothing but the standard library.
+
+Contract (set by the runner): cwd and ``LAMBDA_TASK_ROOT`` = the extracted code directory,
+``_HANDLER`` = ``module.function``, the function's environment variables. fd 0/1 carry the
+private protocol: frames of a 4-byte big-endian length followed by UTF-8 JSON. fd 1 is moved
+aside first and then pointed at stderr, so the handler's prints land in the log, not in the
+protocol.
+"""
+
+from __future__ import annotations
+
+import decimal
+import importlib
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+_HEADER = struct.Struct(">I")
+
+
+class Context:
+    """The Lambda context object (the attributes handlers use)."""
+
+    def __init__(self, request_id: str, invoked_arn: str, remaining_ms: float) -> None:
+        self.aws_request_id = request_id
+        self.invoked_function_arn = invoked_arn
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + remaining_ms / 1000.0
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def error_shape(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    """Lambda's function-error payload."""
+    tb = exc.__traceback__
+    frames = traceback.extract_tb(tb.tb_next if tb is not None else None)
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": traceback.format_list(frames),
+        "requestId": "",
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def send(stream: BinaryIO, message: dict[str, Any]) -> None:
+    data = json.dumps(message, default=_json_default).encode()
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def receive(stream: BinaryIO) -> dict[str, Any] | None:
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(head)
+    data = stream.read(length)
+    message: dict[str, Any] = json.loads(data)
+    return message
+
+
+def _check_isolation(code_dir: str) -> None:
+    """The zip's own ``framework`` must be the one imported, never the repository's."""
+    module = sys.modules.get("framework")
+    if module is None and os.path.isdir(os.path.join(code_dir, "framework")):
+        module = importlib.import_module("framework")
+    if module is None:
+        return
+    location = os.path.realpath(getattr(module, "__file__", None) or "")
+    root = os.path.realpath(code_dir) + os.sep
+    if not location.startswith(root):
+        raise ImportError(
+            f"'framework' was imported from {location or 'a namespace package'}, "
+            f"not from the deployed code in {code_dir}; the worker is not isolated"
+        )
+
+
+def load_handler(code_dir: str, handler: str) -> Callable[[Any, Context], Any]:
+    module_name, _, func_name = handler.rpartition(".")
+    if not module_name:
+        raise ValueError(f"bad handler {handler!r}: use module.function")
+    _check_isolation(code_dir)
+    module = importlib.import_module(module_name)
+    _check_isolation(code_dir)
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise AttributeError(f"handler {func_name!r} missing on module {module_name!r}")
+    return func  # type: ignore[no-any-return]
+
+
+def _open_channel() -> tuple[BinaryIO, BinaryIO]:
+    rx = os.fdopen(os.dup(0), "rb")
+    tx = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # the handler's prints go to the log
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return rx, tx
+
+
+def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str) -> int:
+    started = time.monotonic()
+    try:
+        handler = load_handler(code_dir, handler_name)
+    except Exception as exc:
+        kind = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else None
+        print(f"INIT_ERROR {kind or type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        traceback.print_exc()
+        send(tx, {"type": "init_error", "error": error_shape(exc, kind)})
+        return 1
+    send(tx, {"type": "ready", "init_ms": (time.monotonic() - started) * 1000})
+    version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    while True:
+        request = receive(rx)
+        if request is None:
+            return 0
+        request_id = str(request["request_id"])
+        context = Context(request_id, str(request["invoked_arn"]), float(request["remaining_ms"]))
+        print(f"START RequestId: {request_id} Version: {version}", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            result = handler(request["event"], context)
+            reply = {"type": "result", "payload": result}
+            json.dumps(result, default=_json_default)  # fail here, not while sending
+        except Exception as exc:
+            traceback.print_exc()
+            error = error_shape(exc)
+            error["requestId"] = request_id
+            reply = {"type": "error", "error": error}
+        duration = (time.monotonic() - t0) * 1000
+        print(f"END RequestId: {request_id}", file=sys.stderr)
+        print(f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms", file=sys.stderr)
+        sys.stderr.flush()
+        send(tx, reply)
+
+
+def main() -> int:
+    rx, tx = _open_channel()
+    code_dir = os.environ["LAMBDA_TASK_ROOT"]
+    sys.path[0] = code_dir  # replaces this script's own directory
+    os.chdir(code_dir)
+    return serve(rx, tx, code_dir, os.environ["_HANDLER"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
