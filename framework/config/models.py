@@ -1,27 +1,53 @@
 """The schema of ``mlops.yaml``: frozen pydantic models, every field described.
 
-Defaults live here, not in compile code. Field-level checks (semver, schedule, names) are
-validators on the fields; checks across fields (an endpoint names a declared model, routes
-don't collide) live on ``Config``. Every check raises ``ValueError`` with a message of the form
-``"<what>; <hint>"`` so the loader can split it into what and hint.
+Defaults live here, not in compile code. Field-level checks (semver, schedule, names, routes)
+are validators on the fields; checks across fields (an endpoint names a declared model, routes
+don't collide, feature names are unique) live in ``cross_issues``, which reports every problem
+it finds. ``Config`` runs them after validation unless the caller (the loader) asks to run them
+itself by validating with ``context={DEFER_CROSS_CHECKS: True}``.
+
+Every check raises ``ValueError`` with a message of the form ``"<what>; <hint>"`` so the loader
+can split it into what and hint.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from enum import Enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from framework.config.schedule import parse_schedule
 from framework.config.semver import SemVer
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 PROJECT_MAX = 24  # leaves room for derived physical names within AWS limits
 ITEM_MAX = 32
-ROUTE_RE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/[A-Za-z0-9._~\-/{}]*)$")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ROUTE_RE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/[A-Za-z0-9._~\-/{}+]*)$")
+SEGMENT_RE = re.compile(r"^(?:[A-Za-z0-9._~\-]+|\{[A-Za-z_][A-Za-z0-9_]*\+?\})$")
+RESERVED_PATHS = ("/_mlops", "/metrics")  # served by the gateway itself
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+OVERRIDABLE = ("models", "endpoints", "monitors", "registry")
+
+# Pass ``context={DEFER_CROSS_CHECKS: True}`` to ``Config.model_validate`` to skip the checks
+# of ``cross_issues`` (the caller runs them itself and reports every issue).
+DEFER_CROSS_CHECKS = "mlops.defer_cross_checks"
 
 
 def _check_name(value: str, limit: int) -> str:
@@ -38,19 +64,87 @@ def _check_name(value: str, limit: int) -> str:
     return value
 
 
+def _item_name(value: str) -> str:
+    return _check_name(value, ITEM_MAX)
+
+
+def _check_region(value: str) -> str:
+    if not REGION_RE.match(value):
+        raise ValueError(f"'{value}' is not an AWS region; e.g. us-east-1 or eu-west-1")
+    return value
+
+
+def parse_route(route: str) -> tuple[str, tuple[str, ...]]:
+    """Split ``"METHOD /a/{id}"`` into the method and path segments, or raise ValueError."""
+    method, _, path = route.partition(" ")
+    if method.upper() in METHODS and method != method.upper():
+        raise ValueError(
+            f"'{route}' is not a route; write the method in capitals: {', '.join(METHODS)}"
+        )
+    if method not in METHODS or not path.startswith("/") or " " in path:
+        raise ValueError(
+            f"'{route}' is not a route; write METHOD /path with METHOD one of "
+            f"{', '.join(METHODS)}, e.g. 'POST /fraud/score'"
+        )
+    segments = tuple(path[1:].split("/")) if path != "/" else ()
+    params: set[str] = set()
+    for i, seg in enumerate(segments):
+        if not seg:
+            raise ValueError(
+                f"'{route}' has an empty path segment; remove the doubled or trailing '/'"
+            )
+        if not SEGMENT_RE.match(seg):
+            raise ValueError(
+                f"'{route}' has an invalid path segment '{seg}'; use letters, digits, '-', '_', "
+                "'.', '~', or a whole-segment parameter such as {id}"
+            )
+        if seg.startswith("{"):
+            name = seg.strip("{}+")
+            if name in params:
+                raise ValueError(f"'{route}' uses the parameter {{{name}}} twice; rename one")
+            params.add(name)
+            if seg.endswith("+}") and i != len(segments) - 1:
+                raise ValueError(f"'{route}' has the greedy {seg} before the end; move it last")
+    for reserved in RESERVED_PATHS:
+        if path == reserved or path.startswith(reserved + "/"):
+            raise ValueError(
+                f"'{route}' is reserved for the gateway; paths under "
+                f"{' and '.join(RESERVED_PATHS)} are the framework's own, choose another path"
+            )
+    return method, segments
+
+
+ItemName = Annotated[
+    str,
+    AfterValidator(_item_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": NAME_RE.pattern,
+            "maxLength": ITEM_MAX,
+            "description": "Lower-case letters, digits and single hyphens.",
+        }
+    ),
+]
+
+
 class Strict(BaseModel):
     """Base for every config model: frozen, unknown keys are errors."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=False)
 
 
-class TargetKind(str, Enum):
+class TargetKind(StrEnum):
+    """Where a stage deploys: the embedded local AWS, LocalStack or AWS."""
+
     local = "local"
     localstack = "localstack"
     aws = "aws"
 
 
-class FeatureType(str, Enum):
+class FeatureType(StrEnum):
+    """The value type of a feature."""
+
     float = "float"
     int = "int"
     bool = "bool"
@@ -58,6 +152,8 @@ class FeatureType(str, Enum):
 
 
 class Feature(Strict):
+    """One input of a model, as callers send it."""
+
     name: str = Field(description="Feature name, as callers send it and as the model expects it.")
     type: FeatureType = Field(
         default=FeatureType.float, description="Value type: float, int, bool or category."
@@ -84,23 +180,30 @@ class Feature(Strict):
         if self.type is FeatureType.category:
             if not self.values:
                 raise ValueError(
-                    "a category feature needs its values; add values: [a, b, ...]"
+                    f"category feature '{self.name}' has no values; add values: [a, b, ...]"
                 )
             if self.min is not None or self.max is not None:
                 raise ValueError("min/max apply to numeric features only; remove them")
         elif self.values is not None:
-            raise ValueError("values apply to category features only; set type: category")
+            raise ValueError(
+                f"values apply to category features only, this one is {self.type.value}; "
+                "set type: category or remove values"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is greater than max {self.max}; swap them")
+            raise ValueError(f"min {self.min:g} is greater than max {self.max:g}; swap them")
         return self
 
 
-class Task(str, Enum):
+class Task(StrEnum):
+    """What the model predicts."""
+
     classification = "classification"
     regression = "regression"
 
 
 class Model(Strict):
+    """A versioned ONNX model and its input contract."""
+
     version: str = Field(description="Semantic version MAJOR.MINOR.PATCH[-pre]; must increase.")
     artifact: str = Field(description="Path to the ONNX file, relative to mlops.yaml.")
     task: Task = Field(default=Task.classification, description="classification or regression.")
@@ -122,43 +225,71 @@ class Model(Strict):
         SemVer.parse(v)  # raises ValueError with a hint
         return v
 
-    @field_validator("features")
+    @field_validator("artifact")
     @classmethod
-    def _unique_features(cls, v: tuple[Feature, ...]) -> tuple[Feature, ...]:
-        seen: set[str] = set()
-        for f in v:
-            if f.name in seen:
-                raise ValueError(f"feature '{f.name}' is declared twice; names must be unique")
-            seen.add(f.name)
+    def _artifact(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the artifact path is empty; give the ONNX file's path")
         return v
 
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: tuple[Feature, ...], info: ValidationInfo) -> tuple[Feature, ...]:
+        if _deferred(info):
+            return v
+        issues = _feature_issues((), [{"name": f.name} for f in v])
+        if issues:
+            raise ValueError(issues[0].message)
+        return v
 
-class AuthMode(str, Enum):
+    @property
+    def semver(self) -> SemVer:
+        return SemVer.parse(self.version)
+
+
+class AuthMode(StrEnum):
+    """How callers authenticate to an endpoint."""
+
     none = "none"
     api_key = "api_key"
     iam = "iam"
 
 
 class Endpoint(Strict):
+    """An HTTP route served by a Lambda function that runs a model."""
+
     model: str = Field(description="Model to serve: NAME, NAME@VERSION or NAME@ALIAS.")
     route: str = Field(description="HTTP method and path, e.g. 'POST /fraud/score'.")
     auth: AuthMode = Field(default=AuthMode.none, description="none, api_key or iam.")
     memory: int = Field(
         default=1024, ge=128, le=10240, description="Lambda memory in MB (128-10240)."
     )
-    timeout: int = Field(default=15, ge=1, le=900, description="Lambda timeout in seconds.")
+    timeout: int = Field(default=15, ge=1, le=900, description="Lambda timeout in seconds (1-900).")
     concurrency: int = Field(
         default=4, ge=1, le=1000, description="Maximum concurrent executions (local workers)."
     )
     description: str = Field(default="", description="What the endpoint is for.")
 
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        name, at, ref = v.partition("@")
+        if not name or (at and not ref) or "@" in ref:
+            raise ValueError(
+                f"'{v}' is not a model reference; write NAME, NAME@VERSION or NAME@ALIAS"
+            )
+        if at and not ref[0].isdigit() and not NAME_RE.match(ref):
+            raise ValueError(
+                f"'{ref}' is not an alias name; use lower-case letters, digits and hyphens"
+            )
+        if at and ref[0].isdigit():
+            SemVer.parse(ref)
+        return v
+
     @field_validator("route")
     @classmethod
     def _route(cls, v: str) -> str:
-        if not ROUTE_RE.match(v):
-            raise ValueError(
-                f"'{v}' is not a route; write METHOD /path, e.g. 'POST /fraud/score'"
-            )
+        parse_route(v)
         return v
 
     @property
@@ -169,8 +300,18 @@ class Endpoint(Strict):
     def model_ref(self) -> str | None:
         return self.model.split("@", 1)[1] if "@" in self.model else None
 
+    @property
+    def method(self) -> str:
+        return self.route.split(" ", 1)[0]
 
-class DriftTest(str, Enum):
+    @property
+    def path(self) -> str:
+        return self.route.split(" ", 1)[1]
+
+
+class DriftTest(StrEnum):
+    """A statistical test comparing live inputs with the reference data."""
+
     ks = "ks"
     psi = "psi"
     chi2 = "chi2"
@@ -179,6 +320,8 @@ class DriftTest(str, Enum):
 
 
 class DriftSettings(Strict):
+    """Which drift tests a monitor runs, and how strict they are."""
+
     numeric: DriftTest = Field(default=DriftTest.ks, description="Test for numeric features.")
     categorical: DriftTest = Field(
         default=DriftTest.chi2, description="Test for category features."
@@ -186,13 +329,23 @@ class DriftSettings(Strict):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level.")
 
 
-class NotifyWhen(str, Enum):
+class NotifyWhen(StrEnum):
+    """When a monitor sends its report."""
+
     always = "always"
     drift = "drift"
     failure = "failure"
 
 
+def _check_email(address: str) -> str:
+    if not EMAIL_RE.match(address):
+        raise ValueError(f"'{address}' is not an e-mail address; write name@domain.tld")
+    return address
+
+
 class Notify(Strict):
+    """Who receives a monitor's report by e-mail, and when."""
+
     email: tuple[str, ...] = Field(default=(), description="Recipients of the report.")
     sender: str | None = Field(
         default=None, description="From address (an SES identity); defaults to the first recipient."
@@ -203,12 +356,18 @@ class Notify(Strict):
     @classmethod
     def _emails(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for address in v:
-            if not EMAIL_RE.match(address):
-                raise ValueError(f"'{address}' is not an e-mail address; write name@domain.tld")
+            _check_email(address)
         return v
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str | None) -> str | None:
+        return None if v is None else _check_email(v)
 
 
 class Monitor(Strict):
+    """A scheduled check of an endpoint's captured traffic."""
+
     endpoint: str = Field(description="Endpoint whose captured traffic is checked.")
     schedule: str = Field(
         default="rate(1 day)", description="EventBridge schedule: rate(...) or cron(...)."
@@ -224,6 +383,8 @@ class Monitor(Strict):
 
 
 class Registry(Strict):
+    """Where models, deploy state and reports are stored."""
+
     bucket: str | None = Field(
         default=None,
         description="S3 bucket of the model registry and deploy state; derived when omitted.",
@@ -232,43 +393,67 @@ class Registry(Strict):
     @field_validator("bucket")
     @classmethod
     def _bucket(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", v):
+        if v is None:
+            return v
+        if not BUCKET_RE.match(v) or ".." in v or ".-" in v or "-." in v:
             raise ValueError(
                 f"'{v}' is not a valid S3 bucket name; use 3-63 lower-case letters, digits, "
-                "'-' or '.'"
+                "'-' or '.', starting and ending with a letter or digit"
             )
+        if re.match(r"^\d+\.\d+\.\d+\.\d+$", v):
+            raise ValueError(f"'{v}' looks like an IP address; S3 bucket names cannot")
         return v
 
 
 class Stage(Strict):
+    """A named deployment stage (dev, prod, ...): where it deploys and what it changes."""
+
     target: TargetKind | None = Field(default=None, description="Where this stage deploys.")
     region: str | None = Field(default=None, description="AWS region of this stage.")
     endpoint_url: str | None = Field(
         default=None, description="Control-plane URL (LocalStack); AWS_ENDPOINT_URL otherwise."
     )
     profile: str | None = Field(default=None, description="AWS profile for this stage.")
-    overrides: dict[str, object] = Field(
+    overrides: dict[Literal["models", "endpoints", "monitors", "registry"], object] = Field(
         default_factory=dict,
-        description="Keys merged over the top level (models, endpoints, monitors) for this stage.",
+        description="Keys merged over the top level (models, endpoints, monitors, registry) "
+        "for this stage; mappings merge recursively, other values replace.",
     )
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return None if v is None else _check_region(v)
 
-Name = Annotated[str, Field(description="A name.")]
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"'{v}' is not a URL; write e.g. http://localhost:4566")
+        return v
 
 
 class Config(Strict):
+    """An mlops.yaml: models, the endpoints that serve them and the monitors that watch them."""
+
+    model_config = ConfigDict(
+        title="mlops.yaml",
+        # Top-level keys starting with "x-" hold YAML anchors to reuse; the loader drops them.
+        json_schema_extra={"patternProperties": {"^x-": {}}},
+    )
+
     project: str = Field(description="Project name; prefixes every physical resource name.")
     target: TargetKind = Field(
         default=TargetKind.local, description="Default target: local, localstack or aws."
     )
     region: str = Field(default="us-east-1", description="Default AWS region.")
     registry: Registry = Field(default_factory=Registry, description="Model registry settings.")
-    models: dict[str, Model] = Field(default_factory=dict, description="Models by name.")
-    endpoints: dict[str, Endpoint] = Field(
+    models: dict[ItemName, Model] = Field(default_factory=dict, description="Models by name.")
+    endpoints: dict[ItemName, Endpoint] = Field(
         default_factory=dict, description="HTTP endpoints by name."
     )
-    monitors: dict[str, Monitor] = Field(default_factory=dict, description="Monitors by name.")
-    stages: dict[str, Stage] = Field(
+    monitors: dict[ItemName, Monitor] = Field(default_factory=dict, description="Monitors by name.")
+    stages: dict[ItemName, Stage] = Field(
         default_factory=dict, description="Named stages: target, region and overrides."
     )
 
@@ -280,39 +465,137 @@ class Config(Strict):
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:
-        if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", v):
-            raise ValueError(f"'{v}' is not an AWS region; e.g. us-east-1 or eu-west-1")
-        return v
-
-    @field_validator("models", "endpoints", "monitors", "stages")
-    @classmethod
-    def _keys(cls, v: dict[str, object]) -> dict[str, object]:
-        for key in v:
-            _check_name(key, ITEM_MAX)
-        return v
+        return _check_region(v)
 
     @model_validator(mode="after")
-    def _references(self) -> Config:
-        routes: dict[str, str] = {}
-        for name, ep in self.endpoints.items():
-            if ep.model_name not in self.models:
-                known = ", ".join(sorted(self.models)) or "none declared"
-                raise ValueError(
-                    f"endpoints.{name}.model: model '{ep.model_name}' is not declared; "
-                    f"declared models: {known}"
-                )
-            key = ep.route
-            if key in routes:
-                raise ValueError(
-                    f"endpoints.{name}.route: '{key}' is also the route of endpoint "
-                    f"'{routes[key]}'; give each endpoint its own route"
-                )
-            routes[key] = name
-        for name, mon in self.monitors.items():
-            if mon.endpoint not in self.endpoints:
-                known = ", ".join(sorted(self.endpoints)) or "none declared"
-                raise ValueError(
-                    f"monitors.{name}.endpoint: endpoint '{mon.endpoint}' is not declared; "
-                    f"declared endpoints: {known}"
-                )
+    def _references(self, info: ValidationInfo) -> Config:
+        if _deferred(info):
+            return self
+        issues = cross_issues(self.model_dump())
+        if issues:
+            first = issues[0]
+            raise ValueError(f"{dotted(first.loc)}: {first.message}")
         return self
+
+
+# ------------------------------------------------------------------- cross-field checks
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem found by a cross-field check: where (a path in the config) and what."""
+
+    loc: Loc
+    message: str  # "<what>; <hint>"
+
+
+def dotted(loc: Loc) -> str:
+    """``("models", "a", "features", 2)`` -> ``"models.a.features[2]"``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _deferred(info: ValidationInfo) -> bool:
+    ctx = info.context
+    return isinstance(ctx, Mapping) and bool(ctx.get(DEFER_CROSS_CHECKS))
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _sequence(value: object) -> Sequence[object]:
+    return value if isinstance(value, list | tuple) else ()
+
+
+def _unknown(kind: str, name: str, declared: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name, [str(k) for k in declared], n=1)
+    if close:
+        return f"{kind} '{name}' is not declared; did you mean '{close[0]}'?"
+    known = ", ".join(sorted(str(k) for k in declared)) or "none"
+    return f"{kind} '{name}' is not declared; declared {kind}s: {known}"
+
+
+def _feature_issues(base: Loc, features: Sequence[object]) -> list[Issue]:
+    issues: list[Issue] = []
+    first: dict[str, int] = {}
+    for i, feature in enumerate(features):
+        name = _mapping(feature).get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            issues.append(
+                Issue(
+                    (*base, i, "name"),
+                    f"feature '{name}' is declared twice (also features[{first[name]}]); "
+                    "names must be unique",
+                )
+            )
+        else:
+            first[name] = i
+    return issues
+
+
+def _route_key(route: str) -> tuple[str, tuple[str, ...]] | None:
+    """Method and path with parameters blanked: equal keys match the same requests."""
+    try:
+        method, segments = parse_route(route)
+    except ValueError:
+        return None  # reported by the field validator
+    shape = tuple(
+        ("{+}" if s.endswith("+}") else "{}") if s.startswith("{") else s for s in segments
+    )
+    return method, shape
+
+
+def cross_issues(data: Mapping[str, object]) -> list[Issue]:
+    """Every cross-field problem in ``data`` (validated or raw: malformed parts are skipped,
+    their own validators report them)."""
+    issues: list[Issue] = []
+    models = _mapping(data.get("models"))
+    endpoints = _mapping(data.get("endpoints"))
+    monitors = _mapping(data.get("monitors"))
+    for name, model in models.items():
+        features = _sequence(_mapping(model).get("features"))
+        issues += _feature_issues(("models", name, "features"), features)
+    routes: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
+    for name, raw in endpoints.items():
+        endpoint = _mapping(raw)
+        ref = endpoint.get("model")
+        if isinstance(ref, str) and ref:
+            model_name = ref.split("@", 1)[0]
+            if model_name not in models:
+                issues.append(
+                    Issue(("endpoints", name, "model"), _unknown("model", model_name, models))
+                )
+        route = endpoint.get("route")
+        key = _route_key(route) if isinstance(route, str) else None
+        if key is None or not isinstance(route, str):
+            continue
+        if key in routes:
+            other, other_route = routes[key]
+            if other_route == route:
+                what = f"'{route}' is also the route of endpoint '{other}'"
+            else:
+                what = (
+                    f"'{route}' matches the same requests as '{other_route}' of endpoint '{other}'"
+                )
+            issues.append(
+                Issue(("endpoints", name, "route"), f"{what}; give each endpoint its own route")
+            )
+        else:
+            routes[key] = (name, route)
+    for name, raw in monitors.items():
+        target = _mapping(raw).get("endpoint")
+        if isinstance(target, str) and target not in endpoints:
+            issues.append(
+                Issue(("monitors", name, "endpoint"), _unknown("endpoint", target, endpoints))
+            )
+    return issues
