@@ -129,8 +129,15 @@ def start(home: Path, port: int | None = None) -> LocalAWS:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     with (home / LOG_FILE).open("ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "framework.local.daemon", "--home", str(home), "--port",
-             str(port)],
+            [
+                sys.executable,
+                "-m",
+                "framework.local.daemon",
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+            ],
             cwd=home,
             env=env,
             stdin=devnull,

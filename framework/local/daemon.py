@@ -66,9 +66,7 @@ def run(home: Path, port: int) -> int:
     app = JournalMiddleware(
         motoapp.build_app(), Journal(home / JOURNAL_FILE), motoapp.seed, motoapp.prepare
     )
-    control = make_server(
-        "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
-    )
+    control = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     runner = Runner(home, control_url)
     info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
     gateway = GatewayServer(("127.0.0.1", port + 1), Gateway(runner, control_url, _regions, info))

@@ -29,7 +29,7 @@ ROLE_POLICY = json.dumps(
     }
 )
 
-ECHO = '''
+ECHO = """
 import json
 import os
 import sys
@@ -90,7 +90,7 @@ def handler(event, context):
     }}
     return {{"statusCode": 200, "headers": {{"content-type": "application/json"}},
             "body": json.dumps(body)}}
-'''
+"""
 
 
 def free_port_pair() -> int:
@@ -108,13 +108,22 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def code_zip(tag: str) -> bytes:
+def make_zip(files: dict[str, str]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
-        archive.writestr("framework/__init__.py", '"""The zip\'s own framework."""\n')
-        archive.writestr("handlers/__init__.py", "")
-        archive.writestr("handlers/echo.py", ECHO.format(tag=tag))
+        for name, text in sorted(files.items()):
+            archive.writestr(name, text)
     return buf.getvalue()
+
+
+def code_zip(tag: str) -> bytes:
+    return make_zip(
+        {
+            "framework/__init__.py": '"""The zip\'s own framework."""\n',
+            "handlers/__init__.py": "",
+            "handlers/echo.py": ECHO.format(tag=tag),
+        }
+    )
 
 
 def upload_code(conn: Connection, data: bytes) -> str:
@@ -136,9 +145,11 @@ def ensure_registry(conn: Connection) -> str:
         return str(role["Role"]["Arn"])
 
 
-def create_function(conn: Connection, name: str, tag: str, timeout: int = 3) -> dict[str, Any]:
+def create_function(
+    conn: Connection, name: str, tag: str, timeout: int = 3, data: bytes | None = None
+) -> dict[str, Any]:
     role = ensure_registry(conn)
-    key = upload_code(conn, code_zip(tag))
+    key = upload_code(conn, data if data is not None else code_zip(tag))
     resp: dict[str, Any] = conn.client("lambda").create_function(
         FunctionName=name,
         Runtime="python3.11",

@@ -68,9 +68,7 @@ def test_event_shape_seen_by_handler(deployed: Deployed) -> None:
 
 def test_post_body_and_greedy_path(deployed: Deployed) -> None:
     payload = json.dumps({"amount": 12.5}).encode()
-    reply = request(
-        deployed.url("/v2/a/b/c"), "PUT", payload, {"Content-Type": "application/json"}
-    )
+    reply = request(deployed.url("/v2/a/b/c"), "PUT", payload, {"Content-Type": "application/json"})
     assert reply.status == 200
     event = reply.json()["event"]
     assert event["routeKey"] == "ANY /v2/{proxy+}"

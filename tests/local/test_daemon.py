@@ -1,0 +1,123 @@
+"""Daemon lifecycle and persistence: start/stop/status, busy ports, journal replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework import local
+from framework.errors import TargetUnavailableError
+
+from .conftest import start_daemon
+from .support import (
+    BUCKET,
+    REGION,
+    create_function,
+    create_http_api,
+    ensure_registry,
+    free_port_pair,
+    request,
+)
+
+
+def _snapshot(aws: local.LocalAWS) -> dict[str, Any]:
+    conn = local.connection(aws, REGION)
+    gw = conn.client("apigatewayv2")
+    lam = conn.client("lambda")
+    apis = gw.get_apis()["Items"]
+    api_id = apis[0]["ApiId"]
+    alias = lam.get_alias(FunctionName="persist", Name="prod")
+    integrations = gw.get_integrations(ApiId=api_id)["Items"]
+    versions = lam.list_versions_by_function(FunctionName="persist")["Versions"]
+    config = lam.get_function(FunctionName="persist", Qualifier="1")["Configuration"]
+    blob = conn.client("s3").get_object(Bucket=BUCKET, Key="data/blob.bin")["Body"].read()
+    return {
+        "api_ids": sorted(a["ApiId"] for a in apis),
+        "integration_ids": sorted(i["IntegrationId"] for i in integrations),
+        "route_ids": sorted(r["RouteId"] for r in gw.get_routes(ApiId=api_id)["Items"]),
+        "versions": [v["Version"] for v in versions],
+        "alias": (alias["FunctionVersion"], alias["RevisionId"]),
+        "code_sha": config["CodeSha256"],
+        "role": conn.client("iam").get_role(RoleName="echo-role")["Role"]["RoleId"],
+        "object": blob,
+    }
+
+
+def test_restart_replays_journal_with_identical_ids(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port_pair()
+    aws = start_daemon(home, port)
+    try:
+        conn = local.connection(aws, REGION)
+        ensure_registry(conn)
+        blob = bytes(range(256)) * 10
+        conn.client("s3").put_object(Bucket=BUCKET, Key="data/blob.bin", Body=blob)
+        fn = create_function(conn, "persist", "p1")
+        lam = conn.client("lambda")
+        lam.publish_version(FunctionName="persist")
+        lam.create_alias(FunctionName="persist", Name="prod", FunctionVersion="1")
+        api_id = create_http_api(conn, "persist-api", {"GET /hello": f"{fn['FunctionArn']}:prod"})
+        conn.client("sts").get_caller_identity()  # a POST that reads: not journaled
+        before = _snapshot(aws)
+        assert request(f"{aws.gateway_url}/{api_id}/hello").status == 200
+    finally:
+        assert local.stop(home)
+    assert local.status(home) is None
+    entries = [json.loads(line) for line in (home / "journal.jsonl").read_text().splitlines()]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert not any("GetCallerIdentity" in str(e) for e in entries)
+
+    aws = start_daemon(home, port)
+    try:
+        assert _snapshot(aws) == before
+        reply = request(f"{aws.gateway_url}/{api_id}/hello")
+        assert reply.status == 200
+        assert reply.json()["tag"] == "p1"
+        # new writes continue the sequence
+        local.connection(aws, REGION).client("s3").put_object(Bucket=BUCKET, Key="k", Body=b"1")
+        last = json.loads((home / "journal.jsonl").read_text().splitlines()[-1])
+        assert last["seq"] == len(entries) + 1
+    finally:
+        local.stop(home)
+
+
+def test_start_is_idempotent_and_fast_stop_and_status(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert local.status(home) is None
+    assert local.stop(home) is False
+    started = time.perf_counter()
+    aws = local.start(home, free_port_pair())
+    elapsed = time.perf_counter() - started
+    try:
+        assert elapsed < 3.0, f"start took {elapsed:.2f}s"
+        assert local.start(home) == aws  # idempotent
+        assert local.ensure_running(home) == aws
+        assert local.status(home) == aws
+        state = json.loads((home / "daemon.json").read_text())
+        assert state["pid"] == aws.pid and state["gateway_url"] == aws.gateway_url
+        assert os.getsid(aws.pid) == aws.pid  # detached: its own session
+        ident = local.connection(aws, REGION).client("sts").get_caller_identity()
+        assert ident["Account"] == "123456789012"
+    finally:
+        assert local.stop(home) is True
+    assert local.status(home) is None
+    assert not (home / "daemon.json").exists()
+    assert local.stop(home) is False
+    with pytest.raises(ProcessLookupError):
+        os.kill(aws.pid, 0)
+
+
+def test_busy_port_is_a_user_facing_error(tmp_path: Path) -> None:
+    port = free_port_pair()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        with pytest.raises(TargetUnavailableError) as err:
+            local.start(tmp_path / "home", port)
+    assert "MLOPS_LOCAL_PORT" in err.value.hint
