@@ -343,21 +343,17 @@ def _check_email(address: str) -> str:
     return address
 
 
+Email = Annotated[str, AfterValidator(_check_email)]
+
+
 class Notify(Strict):
     """Who receives a monitor's report by e-mail, and when."""
 
-    email: tuple[str, ...] = Field(default=(), description="Recipients of the report.")
+    email: tuple[Email, ...] = Field(default=(), description="Recipients of the report.")
     sender: str | None = Field(
         default=None, description="From address (an SES identity); defaults to the first recipient."
     )
     when: NotifyWhen = Field(default=NotifyWhen.drift, description="always, drift or failure.")
-
-    @field_validator("email")
-    @classmethod
-    def _emails(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for address in v:
-            _check_email(address)
-        return v
 
     @field_validator("sender")
     @classmethod

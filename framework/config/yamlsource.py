@@ -75,6 +75,8 @@ def _syntax_problem(err: yaml.YAMLError, where: str) -> Problem:
         hint = "check the indentation and quoting on this line and the one before"
         if "mapping values are not allowed" in problem:
             hint = "quote values that contain ': ', or fix the indentation"
+        elif "got '?'" in problem:
+            hint = "inside {...} a '?' starts a key; quote the value, e.g. \"cron(0 12 * * ? *)\""
         context = ""
         if err.context:
             context = f" ({err.context}"
