@@ -8,6 +8,7 @@ APIs (so the gateway does not scan every AWS region).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -20,9 +21,25 @@ _SIGNING_ALIASES = {"eventbridge": "events", "email": "ses"}
 _GLOBAL = {"iam", "s3", "sts", "cloudfront", "route53", "organizations"}
 
 
+class _SeededOs:
+    """``os`` for one moto module, with ``urandom`` drawn from moto's seeded generator."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def urandom(size: int) -> bytes:
+        from moto.moto_api._internal import mock_random
+
+        return mock_random.randbytes(size)
+
+
 def build_app() -> WSGIApp:
+    import moto.s3.models
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    # S3 multipart upload ids come from os.urandom; replayed UploadPart calls need the same id.
+    moto.s3.models.os = _SeededOs()  # type: ignore[attr-defined,assignment]
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
     return app
 

@@ -270,11 +270,17 @@ class Runner:
             timeout_s=fn.timeout_s,
             log_path=self.home / LOGS_DIR / f"{fn.name}.log",
         )
+        stale: list[Pool] = []
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
                 pool = Pool(spec, fn.reserved_concurrency or self.concurrency)
+                # Code replaced under the same version ($LATEST): retire the old workers.
+                for old in [k for k in self._pools if k[:3] == key[:3]]:
+                    stale.append(self._pools.pop(old))
                 self._pools[key] = pool
+        for old_pool in stale:
+            old_pool.close()
         return pool
 
     def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:

@@ -36,7 +36,9 @@ def _snapshot(aws: local.LocalAWS) -> dict[str, Any]:
     integrations = gw.get_integrations(ApiId=api_id)["Items"]
     versions = lam.list_versions_by_function(FunctionName="persist")["Versions"]
     config = lam.get_function(FunctionName="persist", Qualifier="1")["Configuration"]
-    blob = conn.client("s3").get_object(Bucket=BUCKET, Key="data/blob.bin")["Body"].read()
+    s3 = conn.client("s3")
+    blob = s3.get_object(Bucket=BUCKET, Key="data/blob.bin")["Body"].read()
+    multi = s3.get_object(Bucket=BUCKET, Key="data/multi.bin")["Body"].read()
     return {
         "api_ids": sorted(a["ApiId"] for a in apis),
         "integration_ids": sorted(i["IntegrationId"] for i in integrations),
@@ -46,6 +48,7 @@ def _snapshot(aws: local.LocalAWS) -> dict[str, Any]:
         "code_sha": config["CodeSha256"],
         "role": conn.client("iam").get_role(RoleName="echo-role")["Role"]["RoleId"],
         "object": blob,
+        "multipart_object": multi,
     }
 
 
@@ -57,7 +60,19 @@ def test_restart_replays_journal_with_identical_ids(tmp_path: Path) -> None:
         conn = local.connection(aws, REGION)
         ensure_registry(conn)
         blob = bytes(range(256)) * 10
-        conn.client("s3").put_object(Bucket=BUCKET, Key="data/blob.bin", Body=blob)
+        s3 = conn.client("s3")
+        s3.put_object(Bucket=BUCKET, Key="data/blob.bin", Body=blob)
+        # multipart: the upload id is random, later calls name it; replay must recreate it
+        upload = s3.create_multipart_upload(Bucket=BUCKET, Key="data/multi.bin")["UploadId"]
+        part = s3.upload_part(
+            Bucket=BUCKET, Key="data/multi.bin", UploadId=upload, PartNumber=1, Body=b"m" * 100
+        )
+        s3.complete_multipart_upload(
+            Bucket=BUCKET,
+            Key="data/multi.bin",
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        )
         fn = create_function(conn, "persist", "p1")
         lam = conn.client("lambda")
         lam.publish_version(FunctionName="persist")
@@ -65,9 +80,13 @@ def test_restart_replays_journal_with_identical_ids(tmp_path: Path) -> None:
         api_id = create_http_api(conn, "persist-api", {"GET /hello": f"{fn['FunctionArn']}:prod"})
         conn.client("sts").get_caller_identity()  # a POST that reads: not journaled
         before = _snapshot(aws)
-        assert request(f"{aws.gateway_url}/{api_id}/hello").status == 200
+        served = request(f"{aws.gateway_url}/{api_id}/hello")
+        assert served.status == 200
+        worker_pid = served.json()["pid"]
     finally:
         assert local.stop(home)
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker_pid, 0)  # SIGTERM took the runner's workers down too
     assert local.status(home) is None
     entries = [json.loads(line) for line in (home / "journal.jsonl").read_text().splitlines()]
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))

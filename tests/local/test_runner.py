@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -13,7 +14,7 @@ from framework.errors import MlopsError
 from framework.local import Invocation, Runner
 
 from .conftest import Deployed
-from .support import BUCKET, create_function, make_zip
+from .support import BUCKET, create_function, make_zip, update_code
 
 SLOW = """
 import os
@@ -120,3 +121,45 @@ def test_code_is_verified_against_code_sha256(deployed: Deployed, tmp_path: Path
     finally:
         runner.close()
     assert not (tmp_path / "code" / sha_hex).exists()
+
+
+READER = """
+import boto3
+
+S3 = boto3.client("s3")  # built at init from the Lambda environment (AWS_ENDPOINT_URL, region)
+
+
+def handler(event, context):
+    body = S3.get_object(Bucket=event["bucket"], Key=event["key"])["Body"].read()
+    return {"text": body.decode()}
+"""
+
+
+def test_handler_boto3_reaches_the_local_aws(deployed: Deployed, tmp_path: Path) -> None:
+    create_function(deployed.conn, "reader", "", data=make_zip({"reader.py": READER}))
+    deployed.conn.client("lambda").update_function_configuration(
+        FunctionName="reader", Handler="reader.handler"
+    )
+    deployed.conn.client("s3").put_object(Bucket=BUCKET, Key="hello.txt", Body=b"hi there")
+    runner = _runner(deployed, tmp_path)
+    try:
+        result = runner.invoke("reader", None, {"bucket": BUCKET, "key": "hello.txt"})
+    finally:
+        runner.close()
+    assert result.error is None, result.error
+    assert result.payload == {"text": "hi there"}
+
+
+def test_new_code_under_latest_replaces_workers(deployed: Deployed, tmp_path: Path) -> None:
+    create_function(deployed.conn, "changing", "c1")
+    runner = _runner(deployed, tmp_path, cache_ttl_s=0.0)
+    try:
+        first = runner.invoke("changing", None, {})
+        update_code(deployed.conn, "changing", "c2")
+        second = runner.invoke("changing", None, {})
+        old_pid = json.loads(first.payload["body"])["pid"]
+        assert json.loads(second.payload["body"])["tag"] == "c2"
+        assert old_pid not in runner.worker_pids()
+    finally:
+        runner.close()
+    assert runner.worker_pids() == []
