@@ -15,13 +15,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from framework.config.models import (
-    DEFER_CROSS_CHECKS,
-    OVERRIDABLE,
-    Config,
-    TargetKind,
-    cross_issues,
-)
+from framework.config.checks import cross_issues
+from framework.config.models import DEFER_CROSS_CHECKS, OVERRIDABLE, Config, TargetKind
 from framework.config.problems import from_issue, from_pydantic, is_noise, wants_text
 from framework.config.yamlsource import YMap, merge, parse_yaml, to_data
 from framework.errors import ConfigError, Problem

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from framework.config.models import Config, Issue, Loc, dotted
+from framework.config.checks import Issue, Loc, dotted
+from framework.config.models import Config
 from framework.config.yamlsource import YNode, find
 from framework.errors import Problem
 
@@ -163,9 +164,8 @@ def _words(err: ErrorDetails, loc: Loc, key: str) -> tuple[str, str]:
         return f"{_number(value)} must be less than {_number(ctx['lt'])}", description
     if kind == "too_short":
         n = int(ctx.get("min_length", 1))
-        return f"needs at least {n} item{'s' if n != 1 else ''}, got none" if not value else (
-            f"needs at least {n} items, got {ctx.get('actual_length')}"
-        ), description
+        count = len(value) if isinstance(value, list | tuple) else 0
+        return f"needs at least {n} item{'s' if n != 1 else ''}, got {count or 'none'}", description
     if kind == "too_long":
         return f"has more than {ctx.get('max_length')} items", description
     if kind in ("value_error", "assertion_error"):

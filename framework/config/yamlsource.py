@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import yaml
 from yaml.constructor import SafeConstructor
 
-from framework.config.models import Loc, dotted
+from framework.config.checks import Loc, dotted
 from framework.errors import Problem
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
