@@ -123,7 +123,6 @@ def start(home: Path, port: int | None = None) -> LocalAWS:
             "(the gateway uses MLOPS_LOCAL_PORT + 1)",
         )
     home.mkdir(parents=True, exist_ok=True)
-    (home / STATE_FILE).unlink(missing_ok=True)
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
@@ -149,6 +148,9 @@ def start(home: Path, port: int | None = None) -> LocalAWS:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            raced = status(home)  # another caller started the same home a moment earlier
+            if raced is not None:
+                return raced
             raise TargetUnavailableError(
                 f"the local AWS exited during start (code {proc.returncode})",
                 where=str(home / LOG_FILE),
