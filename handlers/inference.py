@@ -17,21 +17,22 @@ from framework.runtime.errors import ModelUnavailableError, RequestError
 from framework.runtime.features import DEFAULT_MAX_ROWS
 from framework.runtime.inference import ModelBundle
 
-_cache: dict[tuple[str, str, str, str], ModelBundle] = {}
+_cache: dict[tuple[str, str, str, str, int], ModelBundle] = {}
 
 
 def _bundle() -> ModelBundle:
     env = os.environ
-    key = (
-        env["MLOPS_REGISTRY_BUCKET"],
-        env["MLOPS_MODEL_NAME"],
-        env["MLOPS_MODEL_VERSION"],
-        env.get("MLOPS_MODEL_SHA256", ""),
-    )
+    try:
+        names = ("MLOPS_REGISTRY_BUCKET", "MLOPS_MODEL_NAME", "MLOPS_MODEL_VERSION")
+        bucket, name, version = (env[n] for n in names)
+        max_rows = int(env.get("MLOPS_MAX_BATCH_ROWS") or DEFAULT_MAX_ROWS)
+    except (KeyError, ValueError) as e:
+        raise ModelUnavailableError(f"function environment is incomplete or invalid: {e}") from e
+    key = (bucket, name, version, env.get("MLOPS_MODEL_SHA256", ""), max_rows)
     bundle = _cache.get(key)
     if bundle is None:
-        max_rows = int(env.get("MLOPS_MAX_BATCH_ROWS") or DEFAULT_MAX_ROWS)
-        bundle = ModelBundle.load(Connection.from_env(), *key, max_rows=max_rows)
+        conn = Connection.from_env()
+        bundle = ModelBundle.load(conn, bucket, name, version, key[3], max_rows=max_rows)
         _cache.clear()
         _cache[key] = bundle
     return bundle

@@ -114,6 +114,7 @@ class FeatureSpec:
             raise _Invalid(f"must be a number, got {_kind(v)}")
         if isinstance(v, float) and not math.isfinite(v):
             raise _Invalid(f"must be a finite number, got {v}")
+        given = v
         if self.type == "int":
             if isinstance(v, float):
                 if not v.is_integer():
@@ -127,9 +128,9 @@ class FeatureSpec:
             except OverflowError:
                 raise _Invalid(f"must be a finite number, got {_show(v)}") from None
         if self.min is not None and v < self.min:
-            raise _Invalid(f"must be >= {_num(self.min)}, got {v}")
+            raise _Invalid(f"must be >= {_num(self.min)}, got {_show(given)}")
         if self.max is not None and v > self.max:
-            raise _Invalid(f"must be <= {_num(self.max)}, got {v}")
+            raise _Invalid(f"must be <= {_num(self.max)}, got {_show(given)}")
         return v
 
 

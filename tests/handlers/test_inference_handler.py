@@ -148,3 +148,19 @@ def test_unexpected_error_is_500_with_traceback_in_logs_only(
     assert "secret" not in json.dumps(body)
     err = capsys.readouterr().err
     assert "Traceback" in err and "secret internals" in err
+
+
+def test_incomplete_environment_is_503(
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLOPS_REGISTRY_BUCKET")
+    status, body = _call(event(body={"instances": [ROW]}))
+    assert (status, body["error"]) == (503, "model_unavailable")
+
+
+def test_batch_limit_from_environment(
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_MAX_BATCH_ROWS", "2")
+    status, body = _call(event(body={"instances": [ROW] * 3}))
+    assert (status, body["error"]) == (413, "payload_too_large")

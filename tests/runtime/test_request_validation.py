@@ -135,3 +135,8 @@ def test_feature_spec_round_trips_metadata() -> None:
     assert FeatureSpec.from_dict(d).to_dict() == d
     with pytest.raises(ValueError, match="unknown type"):
         FeatureSpec.from_dict({"name": "c", "type": "complex"})
+
+
+def test_problem_shows_the_value_as_sent() -> None:
+    detail = _detail({"instances": [GOOD | {"radius": -1}]})
+    assert detail["problem"] == "must be >= 0, got -1"
