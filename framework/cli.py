@@ -26,8 +26,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local AWS (moto + data plane).")
 app.add_typer(local_app, name="local")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
 StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]

@@ -86,8 +86,8 @@ class StateStore:
                 self.warnings.append("local state cache belongs to another history; "
                                      "using the state stored in the registry")
             return remote
-        if local and local.resources:
-            return local
+        if local:
+            return local  # e.g. after destroy: the registry is gone, the cache says so
         return State(project=self.project, stage=self.stage, lineage="")
 
     def save(self, state: State, *, remote: bool = True) -> State:

@@ -61,7 +61,8 @@ class State:
         else:
             resources[rid] = replace(entry, updated_at=now_iso())
         return replace(self, resources=dict(sorted(resources.items())),
-                       serial=self.serial + 1, updated_at=now_iso())
+                       serial=self.serial + 1, updated_at=now_iso(),
+                       destroyed_at=None if entry is not None else self.destroyed_at)
 
     def to_json(self) -> str:
         body = {

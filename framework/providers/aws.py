@@ -384,13 +384,13 @@ class AwsProvider:
         resp = self.client("apigatewayv2").create_integration(
             IntegrationType="AWS_PROXY", IntegrationMethod="POST",
             **self._integration_args(p))
-        return {"integration_id": resp["IntegrationId"]}
+        return {"integration_id": resp["IntegrationId"], "api_id": p["api_id"]}
 
     def update_api_integration(self, p: Props, before: Entry) -> Outputs:
         iid = before.outputs["integration_id"]
         self.client("apigatewayv2").update_integration(IntegrationId=iid,
                                                        **self._integration_args(p))
-        return {"integration_id": iid}
+        return {"integration_id": iid, "api_id": p["api_id"]}
 
     def delete_api_integration(self, entry: Entry, _destroying: bool) -> None:
         _ignore_missing(lambda: self.client("apigatewayv2").delete_integration(
