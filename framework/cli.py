@@ -261,7 +261,8 @@ def _http(method: str, url: str, body: bytes) -> tuple[int, dict[str, str], str]
                                  headers={"content-type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read().decode()
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            return resp.status, headers, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode()
 

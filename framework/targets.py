@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import urllib.request
 from dataclasses import dataclass
@@ -43,10 +44,8 @@ class Target:
             return
         req = urllib.request.Request(f"{self.gateway_url}/_mlops/refresh", method="POST",
                                      data=b"")
-        try:
+        with contextlib.suppress(OSError):  # the gateway re-reads routes within seconds
             urllib.request.urlopen(req, timeout=5).read()
-        except OSError:
-            pass  # the gateway re-reads routes on its own within seconds
 
 
 def connect(kind: TargetKind, region: str, *, local_home: Path, endpoint_url: str | None,

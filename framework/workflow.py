@@ -5,16 +5,13 @@ The CLI is a thin layer over these functions; tests drive them directly as well.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from framework.apply.audit import AuditLog
 from framework.apply.executor import Executor, Progress
 from framework.apply.store import StateStore
-from framework.compile import CompileContext, ResourceGraph, compile_config
-from framework.compile import names
+from framework.compile import CompileContext, ResourceGraph, compile_config, names
 from framework.config.loader import LoadedConfig, load_config
 from framework.errors import ConfigError, Problem
 from framework.package import build_code_bundle, describe_artifacts
@@ -167,5 +164,3 @@ def find_endpoint(session: Session, state: State, name: str) -> EndpointInfo:
         where=f"endpoints.{name}", what="no such deployed endpoint",
         hint=f"declared endpoints: {declared}; run `mlops deploy` first")], source="invoke")
 
-
-Callback = Callable[..., Any]

@@ -19,7 +19,7 @@ from framework.plan.state import State
 PLAN_FORMAT = 1
 
 
-class Op(str, Enum):
+class Op(Enum):
     create = "create"
     update = "update"
     replace = "replace"

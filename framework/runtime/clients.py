@@ -56,5 +56,5 @@ def _client(conn: Connection, service: str) -> Any:
     if conn.dummy_credentials:
         kwargs["aws_access_key_id"] = "testing"
         kwargs["aws_secret_access_key"] = "testing"
-    session = boto3.session.Session(profile_name=conn.profile) if conn.profile else boto3.session.Session()
+    session = boto3.session.Session(profile_name=conn.profile)
     return session.client(service, **kwargs)  # type: ignore[call-overload]
