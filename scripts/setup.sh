@@ -9,4 +9,6 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet -e ".[${extras}]"
+# (the filter drops pip's notes about package-index folders absent on this machine)
+.venv/bin/python -m pip install --quiet -e ".[${extras}]" 2>&1 \
+  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
