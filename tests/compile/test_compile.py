@@ -88,7 +88,7 @@ def test_policy_is_least_privilege() -> None:
     bucket = "fraud-registry-123456789012-us-east-1"
     assert f"arn:aws:s3:::{bucket}/models/fraud-clf/*" in resources
     assert f"arn:aws:s3:::{bucket}/capture/score/*" in resources
-    assert all("*" != r and not r.endswith(":::*") for r in resources)
+    assert all(r != "*" and not r.endswith(":::*") for r in resources)
 
 
 def test_unknown_kind_is_an_error() -> None:

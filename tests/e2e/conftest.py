@@ -69,7 +69,8 @@ class Project:
         assert old in text, f"{old!r} not in mlops.yaml"
         self.yaml.write_text(text.replace(old, new, 1))
 
-    def mlops(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def mlops(self, *args: str, check: bool = True,
+              timeout: float = 180) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "framework.cli", *args], cwd=self.root,
                               capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:

@@ -16,7 +16,6 @@ from framework.errors import StalePlanError, StateLockedError
 from tests.e2e.conftest import Project, http
 from tests.e2e.test_deploy import session_for, url_of
 
-
 # Runs in its own process, as `mlops deploy` would: apply the plan, and stop the local AWS
 # after the second action, so the control plane stops answering half-way through.
 HALF_WAY = """
