@@ -22,6 +22,7 @@ from framework.errors import DeployError
 from framework.plan.state import Entry
 from framework.runtime.clients import Connection
 
+CONFLICT = {"ResourceConflictException", "ConflictException"}  # AWS says the first, moto both
 Props = dict[str, Any]
 Outputs = dict[str, Any]
 
@@ -265,7 +266,7 @@ class AwsProvider:
                 **self._function_config(p), Publish=False, Tags=p["tags"],
                 Code={"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]})
         except ClientError as exc:
-            if _code(exc) != "ResourceConflictException":
+            if _code(exc) not in CONFLICT:
                 raise
             return self.update_lambda_function(p, None)
         self._wait(p["function_name"], "function_active_v2")
@@ -328,7 +329,7 @@ class AwsProvider:
             resp = lam.create_alias(FunctionName=p["function_name"], Name=p["alias"],
                                     FunctionVersion=str(p["function_version"]))
         except ClientError as exc:
-            if _code(exc) != "ResourceConflictException":
+            if _code(exc) not in CONFLICT:
                 raise
             return self.update_lambda_alias(p, None)
         return {"arn": resp["AliasArn"], "version": resp["FunctionVersion"]}
