@@ -5,6 +5,7 @@ The CLI is a thin layer over these functions; tests drive them directly as well.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +94,13 @@ def compile_workspace(ws: Workspace, account_id: str, region: str) -> ResourceGr
 
 
 def refresh(session: Session, state: State) -> dict[str, bool]:
-    """Which recorded resources still exist on the target."""
-    return {rid: session.provider.exists(entry) for rid, entry in state.resources.items()}
+    """Which recorded resources still exist on the target (checked concurrently)."""
+    if not state.resources:
+        return {}
+    session.provider.warm({e.kind for e in state.resources.values()})  # clients: not in threads
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = pool.map(session.provider.exists, state.resources.values())
+        return dict(zip(state.resources, found, strict=True))
 
 
 def plan(session: Session, *, destroy: bool = False) -> Plan:

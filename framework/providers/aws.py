@@ -24,6 +24,13 @@ from framework.runtime.clients import Connection
 
 CONFLICT = {"ResourceConflictException", "ConflictException"}  # AWS says the first, moto both
 Props = dict[str, Any]
+SERVICES: dict[str, tuple[str, ...]] = {
+    "s3_bucket": ("s3",), "s3_object": ("s3",), "iam_role": ("iam",), "log_group": ("logs",),
+    "lambda_function": ("lambda",), "lambda_version": ("lambda",), "lambda_alias": ("lambda",),
+    "http_api": ("apigatewayv2",), "api_integration": ("apigatewayv2",),
+    "api_route": ("apigatewayv2",), "lambda_permission": ("lambda",),
+    "schedule_rule": ("events",), "ses_identity": ("ses",),
+}
 Outputs = dict[str, Any]
 
 
@@ -53,6 +60,13 @@ class AwsProvider:
 
     def client(self, service: str) -> Any:
         return self.conn.client(service)
+
+    def warm(self, kinds: set[str]) -> None:
+        """Create the clients these kinds use, up front (boto3 sessions are not thread-safe;
+        clients are)."""
+        for kind in sorted(kinds):
+            for service in SERVICES[kind]:
+                self.client(service)
 
     # -- dispatch -----------------------------------------------------------------------
     def _handler(self, kind: str, verb: str) -> Callable[..., Any]:
@@ -491,6 +505,8 @@ class AwsProvider:
 
 
 def _check_table() -> None:
+    if set(SERVICES) != set(KINDS):
+        raise AssertionError("SERVICES must name the services of every kind")
     for kind in KINDS:
         for verb in ("create", "update", "delete", "exists"):
             if not hasattr(AwsProvider, f"{verb}_{kind}"):

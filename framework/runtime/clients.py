@@ -38,7 +38,6 @@ class Connection:
 
 @lru_cache(maxsize=64)
 def _client(conn: Connection, service: str) -> Any:
-    import boto3
     from botocore.config import Config as BotoConfig
 
     cfg = BotoConfig(
@@ -56,5 +55,12 @@ def _client(conn: Connection, service: str) -> Any:
     if conn.dummy_credentials:
         kwargs["aws_access_key_id"] = "testing"
         kwargs["aws_secret_access_key"] = "testing"
-    session = boto3.session.Session(profile_name=conn.profile)
-    return session.client(service, **kwargs)  # type: ignore[call-overload]
+    return _session(conn.profile).client(service, **kwargs)
+
+
+@lru_cache(maxsize=8)
+def _session(profile: str | None) -> Any:
+    """One session per profile, so clients share botocore's loaded service data."""
+    import boto3
+
+    return boto3.session.Session(profile_name=profile)
