@@ -275,6 +275,25 @@ class DriftTest(StrEnum):
     jensen_shannon = "jensen_shannon"
 
 
+class Correction(StrEnum):
+    """Multiple-testing correction of p-values across features."""
+
+    benjamini_hochberg = "benjamini_hochberg"
+    bonferroni = "bonferroni"
+    none = "none"
+
+
+class FeatureDrift(Strict):
+    """Overrides of the drift test for one feature."""
+
+    test: DriftTest | None = Field(default=None, description="Test to run on this feature.")
+    threshold: float | None = Field(
+        default=None, gt=0, description="alpha (ks, chi2) or distance threshold (psi, "
+        "wasserstein, jensen_shannon) for this feature.",
+    )
+    skip: bool = Field(default=False, description="Do not test this feature.")
+
+
 class DriftSettings(Strict):
     """Which drift tests a monitor runs, and how strict they are."""
 
@@ -283,6 +302,21 @@ class DriftSettings(Strict):
         default=DriftTest.chi2, description="Test for category features."
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level.")
+    correction: Correction = Field(
+        default=Correction.benjamini_hochberg,
+        description="Multiple-testing correction across features: benjamini_hochberg, "
+        "bonferroni or none.",
+    )
+    features: dict[str, FeatureDrift] = Field(
+        default_factory=dict, description="Per-feature overrides: test, threshold, skip."
+    )
+    prediction: bool = Field(
+        default=True, description="Also test the model's outputs (prediction drift)."
+    )
+    min_rows: int = Field(
+        default=30, ge=1, description="Fewer captured rows than this: the report says too little "
+        "data instead of testing.",
+    )
 
 
 class NotifyWhen(StrEnum):
@@ -317,6 +351,61 @@ class Notify(Strict):
         return None if v is None else _check_email(v)
 
 
+WINDOW_RE = re.compile(r"^\d+(\.\d+)?\s*[mhd]$")
+ALARM_RE = re.compile(r"^(<=|>=|<|>)\s*-?\d+(\.\d+)?([eE]-?\d+)?$")
+
+
+class PerformanceMetric(StrEnum):
+    """A performance figure computed from feedback."""
+
+    accuracy = "accuracy"
+    precision = "precision"
+    recall = "recall"
+    f1 = "f1"
+    roc_auc = "roc_auc"
+    mae = "mae"
+    rmse = "rmse"
+    r2 = "r2"
+
+
+class Performance(Strict):
+    """Performance from ground-truth feedback joined to captured predictions by request id."""
+
+    metric: PerformanceMetric = Field(
+        default=PerformanceMetric.accuracy, description="The figure that decides the verdict."
+    )
+    min: float | None = Field(default=None, description="Degraded below this value.")
+    max: float | None = Field(default=None, description="Degraded above this value (errors).")
+    positive: str | None = Field(
+        default=None, description="Positive class for precision/recall/F1/ROC-AUC; defaults "
+        "to the model's last class.",
+    )
+    min_labels: int = Field(
+        default=20, ge=1, description="Fewer labelled rows than this: performance not judged."
+    )
+
+
+class Action(StrEnum):
+    """What a monitor does when it finds drift."""
+
+    notify = "notify"
+    rollback = "rollback"
+    retrain = "retrain"
+
+
+class Charts(Strict):
+    """Control charts over the history of each monitored figure."""
+
+    history: int = Field(default=30, ge=2, le=500, description="Past runs charted.")
+    ewma_lambda: float = Field(default=0.2, gt=0, le=1, description="EWMA weight of new points.")
+    ewma_width: float = Field(default=3.0, gt=0, description="EWMA limits in sigmas.")
+    cusum_k: float = Field(default=0.5, ge=0, description="CUSUM allowance, in sigmas.")
+    cusum_h: float = Field(default=5.0, gt=0, description="CUSUM decision interval, in sigmas.")
+    baseline: int = Field(
+        default=5, ge=2, description="First runs that set the in-control mean and sigma."
+    )
+
+
 class Monitor(Strict):
     """A scheduled check of an endpoint's captured traffic."""
 
@@ -324,13 +413,46 @@ class Monitor(Strict):
     schedule: str = Field(
         default="rate(1 day)", description="EventBridge schedule: rate(...) or cron(...)."
     )
+    window: str | None = Field(
+        default=None, description="How much traffic each run checks, e.g. 24h, 7d, 90m; "
+        "defaults to the rate() period (1 day for cron schedules).",
+    )
     drift: DriftSettings = Field(default_factory=DriftSettings, description="Drift tests.")
+    performance: Performance | None = Field(
+        default=None, description="Performance from ground-truth feedback, and its bounds."
+    )
+    alarms: dict[str, str] = Field(
+        default_factory=dict, description="Thresholds on published figures, evaluated every run, "
+        "e.g. {drift_share: '<=0.2', latency_p99_ms: '<=100', accuracy: '>=0.9'}.",
+    )
+    charts: Charts = Field(default_factory=Charts, description="Control-chart settings.")
     notify: Notify = Field(default_factory=Notify, description="Who gets the report, and when.")
+    on_drift: tuple[Action, ...] = Field(
+        default=(Action.notify,), description="What to do when drift is found: notify, "
+        "rollback (endpoint alias to the previous version), retrain (register a candidate).",
+    )
 
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str) -> str:
         parse_schedule(v)  # raises ValueError with a hint
+        return v
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        if v is not None and not WINDOW_RE.match(v.strip()):
+            raise ValueError(f"'{v}' is not a window; write a number and m, h or d, e.g. 24h")
+        return v
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarms(cls, v: dict[str, str]) -> dict[str, str]:
+        for figure, rule in v.items():
+            if not ALARM_RE.match(rule.strip()):
+                raise ValueError(
+                    f"alarm '{figure}: {rule}' is not a comparison; write e.g. '<=0.2' or '>=0.9'"
+                )
         return v
 
 
