@@ -198,6 +198,25 @@ def destroy(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
 
 
 @app.command()
+def synth(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+          output: Annotated[Path | None, typer.Option(
+              "--output", "-o", help="Default: infra/cloudformation/PROJECT-STAGE.json")]
+          = None) -> None:
+    """Export the stage's resources as a CloudFormation template (no AWS call)."""
+    from framework.synth import to_json
+    from framework.workflow import synth as synthesize
+
+    ws = _workspace(file, stage)
+    template = synthesize(ws)
+    target = output or ws.root / "infra" / "cloudformation" / f"{ws.project}-{ws.stage}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(to_json(template))
+    out.print(f"wrote {target} ({len(template['Resources'])} resources); the registry bucket "
+              "and its objects listed under Metadata.Mlops::Registry must exist first "
+              "(`mlops deploy` creates them)")
+
+
+@app.command()
 def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """What is deployed on the stage, and where its endpoints answer."""
     session = _session(file, stage)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from framework.apply.audit import AuditLog
 from framework.apply.executor import Executor, Progress
@@ -170,3 +171,11 @@ def find_endpoint(session: Session, state: State, name: str) -> EndpointInfo:
         where=f"endpoints.{name}", what="no such deployed endpoint",
         hint=f"declared endpoints: {declared}; run `mlops deploy` first")], source="invoke")
 
+
+
+def synth(ws: Workspace) -> dict[str, Any]:
+    """The CloudFormation template of the workspace's stage, for any account and region."""
+    from framework.synth import ACCOUNT, REGION, synthesize
+
+    graph = compile_workspace(ws, ACCOUNT, REGION)
+    return synthesize(graph, description=f"mlops project {ws.project}, stage {ws.stage}")
