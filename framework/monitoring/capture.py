@@ -1,0 +1,97 @@
+"""Read captured requests and feedback for a window, file by file, noting every problem.
+
+Capture files are gzip JSON lines under ``capture/{endpoint}/dt=YYYY-MM-DD/``; feedback files
+likewise under ``feedback/``. A file that cannot be read (bad gzip, bad JSON) is skipped *and
+reported*; so is a line without a parseable time. Records are yielded one at a time, so callers
+fold them into profiles without holding the window in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from framework.monitoring.spec import Window, parse_time
+from framework.monitoring.store import Store
+
+FEEDBACK_LAG_DAYS = 2  # labels may arrive this many days after the predictions
+
+
+@dataclass
+class ReadLog:
+    files: int = 0
+    records: int = 0
+    outside: int = 0
+    issues: list[dict[str, Any]] = field(default_factory=list)
+
+    def issue(self, kind: str, message: str, **where: Any) -> None:
+        self.issues.append({"kind": kind, "message": message, **where})
+
+
+def _keys(store: Store, root: str, window: Window, extra_days: int = 0) -> list[str]:
+    keys: list[str] = []
+    for day in window.days(extra_days):
+        keys.extend(store.list(f"{root}/dt={day.isoformat()}/"))
+    return keys
+
+
+def _lines(store: Store, key: str, log: ReadLog) -> Iterator[dict[str, Any]]:
+    data = store.get(key)
+    if data is None:
+        return
+    try:
+        text = gzip.decompress(data) if key.endswith(".gz") else data
+        lines = text.decode("utf-8").splitlines()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+        log.issue("corrupt_file", f"{key}: cannot be read ({type(e).__name__}: {e}); skipped",
+                  key=key)
+        return
+    log.files += 1
+    bad = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            yield rec
+        else:
+            bad += 1
+    if bad:
+        log.issue("corrupt_records", f"{key}: {bad} line(s) are not JSON records; skipped",
+                  key=key, lines=bad)
+
+
+def read_captures(store: Store, endpoint: str, window: Window,
+                  log: ReadLog) -> Iterator[dict[str, Any]]:
+    """Capture records of ``endpoint`` whose time falls in ``window``."""
+    for key in _keys(store, f"capture/{endpoint}", window):
+        for rec in _lines(store, key, log):
+            try:
+                when = parse_time(str(rec["time"]))
+            except (KeyError, ValueError):
+                log.issue("bad_time", f"{key}: a record has no valid time; skipped", key=key)
+                continue
+            if not window.contains(when):
+                log.outside += 1
+                continue
+            log.records += 1
+            yield rec
+
+
+def read_feedback(store: Store, endpoint: str, window: Window,
+                  log: ReadLog) -> dict[tuple[str, int], Any]:
+    """Labels by ``(request_id, row)`` for the window (and a few days after it)."""
+    labels: dict[tuple[str, int], Any] = {}
+    for key in _keys(store, f"feedback/{endpoint}", window, FEEDBACK_LAG_DAYS):
+        for rec in _lines(store, key, log):
+            if "request_id" in rec and "label" in rec:
+                labels[(str(rec["request_id"]), int(rec.get("row", 0)))] = rec["label"]
+    return labels

@@ -1,0 +1,322 @@
+"""One monitor check: captured window vs reference profile → the body of ``report.json``.
+
+Reads only (captures, feedback, the reference profile, the prediction baseline); history,
+charts, alarms, writing and actions are ``framework.monitoring.run``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from framework.monitoring import drift, performance
+from framework.monitoring.capture import ReadLog, read_captures, read_feedback
+from framework.monitoring.profile import (
+    CategoricalProfile,
+    FeatureProfile,
+    NumericProfile,
+    Profile,
+    ProfileBuilder,
+    category_key,
+    reference_edges,
+)
+from framework.monitoring.spec import MonitorSpec, Window
+from framework.monitoring.store import Store
+
+PLOT_BINS = 30
+
+
+class CheckFailed(Exception):
+    """The check could not run (no reference profile, unreadable metadata)."""
+
+
+@dataclass
+class WindowFacts:
+    """The window's per-row facts kept beyond the profile (predictions for the join)."""
+
+    predictions: dict[tuple[str, int], tuple[str, Any, float | None]] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+
+def reference_key(model: str, version: str) -> str:
+    return f"models/{model}/{version}/reference.json"
+
+
+def baseline_key(monitor: str) -> str:
+    return f"reports/{monitor}/baseline/predictions.json"
+
+
+def _load_json(store: Store, key: str) -> Any:
+    data = store.get(key)
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise CheckFailed(f"{key} is not valid JSON ({e})") from e
+
+
+def load_reference(store: Store, spec: MonitorSpec) -> tuple[Profile, dict[str, str]]:
+    key = reference_key(spec.model, spec.version)
+    data = _load_json(store, key)
+    if data is None:
+        raise CheckFailed(f"no reference profile at {key}; register the model with reference "
+                          "data (models.<name>.reference)")
+    try:
+        profile = Profile.from_dict(data)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckFailed(f"{key} is not a reference profile ({e})") from e
+    types = {str(k): str(v) for k, v in (data.get("feature_types") or {}).items()}
+    return profile, types
+
+
+def positive_score(rec: Mapping[str, Any], positive: str | None) -> float | None:
+    probs, classes = rec.get("probabilities"), rec.get("classes")
+    if not isinstance(probs, list) or not probs:
+        return None
+    if isinstance(classes, list) and positive is not None:
+        keys = [category_key(c) for c in classes]
+        if positive in keys and keys.index(positive) < len(probs):
+            return float(probs[keys.index(positive)])
+    return float(probs[-1])
+
+
+def profile_window(store: Store, spec: MonitorSpec, window: Window, reference: Profile,
+                   log: ReadLog, positive: str | None) -> tuple[Profile, WindowFacts]:
+    builder = ProfileBuilder(reference)
+    facts = WindowFacts()
+    for rec in read_captures(store, spec.endpoint, window, log):
+        inputs = rec.get("inputs")
+        if not isinstance(inputs, dict):
+            log.issue("bad_record", "a capture record has no inputs; skipped")
+            continue
+        builder.add(inputs)
+        version = str(rec.get("version", "?"))
+        facts.versions[version] = facts.versions.get(version, 0) + 1
+        if rec.get("error"):
+            facts.errors += 1
+        lat = rec.get("latency_ms")
+        if isinstance(lat, int | float):
+            facts.latencies.append(float(lat))
+        if "prediction" in rec:
+            key = (str(rec.get("request_id")), int(rec.get("row", 0)))
+            facts.predictions[key] = (version, rec["prediction"], positive_score(rec, positive))
+    return builder.result(), facts
+
+
+def quality_issues(reference: Profile, current: Profile) -> list[dict[str, Any]]:
+    """Missing features, NaNs, unseen categories: each one a sentence in the report."""
+    issues: list[dict[str, Any]] = []
+    rows = current.rows
+    for name, cur in current.features.items():
+        ref = reference.features[name]
+        absent = cur.missing
+        if rows and absent == rows:
+            issues.append({"kind": "missing_feature", "feature": name,
+                           "message": f"'{name}' is missing from every captured record; "
+                                      "not tested"})
+        elif absent:
+            issues.append({"kind": "missing_values", "feature": name,
+                           "message": f"'{name}' is missing in {absent} of {rows} records"})
+        if isinstance(cur, NumericProfile) and cur.invalid:
+            issues.append({"kind": "nan", "feature": name,
+                           "message": f"'{name}' has {cur.invalid} NaN, infinite or non-numeric "
+                                      "values; excluded from the tests"})
+        if isinstance(cur, CategoricalProfile) and isinstance(ref, CategoricalProfile):
+            unseen = sorted(set(cur.frequencies) - set(ref.frequencies))
+            if unseen:
+                n = sum(cur.frequencies[k] for k in unseen)
+                issues.append({"kind": "unseen_category", "feature": name, "values": unseen,
+                               "message": f"'{name}' has {n} values never seen in the reference: "
+                                          f"{', '.join(unseen[:10])}"})
+    return issues
+
+
+def choose_tests(spec: MonitorSpec, reference: Profile, current: Profile,
+                 ) -> dict[str, tuple[str, float | None]]:
+    settings = spec.drift
+    overrides: Mapping[str, Any] = settings.get("features") or {}
+    alpha = float(settings.get("alpha", 0.05))
+    chosen: dict[str, tuple[str, float | None]] = {}
+    for name, ref in reference.features.items():
+        over = overrides.get(name) or {}
+        if over.get("skip") or current.features[name].count == 0:
+            continue
+        default = settings.get("categorical", "chi2") if isinstance(ref, CategoricalProfile) \
+            else settings.get("numeric", "ks")
+        test = str(over.get("test") or default)
+        threshold = over.get("threshold")
+        if threshold is None and drift.detector(test).uses_p_value:
+            threshold = alpha
+        chosen[name] = (test, None if threshold is None else float(threshold))
+    return chosen
+
+
+def plot_data(ref: FeatureProfile, cur: FeatureProfile) -> dict[str, Any]:
+    """Shares of reference and current on a common grid, for the report's overlay plot."""
+    if isinstance(ref, CategoricalProfile) and isinstance(cur, CategoricalProfile):
+        keys = sorted(set(ref.frequencies) | set(cur.frequencies))[:40]
+        r, c = max(ref.count, 1), max(cur.count, 1)
+        return {"kind": "categorical", "labels": keys,
+                "reference": [ref.frequencies.get(k, 0) / r for k in keys],
+                "current": [cur.frequencies.get(k, 0) / c for k in keys]}
+    assert isinstance(ref, NumericProfile) and isinstance(cur, NumericProfile)
+    edges = np.asarray(ref.edges, dtype=np.float64)
+    lo = min(float(edges[0]), cur.minimum if cur.minimum is not None else float(edges[0]))
+    hi = max(float(edges[-1]), cur.maximum if cur.maximum is not None else float(edges[-1]))
+    if hi <= lo:
+        hi = lo + 1.0
+    grid = np.linspace(lo, hi, PLOT_BINS + 1)
+    mids = np.concatenate([[edges[0]], (edges[1:] + edges[:-1]) / 2.0, [edges[-1]]])
+    mids[0] = cur.minimum if cur.minimum is not None and cur.minimum < edges[0] else edges[0]
+    mids[-1] = cur.maximum if cur.maximum is not None and cur.maximum > edges[-1] else edges[-1]
+    idx = np.clip(np.searchsorted(grid, mids, side="right") - 1, 0, PLOT_BINS - 1)
+
+    def shares(p: NumericProfile) -> list[float]:
+        counts = np.bincount(idx, weights=np.asarray(p.counts, dtype=np.float64),
+                             minlength=PLOT_BINS)
+        return [float(x) for x in counts / max(counts.sum(), 1.0)]
+
+    return {"kind": "numeric", "edges": [float(g) for g in grid],
+            "reference": shares(ref), "current": shares(cur)}
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
+
+
+def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts,
+                     alpha: float) -> dict[str, Any] | None:
+    """Predicted-label frequencies (or predicted values) vs the monitor's first window."""
+    if not facts.predictions:
+        return None
+    labels = [p for _, p, _ in facts.predictions.values()]
+    numeric = spec.task == "regression"
+    if numeric:
+        arr = np.asarray([float(v) for v in labels], dtype=np.float64)
+    saved = _load_json(store, baseline_key(spec.name))
+    if saved is None:
+        first: FeatureProfile
+        if numeric:
+            num = NumericProfile.empty(reference_edges(arr, 256))
+            num.add_array(arr)
+            first = num
+        else:
+            cat = CategoricalProfile()
+            cat.add_values(labels)
+            first = cat
+        store.put(baseline_key(spec.name), json.dumps(first.to_dict()).encode(),
+                  "application/json")
+        return {"baseline": "created", "message": "this window is the prediction baseline "
+                "for later runs", "drifted": False}
+    base: FeatureProfile
+    cur: FeatureProfile
+    if saved.get("kind") == "numeric":
+        base = NumericProfile.from_dict(saved)
+        cur_num = NumericProfile.empty(base.edges)
+        cur_num.add_array(arr)
+        cur = cur_num
+        result = drift.detector("ks").test("prediction", base, cur, alpha)
+    else:
+        base = CategoricalProfile.from_dict(saved)
+        cur_cat = CategoricalProfile()
+        cur_cat.add_values(labels)
+        cur = cur_cat
+        result = drift.detector("chi2").test("prediction", base, cur, alpha)
+    return {"baseline": "first window", **result.to_dict(), "plot": plot_data(base, cur)}
+
+
+def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: WindowFacts,
+                        log: ReadLog, positive: str | None) -> dict[str, Any] | None:
+    settings = spec.performance
+    if settings is None:
+        return None
+    labels = read_feedback(store, spec.endpoint, window, log)
+    joined = [(facts.predictions[k], lab) for k, lab in labels.items() if k in facts.predictions]
+    metric = str(settings.get("metric", "accuracy"))
+    out: dict[str, Any] = {"metric": metric, "min": settings.get("min"),
+                           "max": settings.get("max"), "labelled": len(joined),
+                           "feedback_records": len(labels), "positive": positive}
+
+    def compute(rows: list[tuple[tuple[str, Any, float | None], Any]]) -> dict[str, Any]:
+        if spec.task == "regression":
+            return dict(performance.regression_metrics([float(lab) for _, lab in rows],
+                                                       [float(p[1]) for p, _ in rows]))
+        return dict(performance.classification_metrics(
+            [category_key(lab) for _, lab in rows], [category_key(p[1]) for p, _ in rows],
+            [p[2] for p, _ in rows], positive or ""))
+
+    out["overall"] = compute(joined)
+    by_version: dict[str, list[tuple[tuple[str, Any, float | None], Any]]] = {}
+    for row in joined:
+        by_version.setdefault(row[0][0], []).append(row)
+    out["by_version"] = {v: {**compute(rows), "labelled": len(rows)}
+                         for v, rows in sorted(by_version.items())}
+    value = out["overall"].get(metric)
+    out["value"] = value
+    enough = len(joined) >= int(settings.get("min_labels", 20))
+    out["judged"] = enough and value is not None
+    lo, hi = settings.get("min"), settings.get("max")
+    out["degraded"] = bool(out["judged"] and ((lo is not None and value < lo)
+                                               or (hi is not None and value > hi)))
+    if not enough:
+        out["message"] = (f"only {len(joined)} labelled predictions in the window "
+                          f"(< {settings.get('min_labels', 20)}); performance not judged")
+    return out
+
+
+def run_check(spec: MonitorSpec, store: Store, window: Window,
+              positive: str | None = None) -> dict[str, Any]:
+    """The check's findings (no history, no side effects besides the prediction baseline)."""
+    reference, _types = load_reference(store, spec)
+    log = ReadLog()
+    current, facts = profile_window(store, spec, window, reference, log, positive)
+    min_rows = int(spec.drift.get("min_rows", 30))
+    alpha = float(spec.drift.get("alpha", 0.05))
+    correction = str(spec.drift.get("correction", "benjamini_hochberg"))
+    body: dict[str, Any] = {
+        "data": {"rows": current.rows, "files": log.files, "records_outside_window": log.outside,
+                 "versions": facts.versions, "errors": facts.errors,
+                 "latency_p50_ms": _percentile(facts.latencies, 50),
+                 "latency_p99_ms": _percentile(facts.latencies, 99),
+                 "reference_rows": reference.rows},
+        "issues": log.issues + quality_issues(reference, current),
+    }
+    if current.rows < min_rows:
+        body["insufficient"] = (
+            f"no captured traffic between {window.to_dict()['start']} and "
+            f"{window.to_dict()['end']}" if current.rows == 0 else
+            f"only {current.rows} captured rows in the window (< {min_rows}); drift not tested")
+        body["drift"] = {"tests": [], "drifted": [], "tested": 0,
+                         "features": len(reference.features), "alpha": alpha,
+                         "correction": correction, "share": None}
+        body["prediction_drift"] = None
+    else:
+        results = drift.run_tests(reference.features, current.features,
+                                  choose_tests(spec, reference, current), correction)
+        drifted = [r.feature for r in results if r.drifted]
+        body["drift"] = {
+            "tests": [r.to_dict() for r in results], "drifted": drifted,
+            "tested": len(results), "features": len(reference.features), "alpha": alpha,
+            "correction": correction, "share": len(drifted) / len(results) if results else None,
+        }
+        body["distributions"] = {
+            r.feature: plot_data(reference.features[r.feature], current.features[r.feature])
+            for r in sorted(results, key=lambda r: -_severity(r))[:12] if r.drifted}
+        body["prediction_drift"] = (prediction_drift(store, spec, facts, alpha)
+                                    if spec.drift.get("prediction", True) else None)
+    body["performance"] = performance_section(spec, store, window, facts, log, positive)
+    return body
+
+
+def _severity(result: drift.TestResult) -> float:
+    if result.p_adjusted is not None:
+        return -math.log10(max(result.p_adjusted, 1e-300))
+    return result.statistic / result.threshold if result.threshold else result.statistic
