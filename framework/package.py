@@ -74,7 +74,8 @@ def describe_artifacts(config: Config, root: Path) -> dict[str, ArtifactInfo]:
 
     All problems across models are reported together (ConfigError, exit code 2).
     """
-    from framework.artifacts import build_metadata, check_artifact, sha256_file
+    from framework.artifacts import check_artifact, sha256_file
+    from framework.registry.metadata import version_metadata
 
     problems: list[Problem] = []
     for name, model in config.models.items():
@@ -86,6 +87,6 @@ def describe_artifacts(config: Config, root: Path) -> dict[str, ArtifactInfo]:
         path = (root / model.artifact).resolve()
         infos[name] = ArtifactInfo(
             sha256=sha256_file(path), size=path.stat().st_size, source=relative_to(path, root),
-            metadata=canonical_json(build_metadata(name, model, path)),
+            metadata=canonical_json(version_metadata(name, model, path, root)),
         )
     return infos

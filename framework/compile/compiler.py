@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -37,6 +37,15 @@ class ArtifactInfo:
 
 
 @dataclass(frozen=True)
+class ResolvedModel:
+    """A registered version an endpoint serves through ``NAME@ALIAS`` or ``NAME@VERSION``,
+    resolved (and its artifact verified) against the registry before compile."""
+
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class CodeBundle:
     """The handler zip, addressed by content."""
 
@@ -53,6 +62,7 @@ class CompileContext:
     account_id: str
     artifacts: Mapping[str, ArtifactInfo]  # by model name
     code: CodeBundle
+    resolved: Mapping[str, ResolvedModel] = field(default_factory=dict)  # by "NAME@REF"
 
     @property
     def bucket(self) -> str:
@@ -75,19 +85,16 @@ def _bucket(config: Config, ctx: CompileContext) -> Iterator[Resource]:
 
 
 def _model_objects(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    """One registered version per declared model (artifact, reference profile, then
+    metadata.json as the commit: see ``framework.registry``), plus the handler zip."""
     bucket = config.registry.bucket or ctx.bucket
     for name, model in config.models.items():
         art = ctx.artifacts[name]
-        prefix = names.model_prefix(name, model.version)
-        yield Resource("s3_object", f"model.{name}@{model.version}", {
-            "bucket": bucket, "key": f"{prefix}/model.onnx", "sha256": art.sha256,
-            "size": art.size, "source": art.source, "content_type": "application/octet-stream",
-            "immutable": True, "retain": True,
-        }, ("registry",))
-        yield Resource("s3_object", f"metadata.{name}@{model.version}", {
-            "bucket": bucket, "key": f"{prefix}/metadata.json", "content": art.metadata,
-            "sha256": digest_text(art.metadata), "content_type": "application/json",
-            "immutable": True, "retain": True,
+        yield Resource("model_version", f"model.{name}@{model.version}", {
+            "bucket": bucket, "name": name, "version": model.version,
+            "prefix": names.model_prefix(name, model.version), "sha256": art.sha256,
+            "size": art.size, "source": art.source, "reference": model.reference,
+            "metadata": json.loads(art.metadata),
         }, ("registry",))
     yield Resource("s3_object", "code", {
         "bucket": bucket, "key": names.code_key(ctx.code.sha256), "sha256": ctx.code.sha256,
@@ -100,17 +107,26 @@ def digest_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _served_version(config: Config, ep_name: str, ep: Endpoint) -> str:
+def _served_version(config: Config, ctx: CompileContext, ep_name: str,
+                    ep: Endpoint) -> tuple[str, str, bool]:
+    """(version, sha256, declared): the declared version, or one resolved in the registry."""
     model = config.models[ep.model_name]
     pinned = ep.model_ref
-    if pinned is not None and pinned != model.version:
-        what = (f"version {pinned} of model '{ep.model_name}' is not the declared one"
-                if _is_semver(pinned) else f"alias '{pinned}' cannot be resolved at compile time")
+    if pinned is None or pinned == model.version:
+        return model.version, ctx.artifacts[ep.model_name].sha256, True
+    resolved = ctx.resolved.get(ep.model)
+    if resolved is None:
+        what = (f"version {pinned} of model '{ep.model_name}' was not resolved in the registry"
+                if _is_semver(pinned) else f"alias '{pinned}' was not resolved in the registry")
         raise ConfigError([Problem(
             where=f"endpoints.{ep_name}.model", what=what,
-            hint=f"serve '{ep.model_name}' (declared version {model.version})",
+            hint=f"register and promote it (`mlops models promote {ep.model_name}@VERSION "
+                 f"--alias ALIAS`), or serve '{ep.model_name}' (declared version "
+                 f"{model.version})",
         )])
-    return model.version
+    if resolved.version == model.version:
+        return model.version, ctx.artifacts[ep.model_name].sha256, True
+    return resolved.version, resolved.sha256, False
 
 
 def _is_semver(text: str) -> bool:
@@ -127,9 +143,8 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
     fn = names.function_name(ctx.project, ctx.stage, ep_name)
     role = names.role_name(ctx.project, ctx.stage, ep_name)
     log_group = names.log_group(fn)
-    version = _served_version(config, ep_name, ep)
+    version, model_sha256, declared = _served_version(config, ctx, ep_name, ep)
     model_name = ep.model_name
-    art = ctx.artifacts[model_name]
 
     yield Resource("iam_role", f"role.{ep_name}", {
         "role_name": role,
@@ -157,15 +172,15 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
         "environment": {
             "MLOPS_ENDPOINT": ep_name,
             "MLOPS_MODEL_NAME": model_name,
-            "MLOPS_MODEL_SHA256": art.sha256,
+            "MLOPS_MODEL_SHA256": model_sha256,
             "MLOPS_MODEL_VERSION": version,
             "MLOPS_REGISTRY_BUCKET": bucket,
         },
         "tags": {**ctx.tags(), "mlops:registry": bucket, "mlops:endpoint": ep_name},
     }
+    model_dep = (f"model.{model_name}@{version}",) if declared else ()
     yield Resource("lambda_function", f"function.{ep_name}", function_props, (
-        f"role.{ep_name}", f"logs.{ep_name}", "code",
-        f"model.{model_name}@{version}", f"metadata.{model_name}@{version}",
+        f"role.{ep_name}", f"logs.{ep_name}", "code", *model_dep,
     ))
     yield Resource("lambda_version", f"version.{ep_name}", {
         "function_name": fn, "function_digest": digest(function_props),

@@ -18,6 +18,7 @@ from typing import Any
 KINDS: tuple[str, ...] = (
     "s3_bucket",
     "s3_object",
+    "model_version",
     "iam_role",
     "log_group",
     "lambda_function",

@@ -157,6 +157,51 @@ class Task(StrEnum):
     regression = "regression"
 
 
+class Approval(Strict):
+    """How many distinct people must approve a version before an alias may point at it."""
+
+    required: int = Field(default=1, ge=1, le=10, description="Distinct approvers needed.")
+    approvers: tuple[str, ...] = Field(
+        default=(), description="Who may approve; anyone when empty."
+    )
+
+
+ParamValue = str | int | float | bool
+
+
+class Training(Strict):
+    """The training entry point: how `mlops models reproduce` re-creates a version."""
+
+    command: str = Field(
+        description="Command run from mlops.yaml's folder; {out} is a fresh output folder and "
+        "{name} is replaced by the parameter of that name, e.g. "
+        "'python train.py --out {out} --seed {seed}'."
+    )
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="Hyperparameters (and seed), recorded per version."
+    )
+    artifact: str = Field(
+        default="artifacts/model.onnx", description="Where the command writes the ONNX file, "
+        "relative to {out}."
+    )
+    metrics: str | None = Field(
+        default=None, description="JSON file of metrics the command writes, relative to {out}."
+    )
+    data: str | None = Field(
+        default=None, description="Training data (CSV) fingerprinted per version; relative path."
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        if "{out}" not in v:
+            raise ValueError(
+                f"'{v}' does not mention {{out}}; pass {{out}} so the command writes into the "
+                "folder mlops gives it"
+            )
+        return v
+
+
 class Model(Strict):
     """A versioned ONNX model and its input contract."""
 
@@ -174,6 +219,38 @@ class Model(Strict):
         default_factory=dict, description="Evaluation metrics recorded at training time."
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
+    source: str | None = Field(
+        default=None, description="A scikit-learn estimator (pickle or joblib) that "
+        "`mlops build` converts to the ONNX artifact; relative path."
+    )
+    parity_tolerance: float = Field(
+        default=1e-4, gt=0, le=1, description="Largest accepted difference between scikit-learn "
+        "and ONNX probabilities when `mlops build` converts the source."
+    )
+    training: Training | None = Field(
+        default=None, description="Training entry point, parameters and data (lineage and "
+        "`mlops models reproduce`)."
+    )
+    parent: str | None = Field(
+        default=None, description="Version this one was derived from (lineage); defaults to "
+        "the newest registered version below this one."
+    )
+    intended_use: str = Field(default="", description="Intended use, for the model card.")
+    limitations: tuple[str, ...] = Field(
+        default=(), description="Known limitations, for the model card."
+    )
+    approvals: dict[ItemName, Approval] = Field(
+        default_factory=dict, description="Approvals required before an alias (e.g. "
+        "production) may point at a version of this model; adds to registry.approvals."
+    )
+
+    @field_validator("parent")
+    @classmethod
+    def _parent(cls, v: str | None) -> str | None:
+        if v is not None:
+            SemVer.parse(v)
+        return v
+
 
     @field_validator("version")
     @classmethod
@@ -462,6 +539,10 @@ class Registry(Strict):
     bucket: str | None = Field(
         default=None,
         description="S3 bucket of the model registry and deploy state; derived when omitted.",
+    )
+    approvals: dict[ItemName, Approval] = Field(
+        default_factory=dict, description="Approvals required before an alias moves, for every "
+        "model, e.g. {production: {required: 1}}."
     )
 
     @field_validator("bucket")

@@ -31,6 +31,7 @@ class Op(Enum):
 REPLACE_ON: dict[str, frozenset[str]] = {
     "s3_bucket": frozenset({"bucket", "region"}),
     "s3_object": frozenset({"bucket", "key"}),
+    "model_version": frozenset({"bucket", "name", "version"}),
     "iam_role": frozenset({"role_name"}),
     "log_group": frozenset({"name"}),
     "lambda_function": frozenset({"function_name"}),
@@ -152,6 +153,15 @@ def describe(changes: tuple[Change, ...]) -> str:
 
 
 def _immutable_violation(res: Resource, before: Mapping[str, Any]) -> Problem | None:
+    if (res.kind == "model_version" and before.get("version") == res.props.get("version")
+            and before.get("sha256") != res.props.get("sha256")):
+        return Problem(
+            where=res.id,
+            what=(f"{res.props['name']}@{res.props['version']} is registered with other bytes "
+                  f"(sha256 {str(before.get('sha256'))[:12]}…, now "
+                  f"{str(res.props.get('sha256'))[:12]}…)"),
+            hint="bump the model's version in mlops.yaml; a released version never changes",
+        )
     if (res.kind == "s3_object" and res.props.get("immutable")
             and before.get("key") == res.props.get("key")
             and before.get("sha256") != res.props.get("sha256")):
@@ -232,6 +242,8 @@ def make_plan(
     for rid in reversed(delete_order):
         entry = gone[rid]
         why = "project destroyed" if destroy else "no longer declared"
+        if entry.kind == "model_version" and not destroy:
+            why += "; version kept in the registry"
         if entry.kind == "s3_object" and entry.props.get("retain") and not destroy:
             why += "; object kept in the registry"
         deletes.append(Action(Op.delete, rid, entry.kind, why, None, entry.depends_on))

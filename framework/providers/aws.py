@@ -26,6 +26,7 @@ CONFLICT = {"ResourceConflictException", "ConflictException"}  # AWS says the fi
 Props = dict[str, Any]
 SERVICES: dict[str, tuple[str, ...]] = {
     "s3_bucket": ("s3",), "s3_object": ("s3",), "iam_role": ("iam",), "log_group": ("logs",),
+    "model_version": ("s3",),
     "lambda_function": ("lambda",), "lambda_version": ("lambda",), "lambda_alias": ("lambda",),
     "http_api": ("apigatewayv2",), "api_integration": ("apigatewayv2",),
     "api_route": ("apigatewayv2",), "lambda_permission": ("lambda",),
@@ -196,6 +197,39 @@ class AwsProvider:
 
     def exists_s3_object(self, entry: Entry) -> bool:
         self.client("s3").head_object(Bucket=entry.props["bucket"], Key=entry.props["key"])
+        return True
+
+    # -- model_version (a registered version: see framework.registry) --------------------
+    def create_model_version(self, p: Props) -> Outputs:
+        from framework.registry.service import register_files
+        from framework.registry.store import Registry
+
+        artifact = self.root / p["source"]
+        if hashlib.sha256(artifact.read_bytes()).hexdigest() != p["sha256"]:
+            raise DeployError(f"{p['source']} changed since it was planned",
+                              hint="run `mlops plan` again and deploy the new plan")
+        reference = self.root / p["reference"] if p.get("reference") else None
+        done = register_files(Registry(s3=self.client("s3"), bucket=p["bucket"]), self.root,
+                              artifact, dict(p["metadata"]), reference)
+        return {"prefix": p["prefix"], "sha256": p["sha256"], "registered": done.created}
+
+    def update_model_version(self, p: Props, _before: Entry) -> Outputs:
+        return self.create_model_version(p)
+
+    def delete_model_version(self, entry: Entry, destroying: bool) -> None:
+        if not destroying:
+            return  # registered versions outlive the deploys that registered them
+        s3, p = self.client("s3"), entry.props
+        for name in ("metadata.json", "reference.json", "model.onnx"):  # the commit first
+            try:
+                s3.delete_object(Bucket=p["bucket"], Key=f"{p['prefix']}/{name}")
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+
+    def exists_model_version(self, entry: Entry) -> bool:
+        self.client("s3").head_object(Bucket=entry.props["bucket"],
+                                      Key=f"{entry.props['prefix']}/metadata.json")
         return True
 
     # -- iam_role ---------------------------------------------------------------------

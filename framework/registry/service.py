@@ -1,0 +1,230 @@
+"""Registry operations as a user runs them: register from mlops.yaml, promote under approval
+rules, roll back, answer history, lineage and diff questions.
+
+The CLI (``framework/cli_models.py``) prints what these return; deploy's ``model_version``
+resource calls ``register_files`` too, so both paths register a version the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from framework.config.models import Approval, Config, Model
+from framework.registry import refs
+from framework.registry.errors import ApprovalRequiredError, RegistryInputError
+from framework.registry.metadata import version_metadata
+from framework.registry.provenance import provenance
+from framework.registry.store import Registered, Registry
+
+
+def reference_profile(metadata: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The drift baseline of ``path`` (monitoring's profile format)."""
+    from framework.monitoring.profile import profile_reference
+
+    return profile_reference(path, list(metadata["features"]))
+
+
+def register_files(reg: Registry, root: Path, artifact: Path, metadata: dict[str, Any],
+                   reference: Path | None) -> Registered:
+    """Register prepared metadata with the artifact's bytes and (optionally) reference data."""
+    profile = reference_profile(metadata, reference) if reference is not None else None
+    return reg.register(str(metadata["name"]), str(metadata["version"]), artifact.read_bytes(),
+                        metadata, provenance(root), reference=profile)
+
+
+def register_declared(reg: Registry, config: Config, root: Path, name: str) -> Registered:
+    """Register the version of ``name`` that mlops.yaml declares."""
+    model = declared(config, name)
+    from framework.artifacts import check_artifact
+
+    problems = check_artifact(name, model, root)
+    if problems:
+        from framework.errors import ConfigError
+
+        raise ConfigError(problems, source="artifacts")
+    artifact = (root / model.artifact).resolve()
+    meta = version_metadata(name, model, artifact, root)
+    ref = (root / model.reference).resolve() if model.reference else None
+    return register_files(reg, root, artifact, meta, ref)
+
+
+def declared(config: Config, name: str) -> Model:
+    refs.check_model(name)
+    if name not in config.models:
+        raise RegistryInputError(
+            f"model '{name}' is not declared in mlops.yaml", where=f"models.{name}",
+            hint=f"declared models: {', '.join(config.models) or 'none'}")
+    return config.models[name]
+
+
+# -- approvals ------------------------------------------------------------------------
+
+
+def approval_rule(config: Config | None, name: str, alias: str) -> Approval | None:
+    if config is None:
+        return None
+    model = config.models.get(name)
+    if model is not None and alias in model.approvals:
+        return model.approvals[alias]
+    return config.registry.approvals.get(alias)
+
+
+@dataclass(frozen=True)
+class ApprovalStatus:
+    required: int
+    approvers: tuple[str, ...]  # who counted
+    allowed: tuple[str, ...]  # who may approve (empty: anyone)
+
+    @property
+    def satisfied(self) -> bool:
+        return len(self.approvers) >= self.required
+
+
+def approval_status(reg: Registry, rule: Approval | None, name: str, version: str,
+                    alias: str) -> ApprovalStatus:
+    if rule is None:
+        return ApprovalStatus(0, (), ())
+    counted: list[str] = []
+    for rec in reg.approvals(name, version):
+        if rec.get("alias") not in (None, alias):
+            continue
+        who = str(rec["by"])
+        if rule.approvers and who not in rule.approvers:
+            continue
+        if who not in counted:
+            counted.append(who)
+    return ApprovalStatus(rule.required, tuple(counted), rule.approvers)
+
+
+# -- aliases --------------------------------------------------------------------------
+
+
+def promote(reg: Registry, config: Config | None, ref: refs.ModelRef, alias: str,
+            reason: str = "") -> dict[str, Any]:
+    refs.check_alias(alias)
+    if ref.version is None:
+        raise RegistryInputError(f"'{ref}' names no version", where=str(ref),
+                                 hint=f"write {ref.name}@VERSION, e.g. {ref.name}@1.2.0")
+    reg.verify(ref.name, ref.version)
+    status = approval_status(reg, approval_rule(config, ref.name, alias), ref.name, ref.version,
+                             alias)
+    if not status.satisfied:
+        who = f" from {', '.join(status.allowed)}" if status.allowed else ""
+        got = f" (so far: {', '.join(status.approvers)})" if status.approvers else ""
+        raise ApprovalRequiredError(
+            f"moving '{alias}' to {ref.name}@{ref.version} needs {status.required} "
+            f"approval(s){who}; it has {len(status.approvers)}{got}",
+            where=f"{ref.name}@{ref.version}",
+            hint=f"`mlops models approve {ref.name}@{ref.version} --by NAME --note TEXT`")
+    expected = reg.alias(ref.name, alias)
+    if expected.version == ref.version:
+        return expected.doc or {}
+    return reg.set_alias(expected, ref.version, action="promote", reason=reason)
+
+
+def rollback_target(records: list[dict[str, Any]]) -> str | None:
+    """The version before the current one, undoing earlier rollbacks (a stack of promotions)."""
+    stack: list[str] = []
+    for rec in sorted(records, key=lambda r: int(r["seq"])):
+        if rec.get("action") == "rollback" and stack:
+            stack.pop()
+            if not stack or stack[-1] != rec["version"]:
+                stack.append(str(rec["version"]))
+        else:
+            stack.append(str(rec["version"]))
+    return stack[-2] if len(stack) >= 2 else None
+
+
+def rollback(reg: Registry, name: str, alias: str, to: str | None = None,
+             reason: str = "") -> dict[str, Any]:
+    expected = reg.alias(name, alias)
+    if expected.version is None:
+        raise RegistryInputError(f"alias '{alias}' of '{name}' is not set; nothing to roll back",
+                                 where=f"{name}@{alias}")
+    target = to or rollback_target(reg.history(name, alias))
+    if target is None:
+        raise RegistryInputError(
+            f"'{alias}' of '{name}' has pointed only at {expected.version}; there is no "
+            "previous version", where=f"{name}@{alias}",
+            hint="pass --to VERSION to name the version explicitly")
+    refs.check_version(target)
+    if target == expected.version:
+        raise RegistryInputError(f"'{alias}' already points at {target}", where=f"{name}@{alias}")
+    reg.verify(name, target)
+    return reg.set_alias(expected, target, action="rollback", reason=reason)
+
+
+def parse_time(text: str) -> datetime:
+    """ISO date or date-time (``2026-03-01``, ``2026-03-01T14:00``, ``... 14:00Z``), UTC."""
+    cleaned = text.strip().replace(" ", "T")
+    if cleaned.endswith("Z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(cleaned)
+    except ValueError as exc:
+        raise RegistryInputError(f"'{text}' is not a time", where="--at/--since",
+                                 hint="write e.g. 2026-03-01 or 2026-03-01T14:00 (UTC)") from exc
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def record_time(rec: Mapping[str, Any], key: str = "changed_at") -> datetime:
+    return parse_time(str(rec[key]))
+
+
+def at_time(records: list[dict[str, Any]], when: datetime) -> dict[str, str | None]:
+    """What each alias pointed at, at ``when``."""
+    out: dict[str, str | None] = {}
+    for rec in sorted(records, key=lambda r: (record_time(r), int(r["seq"]))):
+        out.setdefault(str(rec["alias"]), None)
+        if record_time(rec) <= when:
+            out[str(rec["alias"])] = str(rec["version"])
+    return dict(sorted(out.items()))
+
+
+# -- lineage and diff -----------------------------------------------------------------
+
+
+def lineage(reg: Registry, name: str, version: str) -> list[dict[str, Any]]:
+    """``name@version`` and its ancestors, newest first."""
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    current: str | None = version
+    while current is not None and current not in seen:
+        seen.add(current)
+        meta = reg.metadata(name, current)
+        chain.append(meta)
+        current = (meta.get("lineage") or {}).get("parent")
+    return chain
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True) if isinstance(value, list) else value}
+
+
+DIFF_SKIP = ("signature", "features", "data.column_names", "reference.key")
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, a, b) for every differing leaf; metric deltas are easy to read off."""
+    fa, fb = _flatten(a), _flatten(b)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        if any(key == s or key.startswith(s + ".") for s in DIFF_SKIP):
+            continue
+        if fa.get(key) != fb.get(key):
+            rows.append((key, fa.get(key), fb.get(key)))
+    if a.get("signature") != b.get("signature"):
+        rows.append(("signature", "…", "… (differs)"))
+    if a.get("features") != b.get("features"):
+        rows.append(("features", "…", "… (differs)"))
+    return rows
