@@ -5,15 +5,17 @@ The CLI is a thin layer over these functions; tests drive them directly as well.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framework.apply.audit import AuditLog
 from framework.apply.executor import Executor, Progress
 from framework.apply.store import StateStore
 from framework.compile import CompileContext, ResourceGraph, compile_config, names
+from framework.compile.compiler import ResolvedModel
 from framework.config.loader import LoadedConfig, load_config
 from framework.errors import ConfigError, Problem
 from framework.package import build_code_bundle, describe_artifacts
@@ -21,6 +23,9 @@ from framework.plan.planner import Plan, make_plan
 from framework.plan.state import State
 from framework.providers.aws import AwsProvider
 from framework.targets import Target, connect
+
+if TYPE_CHECKING:
+    from framework.registry.store import Registry
 
 
 @dataclass(frozen=True)
@@ -85,13 +90,33 @@ def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
                    store=store, audit=audit)
 
 
-def compile_workspace(ws: Workspace, account_id: str, region: str) -> ResourceGraph:
-    """Check artifacts, build the code bundle, compile. Raises ConfigError on bad input."""
+def compile_workspace(ws: Workspace, account_id: str, region: str,
+                      resolved: Mapping[str, ResolvedModel] | None = None) -> ResourceGraph:
+    """Check artifacts, build the code bundle, compile. Raises ConfigError on bad input.
+
+    ``resolved`` holds the registry versions that endpoints' NAME@ALIAS / NAME@VERSION name
+    (see ``resolve_models``)."""
     artifacts = describe_artifacts(ws.loaded.config, ws.root)
     code = build_code_bundle(ws.root, ws.home / "build")
     ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,
-                         account_id=account_id, artifacts=artifacts, code=code)
+                         account_id=account_id, artifacts=artifacts, code=code,
+                         resolved=dict(resolved or {}))
     return compile_config(ws.loaded.config, ctx)
+
+
+def registry(session: Session) -> Registry:
+    """The model registry in the session's bucket; its changes go to the audit log."""
+    from framework.registry.store import Registry
+
+    return Registry(s3=session.target.conn.client("s3"), bucket=session.bucket,
+                    audit=session.audit, actor=session.target.actor)
+
+
+def resolve_models(session: Session) -> dict[str, ResolvedModel]:
+    """Registry versions of endpoints that serve NAME@ALIAS or another NAME@VERSION."""
+    from framework.registry.resolve import resolve_endpoints
+
+    return resolve_endpoints(session.ws.loaded.config, registry(session))
 
 
 def refresh(session: Session, state: State) -> dict[str, bool]:
@@ -107,7 +132,8 @@ def refresh(session: Session, state: State) -> dict[str, bool]:
 def plan(session: Session, *, destroy: bool = False) -> Plan:
     state = session.store.load()
     graph = (ResourceGraph() if destroy else
-             compile_workspace(session.ws, session.target.account_id, session.target.region))
+             compile_workspace(session.ws, session.target.account_id, session.target.region,
+                               resolve_models(session)))
     live = refresh(session, state)
     if not state.project:
         state = State(project=session.ws.project, stage=session.ws.stage, lineage="")
