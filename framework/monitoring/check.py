@@ -43,6 +43,7 @@ class WindowFacts:
     latencies: list[float] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    classes: list[str] = field(default_factory=list)
 
 
 def reference_key(model: str, version: str) -> str:
@@ -105,6 +106,8 @@ def profile_window(store: Store, spec: MonitorSpec, window: Window, reference: P
         lat = rec.get("latency_ms")
         if isinstance(lat, int | float):
             facts.latencies.append(float(lat))
+        if not facts.classes and isinstance(rec.get("classes"), list):
+            facts.classes = [category_key(c) for c in rec["classes"]]
         if "prediction" in rec:
             key = (str(rec.get("request_id")), int(rec.get("row", 0)))
             facts.predictions[key] = (version, rec["prediction"], positive_score(rec, positive))
@@ -239,6 +242,8 @@ def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: 
     if settings is None:
         return None
     labels = read_feedback(store, spec.endpoint, window, log)
+    positive = positive or settings.get("positive") or (facts.classes[-1] if facts.classes
+                                                         else None)
     joined = [(facts.predictions[k], lab) for k, lab in labels.items() if k in facts.predictions]
     metric = str(settings.get("metric", "accuracy"))
     out: dict[str, Any] = {"metric": metric, "min": settings.get("min"),

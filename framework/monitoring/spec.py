@@ -54,7 +54,8 @@ class MonitorSpec:
             bucket=data["bucket"], window_seconds=int(data.get("window_seconds", 86400)),
             drift=dict(data.get("drift") or {}), performance=data.get("performance"),
             alarms=dict(data.get("alarms") or {}), charts=dict(data.get("charts") or {}),
-            notify=dict(data.get("notify") or {}), on_drift=tuple(data.get("on_drift", ())),
+            notify=dict(data.get("notify") or {}),
+            on_drift=tuple(data.get("on_drift", ("notify",))),
             endpoint_function=data.get("endpoint_function"), alias=data.get("alias", "live"),
             task=data.get("task", "classification"),
         )

@@ -1,0 +1,274 @@
+"""One monitor run end to end: check, history, control charts, alarms, verdict, report files,
+CloudWatch metrics, actions and the e-mail.
+
+Never raises for bad input: whatever happens, a report is written and (per ``notify.when``)
+mailed. Clients are passed in (``None`` skips that side effect), so tests and the local CLI
+drive it without Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from framework.monitoring import actions, charts, mailer
+from framework.monitoring.check import CheckFailed, run_check
+from framework.monitoring.report import render_html
+from framework.monitoring.spec import MonitorSpec, Window, iso
+from framework.monitoring.store import Store
+
+FORMAT = "mlops.report/1"
+HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "r2"}
+ALARM_RE = re.compile(r"^(<=|>=|<|>)\s*(.+)$")
+
+
+@dataclass
+class Clients:
+    """Side-effect clients; any left ``None`` is skipped (and the report says so)."""
+
+    ses: Any | None = None
+    cloudwatch: Any | None = None
+    lam: Any | None = None
+    audit: Callable[..., Any] | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+def history_key(monitor: str) -> str:
+    return f"reports/{monitor}/history.json"
+
+
+def report_prefix(monitor: str, run_id: str) -> str:
+    return f"reports/{monitor}/{run_id}"
+
+
+def figures(body: Mapping[str, Any]) -> dict[str, float | None]:
+    d = body.get("drift") or {}
+    data = body.get("data") or {}
+    rows = data.get("rows")
+    out: dict[str, float | None] = {
+        "rows": rows, "drift_share": d.get("share"),
+        "drifted_features": len(d.get("drifted", [])) if d.get("tests") else None,
+        "latency_p50_ms": data.get("latency_p50_ms"),
+        "latency_p99_ms": data.get("latency_p99_ms"),
+        "error_rate": (data.get("errors", 0) / rows) if rows else None,
+    }
+    pd = body.get("prediction_drift") or {}
+    out["prediction_drift"] = pd.get("statistic")
+    perf = body.get("performance") or {}
+    for name, value in (perf.get("overall") or {}).items():
+        out[name] = value
+    return out
+
+
+def evaluate_alarms(rules: Mapping[str, str], figs: Mapping[str, float | None],
+                    ) -> list[dict[str, Any]]:
+    out = []
+    for figure, rule in sorted(rules.items()):
+        m = ALARM_RE.match(rule.strip())
+        value = figs.get(figure)
+        breached = False
+        if m and value is not None:
+            op, limit = m.group(1), float(m.group(2))
+            ok = {"<=": value <= limit, ">=": value >= limit, "<": value < limit,
+                  ">": value > limit}[op]
+            breached = not ok
+        out.append({"figure": figure, "rule": rule, "value": value, "breached": breached})
+    return out
+
+
+def control_charts(history: list[dict[str, Any]], figs: Mapping[str, float | None],
+                   settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    keep = int(settings.get("history", 30))
+    baseline = int(settings.get("baseline", 5))
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in figs.items():
+        if value is None:
+            continue
+        series = [h["figures"].get(name) for h in history[-(keep - 1):]] + [value]
+        series = [float(v) for v in series if v is not None]
+        if len(series) < 3:
+            continue
+        out[name] = {
+            "ewma": charts.ewma(series, float(settings.get("ewma_lambda", 0.2)),
+                                float(settings.get("ewma_width", 3.0)), baseline).to_dict(),
+            "cusum": charts.cusum(series, float(settings.get("cusum_k", 0.5)),
+                                  float(settings.get("cusum_h", 5.0)), baseline).to_dict(),
+        }
+    return out
+
+
+def verdict(spec: MonitorSpec, report: dict[str, Any]) -> tuple[str, str, str]:
+    """(status, subject, summary)."""
+    name = spec.name
+    if report.get("error"):
+        first = str(report["error"]).splitlines()[0]
+        return "failure", f"[FAILURE] {name}: {first}", f"The check could not run: {first}"
+    d = report.get("drift") or {}
+    pd = report.get("prediction_drift") or {}
+    perf = report.get("performance") or {}
+    breached = [a for a in report.get("alarms", []) if a["breached"]]
+    problems = len(report.get("issues") or [])
+    note = f" {problems} data problem(s) noted." if problems else ""
+    if d.get("drifted") or pd.get("drifted"):
+        parts = []
+        if d.get("drifted"):
+            parts.append(f"{len(d['drifted'])} of {d['tested']} features drifted")
+        if pd.get("drifted"):
+            parts.append("prediction drift")
+        what = ", ".join(parts)
+        return ("drift", f"[DRIFT] {name}: {what}",
+                f"Drift found: {what} ({', '.join(d.get('drifted', [])[:8])}).{note}")
+    if perf.get("degraded") or breached:
+        bits = []
+        if perf.get("degraded"):
+            bits.append(f"{perf['metric']} {perf['value']:.4g} outside "
+                        f"{perf.get('min')}..{perf.get('max')}")
+        bits += [f"{a['figure']} {a['value']:.4g} breaks {a['rule']}" for a in breached]
+        return "degraded", f"[DEGRADED] {name}: {'; '.join(bits)}", "; ".join(bits) + "." + note
+    if report.get("insufficient"):
+        return ("no_data", f"[NO DATA] {name}: {report['insufficient']}",
+                f"Nothing to test: {report['insufficient']}.{note}")
+    return ("ok", f"[OK] {name}: no drift in {d.get('tested', 0)} features",
+            f"No drift in {d.get('tested', 0)} tested features.{note}")
+
+
+def should_notify(spec: MonitorSpec, status: str) -> bool:
+    if not spec.notify.get("email"):
+        return False
+    when = spec.notify.get("when", "drift")
+    if when == "always":
+        return True
+    if when == "failure":
+        return status in ("failure", "no_data")
+    alerting = status in ("degraded", "failure", "no_data")
+    return alerting or (status == "drift" and "notify" in spec.on_drift)
+
+
+def _put_json(store: Store, key: str, value: Any) -> None:
+    store.put(key, json.dumps(_finite(value), indent=2, sort_keys=True, allow_nan=False,
+                              default=str).encode(), "application/json")
+
+
+def publish_metrics(cw: Any, spec: MonitorSpec, figs: Mapping[str, float | None],
+                    when: datetime) -> int:
+    dims = [{"Name": "Monitor", "Value": spec.name}, {"Name": "Endpoint", "Value": spec.endpoint}]
+    data = [{"MetricName": k, "Dimensions": dims, "Timestamp": when, "Value": float(v)}
+            for k, v in sorted(figs.items()) if v is not None]
+    for i in range(0, len(data), 20):
+        cw.put_metric_data(Namespace=f"mlops/{spec.project}", MetricData=data[i:i + 20])
+    return len(data)
+
+
+def run_monitor(spec: MonitorSpec, store: Store, window: Window, clients: Clients,
+                now: datetime | None = None, positive: str | None = None) -> dict[str, Any]:
+    """Run the monitor once over ``window`` and return the report (also written to the store)."""
+    now = now or datetime.now(UTC)
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    prefix = report_prefix(spec.name, run_id)
+    report: dict[str, Any] = {
+        "format": FORMAT, "monitor": spec.name, "project": spec.project, "stage": spec.stage,
+        "endpoint": spec.endpoint, "model": spec.model, "version": spec.version,
+        "run_id": run_id, "generated_at": iso(now), "window": window.to_dict(),
+        "report_key": f"{prefix}/report.json", "issues": [], "actions": [],
+    }
+    try:
+        report.update(run_check(spec, store, window, positive))
+    except CheckFailed as e:
+        report["error"] = str(e)
+    except Exception as e:  # unexpected: still a report, with the traceback
+        report["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    history = _load_history(store, spec.name)
+    figs = figures(report)
+    report["figures"] = figs
+    report["alarms"] = evaluate_alarms(spec.alarms, figs)
+    report["charts"] = control_charts(history, figs, spec.charts) if not report.get("error") \
+        else {}
+    for fig, kinds in report["charts"].items():
+        last = len(kinds["ewma"]["values"]) - 1
+        if any(last in c["flagged"] for c in kinds.values()):
+            report["issues"].append({"kind": "control_chart", "figure": fig,
+                                     "message": f"{fig} is out of control in this run"})
+    status, subject, summary = verdict(spec, report)
+    report.update(status=status, subject=subject, summary=summary)
+    if status == "drift":
+        report["actions"] += _drift_actions(spec, store, clients, run_id, report["report_key"])
+    _write(store, prefix, report)
+    history.append({"run_id": run_id, "time": iso(now), "window": window.to_dict(),
+                    "status": status, "figures": figs, "report": report["report_key"]})
+    _put_json(store, history_key(spec.name), history[-500:])
+    if clients.cloudwatch is not None:
+        try:
+            report["metrics"] = {"published": publish_metrics(clients.cloudwatch, spec, figs, now),
+                                 "namespace": f"mlops/{spec.project}"}
+        except Exception as e:
+            report["metrics"] = {"published": 0, "error": f"{type(e).__name__}: {e}"}
+    if should_notify(spec, status):
+        report["notification"] = notify(spec, store, prefix, report, clients)
+    else:
+        report["notification"] = {"sent": False, "reason": f"notify.when is "
+                                  f"{spec.notify.get('when', 'drift')} and the status is {status}"}
+    _write(store, prefix, report)
+    return report
+
+
+def notify(spec: MonitorSpec, store: Store, prefix: str, report: dict[str, Any],
+           clients: Clients) -> dict[str, Any]:
+    recipients = list(spec.notify.get("email") or [])
+    sender = spec.notify.get("sender") or recipients[0]
+    raw = mailer.build_message(report, sender, recipients)
+    store.put(f"{prefix}/message.eml", raw, "message/rfc822")  # kept whatever happens next
+    if clients.ses is None:
+        return {"sent": False, "reason": "no SES client", "eml": f"{prefix}/message.eml"}
+    outcome = mailer.send(clients.ses, raw, sender, recipients, sleep=clients.sleep)
+    outcome["eml"] = f"{prefix}/message.eml"
+    return outcome
+
+
+def _drift_actions(spec: MonitorSpec, store: Store, clients: Clients, run_id: str,
+                   report_key: str) -> list[dict[str, Any]]:
+    done: list[dict[str, Any]] = []
+    for action in spec.on_drift:
+        try:
+            if action == "rollback":
+                if clients.lam is None:
+                    done.append({"action": "rollback", "ok": False, "outcome": "no Lambda client"})
+                else:
+                    done.append(actions.rollback(clients.lam, spec, clients.audit, run_id))
+            elif action == "retrain":
+                done.append(actions.request_retrain(store, spec, run_id, report_key))
+        except Exception as e:
+            done.append({"action": action, "ok": False, "outcome": f"failed: {e}"})
+    return done
+
+
+def _load_history(store: Store, monitor: str) -> list[dict[str, Any]]:
+    data = store.get(history_key(monitor))
+    if data is None:
+        return []
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _write(store: Store, prefix: str, report: dict[str, Any]) -> None:
+    _put_json(store, f"{prefix}/report.json", _finite(report))
+    store.put(f"{prefix}/report.html", render_html(report).encode(), "text/html; charset=utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
