@@ -6,6 +6,7 @@ Writes, under DIR (default: this folder):
   artifacts/model.onnx         StandardScaler + LogisticRegression, float input "input" [N, 30]
   artifacts/metrics.json       held-out accuracy, ROC-AUC, precision, recall (+ parity check)
   data/reference.csv           the training features (drift baseline)
+  data/holdout.csv             held-out features + "diagnosis" label (the gates' data)
   data/sample_request.json     a real {"instances": [...]} body with two rows
 
 Labels are the dataset's class names ("malignant", "benign"); metrics treat "malignant" as the
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(names)
         writer.writerows([[repr(float(v)) for v in row] for row in x_train])
+    with open(dat / "holdout.csv", "w", newline="") as fh:  # for the gates in mlops.yaml
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([*names, "diagnosis"])
+        writer.writerows([*(repr(float(v)) for v in row), label]
+                         for row, label in zip(x_test, y_test, strict=True))
     sample = {"instances": [dict(zip(names, map(float, row), strict=True)) for row in x_test[:2]]}
     (dat / "sample_request.json").write_text(json.dumps(sample, indent=2) + "\n")
 

@@ -169,6 +169,46 @@ class Approval(Strict):
 ParamValue = str | int | float | bool
 
 
+GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$")
+METRIC_GATES = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mae", "rmse",
+                "r2")
+BUDGET_GATES = ("p50_latency_ms", "p99_latency_ms", "size_mb")
+
+
+class Holdout(Strict):
+    """Hold-out data on which gates evaluate a version before it ships."""
+
+    path: str = Field(description="CSV with the features and the label column; relative path.")
+    label: str = Field(default="label", description="Name of the label column.")
+    positive: str | None = Field(
+        default=None, description="Positive class for precision/recall/F1/AUC (classifiers); "
+        "defaults to the last of the model's classes."
+    )
+
+
+def parse_gate(expression: str) -> tuple[str, float]:
+    """'>=0.95' → ('>=', 0.95); ValueError with a hint otherwise."""
+    match = GATE_RE.match(expression)
+    if not match:
+        raise ValueError(
+            f"'{expression}' is not a threshold; write an operator and a number, e.g. '>=0.95' "
+            "or '<=50'"
+        )
+    return match.group(1), float(match.group(2))
+
+
+def _check_gate(expression: str) -> str:
+    parse_gate(expression)
+    return expression
+
+
+GateName = Literal[
+    "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mae", "rmse", "r2",
+    "p50_latency_ms", "p99_latency_ms", "size_mb",
+]
+GateExpr = Annotated[str, AfterValidator(_check_gate)]
+
+
 class Training(Strict):
     """The training entry point: how `mlops models reproduce` re-creates a version."""
 
@@ -239,10 +279,29 @@ class Model(Strict):
     limitations: tuple[str, ...] = Field(
         default=(), description="Known limitations, for the model card."
     )
+    holdout: Holdout | None = Field(
+        default=None, description="Hold-out data the metric gates are evaluated on."
+    )
+    gates: dict[GateName, GateExpr] = Field(
+        default_factory=dict, description="Checks a version must pass before it ships: metrics on "
+        "the hold-out set (accuracy, precision, recall, f1, roc_auc, pr_auc, mae, rmse, r2), "
+        "p50_latency_ms/p99_latency_ms on the packaged handler, size_mb of the artifact; "
+        "each 'OP NUMBER', e.g. {roc_auc: '>=0.95', p99_latency_ms: '<=50'}."
+    )
     approvals: dict[ItemName, Approval] = Field(
         default_factory=dict, description="Approvals required before an alias (e.g. "
         "production) may point at a version of this model; adds to registry.approvals."
     )
+
+    @model_validator(mode="after")
+    def _gates_need_holdout(self) -> Model:
+        metric_gates = sorted(g for g in self.gates if g in METRIC_GATES)
+        if metric_gates and self.holdout is None:
+            raise ValueError(
+                f"gates {', '.join(metric_gates)} are measured on hold-out data; add "
+                "holdout: {path: data/holdout.csv, label: label}"
+            )
+        return self
 
     @field_validator("parent")
     @classmethod
@@ -250,7 +309,6 @@ class Model(Strict):
         if v is not None:
             SemVer.parse(v)
         return v
-
 
     @field_validator("version")
     @classmethod

@@ -1,0 +1,230 @@
+"""Validation gates: what a model version must pass before it ships.
+
+Declared per model in ``mlops.yaml`` (``gates:`` and ``holdout:``) and checked by ``mlops test``
+and before every deploy of a new version:
+
+- metric gates are *measured* on the hold-out set with the same runtime code the endpoint
+  runs (not copied from metadata);
+- ``p50_latency_ms``/``p99_latency_ms`` are measured on the packaged handler (the zip that
+  ships), single-row requests, after warm-up;
+- ``size_mb`` is the artifact's size;
+- the input contract must stay compatible with the version it replaces: a removed or retyped
+  feature, a new required feature or a dropped category breaks callers and is refused unless
+  the major version moved.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from framework.config.models import METRIC_GATES, Model, parse_gate
+from framework.config.semver import SemVer
+from framework.errors import MlopsError
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
+}
+BATCH = 500
+
+
+class GateFailedError(MlopsError):
+    """A version failed its gates: nothing was shipped."""
+
+    exit_code = 5
+
+    def __init__(self, model: str, version: str, results: Sequence[GateResult]) -> None:
+        self.results = list(results)
+        failed = [r for r in results if not r.passed]
+        lines = [f"{r.gate}: {r.detail}" for r in failed]
+        super().__init__(
+            f"{model}@{version} failed {len(failed)} of {len(results)} gate(s): "
+            + "; ".join(lines),
+            hint="fix the model or the thresholds in mlops.yaml; the serving version is "
+                 "unchanged")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    expected: str  # e.g. ">=0.95"
+    measured: float | str | None
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "expected": self.expected, "measured": self.measured,
+                "passed": self.passed, "detail": self.detail}
+
+
+def check_threshold(gate: str, expression: str, measured: float | None) -> GateResult:
+    op, bound = parse_gate(expression)
+    if measured is None:
+        return GateResult(gate, expression, None, False, f"could not be measured ({op}{bound})")
+    passed = OPS[op](measured, bound)
+    verdict = "ok" if passed else "FAILED"
+    return GateResult(gate, expression, round(measured, 6), passed,
+                      f"{measured:.4g} {'meets' if passed else 'misses'} {op}{bound:g} "
+                      f"({verdict})")
+
+
+# -- hold-out metrics -------------------------------------------------------------------
+
+
+def read_holdout(path: Path, label: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows as records (numbers parsed) and the label column, from a CSV with a header."""
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or label not in reader.fieldnames:
+            raise MlopsError(f"{path}: no '{label}' column",
+                             hint="name the label column with holdout.label")
+        records, labels = [], []
+        for row in reader:
+            labels.append(row.pop(label))
+            records.append({k: _number(v) for k, v in row.items()})
+    return records, labels
+
+
+def _number(text: str) -> Any:
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def holdout_metrics(bundle: Any, model: Model, root: Path) -> dict[str, float | None]:
+    """Run the hold-out set through ``bundle`` (a runtime ``ModelBundle``) and score it."""
+    from framework.monitoring.performance import classification_metrics, regression_metrics
+
+    assert model.holdout is not None
+    features = [f.name for f in model.features]
+    records, labels = read_holdout(root / model.holdout.path, model.holdout.label)
+    predictions: list[Any] = []
+    probabilities: list[list[float]] = []
+    classes: list[Any] | None = None
+    for start in range(0, len(records), BATCH):
+        batch = [{f: r.get(f) for f in features} for r in records[start:start + BATCH]]
+        answer = bundle.predict({"instances": batch})
+        predictions += answer["predictions"]
+        probabilities += answer.get("probabilities") or []
+        classes = answer.get("classes") or classes
+    if model.task.value == "regression":
+        return dict(regression_metrics([float(v) for v in labels],
+                                       [float(v) for v in predictions]))
+    positive = model.holdout.positive or (str(classes[-1]) if classes else str(labels[0]))
+    scores: list[float | None] = [None] * len(predictions)
+    if classes and probabilities:
+        index = [str(c) for c in classes].index(positive)
+        scores = [p[index] for p in probabilities]
+    out = dict(classification_metrics(labels, predictions, scores, positive))
+    out["pr_auc"] = average_precision([str(v) == positive for v in labels], scores)
+    return out
+
+
+def average_precision(truth: Sequence[bool], scores: Sequence[float | None]) -> float | None:
+    """Area under the precision-recall curve as average precision (step-wise, like
+    scikit-learn's ``average_precision_score``); None without positives or scores."""
+    pairs = [(s, t) for s, t in zip(scores, truth, strict=True) if s is not None]
+    positives = sum(1 for _, t in pairs if t)
+    if not pairs or positives == 0:
+        return None
+    pairs.sort(key=lambda p: -p[0])
+    ap, tp, seen, i = 0.0, 0, 0, 0
+    while i < len(pairs):  # walk thresholds; ties form one step
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        step_tp = sum(1 for _, t in pairs[i:j] if t)
+        tp += step_tp
+        seen = j
+        ap += (step_tp / positives) * (tp / seen)
+        i = j
+    return ap
+
+
+# -- contract compatibility -----------------------------------------------------------
+
+
+def contract_breaks(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Changes to the input contract that break existing callers."""
+    before = {f["name"]: f for f in old.get("features", [])}
+    after = {f["name"]: f for f in new.get("features", [])}
+    out = []
+    for name, feature in before.items():
+        if name not in after:
+            out.append(f"feature '{name}' was removed")
+        elif after[name].get("type") != feature.get("type"):
+            out.append(f"feature '{name}' changed type {feature.get('type')} → "
+                       f"{after[name].get('type')}")
+        else:
+            lost = sorted(set(feature.get("values") or []) - set(after[name].get("values") or []))
+            if lost:
+                out.append(f"feature '{name}' no longer accepts {', '.join(lost)}")
+    for name, feature in after.items():
+        if name not in before and not feature.get("nullable"):
+            out.append(f"feature '{name}' is new and required")
+    if old.get("task") and new.get("task") and old["task"] != new["task"]:
+        out.append(f"task changed {old['task']} → {new['task']}")
+    return out
+
+
+def compatibility(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> GateResult:
+    if previous is None:
+        return GateResult("schema", "compatible", "first version", True,
+                          "no earlier version to compare with (ok)")
+    breaks = contract_breaks(previous, new)
+    old_v, new_v = SemVer.parse(str(previous["version"])), SemVer.parse(str(new["version"]))
+    major_moved = new_v.major > old_v.major
+    passed = not breaks or major_moved
+    if not breaks:
+        detail = f"compatible with {old_v} (ok)"
+    elif major_moved:
+        detail = f"breaking changes allowed by the major bump {old_v} → {new_v}: " + \
+                 "; ".join(breaks)
+    else:
+        detail = (f"breaking changes against {old_v} without a major version bump: "
+                  + "; ".join(breaks) + " (FAILED)")
+    return GateResult("schema", "compatible", "; ".join(breaks) or "compatible", passed, detail)
+
+
+# -- all gates --------------------------------------------------------------------------
+
+
+def evaluate(name: str, model: Model, root: Path, metadata: Mapping[str, Any],
+             previous: Mapping[str, Any] | None,
+             latency: Callable[[], dict[str, float]] | None = None) -> list[GateResult]:
+    """Every gate of ``model``; ``metadata`` is the new version's metadata.json."""
+    from framework.runtime.inference import ModelBundle
+
+    results = [compatibility(previous, metadata)]
+    gates = model.gates
+    artifact = root / model.artifact
+    if "size_mb" in gates:
+        results.append(check_threshold("size_mb", gates["size_mb"],
+                                       artifact.stat().st_size / 1e6))
+    metric_gates = {g: e for g, e in gates.items() if g in METRIC_GATES}
+    if metric_gates:
+        data = artifact.read_bytes()
+        bundle = ModelBundle.from_bytes(metadata, data, str(metadata["sha256"]),
+                                        max_rows=BATCH)
+        measured = holdout_metrics(bundle, model, root)
+        for gate, expression in sorted(metric_gates.items()):
+            results.append(check_threshold(gate, expression, measured.get(gate)))
+    timing = {g: e for g, e in gates.items() if g.endswith("_latency_ms")}
+    if timing:
+        figures = latency() if latency is not None else {}
+        for gate, expression in sorted(timing.items()):
+            results.append(check_threshold(gate, expression, figures.get(gate)))
+    return results
+
+
+def results_json(results: Sequence[GateResult]) -> str:
+    return json.dumps([r.to_dict() for r in results], indent=2)
