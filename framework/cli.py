@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from framework.cli_models import build as build_cmd
+from framework.cli_models import models_app
 from framework.errors import ConfigError, MlopsError, Problem
 from framework.plan.planner import Action, Op, Plan
 
@@ -25,6 +27,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Deploy ML models to monitored HTTP endpoints from one mlops.yaml.")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local AWS (moto + data plane).")
 app.add_typer(local_app, name="local")
+app.add_typer(models_app, name="models")
+app.command("build")(build_cmd)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -301,21 +305,48 @@ def unlock(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
 
 @app.command()
 def audit(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
-          limit: Annotated[int, typer.Option(help="Show the newest N records.")] = 50) -> None:
-    """Show the audit trail: who changed what, when, with what outcome."""
-    ws = _workspace(file, stage)
+          limit: Annotated[int, typer.Option(help="Show the newest N records.")] = 50,
+          model: Annotated[str | None, typer.Option(help="Only changes to this model.")] = None,
+          since: Annotated[str | None, typer.Option(
+              help="Only changes at or after this UTC time, e.g. 2026-03-01T14:00.")] = None,
+          ) -> None:
+    """Show the audit trail (registry and deploys): who changed what, when, before → after."""
     from framework.apply.audit import AuditLog
+    from framework.registry.audit_query import read_registry, select
+    from framework.registry.service import parse_time
 
-    records = AuditLog(s3=None, bucket="", local_file=ws.home / "audit.jsonl").read_local()
-    table = Table(title="audit", title_justify="left")
-    for col in ("time", "actor", "stage", "action", "resource", "outcome"):
+    ws = _workspace(file, stage)
+    when = parse_time(since) if since else None
+    source = "the registry"
+    try:
+        from framework.workflow import open_session
+
+        session = open_session(ws, start_local=False)
+        records = read_registry(session.target.conn.client("s3"), session.bucket, when)
+        if not records:
+            raise MlopsError("the registry holds no audit records")
+    except MlopsError:
+        source = f"the local mirror {ws.home / 'audit.jsonl'}"
+        records = AuditLog(s3=None, bucket="", local_file=ws.home / "audit.jsonl").read_local()
+    records = select(records, model=model, since=when)
+    table = Table(title=f"audit ({source})", title_justify="left")
+    for col in ("time", "actor", "action", "resource", "before → after", "outcome"):
         table.add_column(col)
     for rec in records[-limit:]:
         colour = "green" if rec.get("outcome") == "succeeded" else "red"
-        table.add_row(rec["time"], rec.get("actor", ""), rec.get("stage", ""),
-                      rec.get("action", ""), rec.get("resource", ""),
+        change = ""
+        if rec.get("kind") == "model_registry":
+            change = f"{_brief(rec.get('before'))} → {_brief(rec.get('after'))}"
+        table.add_row(rec["time"], rec.get("actor", ""), rec.get("action", ""),
+                      rec.get("resource", ""), change,
                       f"[{colour}]{rec.get('outcome', '')}[/{colour}]")
     out.print(table)
+
+
+def _brief(value: Any) -> str:
+    if not isinstance(value, dict):
+        return "—" if value is None else str(value)
+    return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "—"
 
 
 # -- local AWS ------------------------------------------------------------------------

@@ -34,7 +34,9 @@ def version_metadata(name: str, model: Model, artifact: Path, root: Path) -> dic
     meta["params"] = dict(sorted(model.training.params.items())) if model.training else {}
     data_path = model.training.data if model.training and model.training.data else None
     data_path = data_path or model.reference
-    meta["data"] = data_fingerprint((root / data_path).resolve()) if data_path else None
+    meta["data"] = None
+    if data_path:
+        meta["data"] = {**data_fingerprint((root / data_path).resolve()), "file": data_path}
     meta["training"] = ({"command": model.training.command, "artifact": model.training.artifact,
                          "metrics": model.training.metrics}
                         if model.training else None)
