@@ -346,6 +346,77 @@ class AuthMode(StrEnum):
     iam = "iam"
 
 
+DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)\s*$")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'10m' → 600.0 seconds; ValueError with a hint otherwise."""
+    match = DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a duration; write a number and a unit: 500ms, 30s, "
+                         "10m or 1h")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+class Strategy(StrEnum):
+    all_at_once = "all_at_once"
+    canary = "canary"
+    linear = "linear"
+    blue_green = "blue_green"
+    shadow = "shadow"
+
+
+class Watch(Strict):
+    """Signals watched on the candidate during a rollout; crossing one rolls back."""
+
+    error_rate: float = Field(default=0.01, ge=0, le=1,
+                              description="Largest share of 5xx answers from the candidate.")
+    invalid_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Largest share of rejected (4xx) requests; a "
+        "candidate whose contract rejects what callers send is rolled back.")
+    p99_latency_ms: float | None = Field(
+        default=None, gt=0, description="Largest p99 latency of the candidate, in ms.")
+    min_requests: int = Field(
+        default=10, ge=0, description="Requests the candidate must answer in a step before it "
+        "is judged; fewer means the step waits (up to its bake time twice over).")
+    drift: bool = Field(default=False, description="Roll back when a monitor of this endpoint "
+                        "flags drift in the candidate's traffic.")
+    shadow_agreement: float | None = Field(
+        default=None, ge=0, le=1, description="Shadow rollouts: smallest share of requests on "
+        "which the candidate's prediction equals the stable version's.")
+
+
+class Rollout(Strict):
+    """How a new version of the endpoint's model takes over its traffic."""
+
+    strategy: Strategy = Field(default=Strategy.all_at_once, description="all_at_once, canary, "
+                               "linear, blue_green or shadow.")
+    steps: tuple[int, ...] = Field(default=(10, 50, 100), description="Canary: percent of "
+                                   "traffic on the candidate at each step, ending at 100.")
+    increment: int = Field(default=25, ge=1, le=100,
+                           description="Linear: percent added at each step.")
+    every: Duration = Field(default="5m", description="Bake time of each step, e.g. 30s, 10m.")
+    watch: Watch = Field(default_factory=Watch, description="Signals that trigger a rollback.")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or v[-1] != 100 or any(b <= a for a, b in zip(v, v[1:], strict=False)) \
+                or v[0] <= 0:
+            raise ValueError(f"{list(v)} are not canary steps; give increasing percentages "
+                             "ending at 100, e.g. [10, 50, 100]")
+        return v
+
+
 class Endpoint(Strict):
     """An HTTP route served by a Lambda function that runs a model."""
 
@@ -360,6 +431,8 @@ class Endpoint(Strict):
         default=4, ge=1, le=1000, description="Maximum concurrent executions (local workers)."
     )
     description: str = Field(default="", description="What the endpoint is for.")
+    rollout: Rollout = Field(default_factory=Rollout,
+                             description="How a new model version takes over the traffic.")
 
     @field_validator("model")
     @classmethod

@@ -1,0 +1,1 @@
+"""Progressive rollouts: strategies, the rollout record, the driver and health sources."""

@@ -1,0 +1,51 @@
+"""Schedules and verdicts are pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from framework.config.models import Rollout, Watch
+from framework.rollout.strategy import Health, judge, schedule
+
+
+def weights(**kw: object) -> list[tuple[int, bool, bool]]:
+    return [(s.weight, s.mirror, s.bake) for s in schedule(Rollout.model_validate(kw))]
+
+
+def test_schedules() -> None:
+    assert weights() == [(100, False, False)]
+    assert weights(strategy="canary", steps=[5, 25, 100]) == [
+        (5, False, True), (25, False, True), (100, False, False)]
+    assert weights(strategy="linear", increment=30) == [
+        (30, False, True), (60, False, True), (90, False, True), (100, False, False)]
+    assert weights(strategy="blue_green") == [(100, False, True)]
+    assert weights(strategy="shadow") == [(0, True, True), (100, False, False)]
+
+
+@pytest.mark.parametrize("steps", [[50, 10, 100], [10, 50], [0, 100], []])
+def test_bad_canary_steps(steps: list[int]) -> None:
+    with pytest.raises(ValueError, match="canary steps"):
+        Rollout.model_validate({"strategy": "canary", "steps": steps})
+
+
+def test_bad_duration() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        Rollout.model_validate({"every": "soon"})
+
+
+def test_verdicts() -> None:
+    watch = Watch(error_rate=0.05, invalid_rate=0.2, p99_latency_ms=100, min_requests=10)
+    assert judge(Health(requests=50, errors=1, p99_ms=20), watch).healthy
+    bad = judge(Health(requests=50, errors=10), watch)
+    assert not bad.healthy and bad.enough and "error rate 20.0%" in bad.reason
+    slow = judge(Health(requests=50, p99_ms=250), watch)
+    assert not slow.healthy and "p99 latency 250.0 ms" in slow.reason
+    invalid = judge(Health(requests=50, invalid=20), watch)
+    assert not invalid.healthy and "invalid-input" in invalid.reason
+    few = judge(Health(requests=3), watch)
+    assert few.healthy and not few.enough
+    drift = judge(Health(requests=50, drift=True), Watch(drift=True))
+    assert not drift.healthy and "drift" in drift.reason
+    shadow = judge(Health(compared=40, agreement=0.8), Watch(shadow_agreement=0.95),
+                   shadow=True)
+    assert not shadow.healthy and "shadow agreement 80.0%" in shadow.reason
