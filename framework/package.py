@@ -1,6 +1,8 @@
 """Build the inputs compile needs from files: the handler zip and artifact descriptions.
 
-The zip holds only ``handlers/``, ``framework/__init__.py`` and ``framework/runtime/``; it is
+The zip holds only ``handlers/``, ``framework/__init__.py``, ``framework/runtime/``,
+``framework/monitoring/`` (stdlib, numpy and scipy only), the audit log and the report
+template; it is
 byte-reproducible (sorted entries, fixed timestamps and modes), so it is addressed by its
 SHA-256 and a deploy with no change uploads nothing.
 """
@@ -19,8 +21,10 @@ from framework.config.models import Config
 from framework.errors import ConfigError, Problem
 
 SOURCE_ROOT = Path(framework.__file__).resolve().parent.parent
-PACKAGED = ("handlers", "framework/runtime")
-PACKAGED_FILES = ("framework/__init__.py",)
+PACKAGED = ("handlers", "framework/runtime", "framework/monitoring")
+# framework/apply/audit.py is stdlib-only: the monitor records rollbacks with it.
+PACKAGED_FILES = ("framework/__init__.py", "framework/apply/__init__.py",
+                  "framework/apply/audit.py", "infra/templates/report.html")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for function + layers, unzipped
 

@@ -136,6 +136,7 @@ def _identity(p: dict[str, Any]) -> dict[str, Any]:
 
 
 REGISTRY = object()  # the registry and its content: made before the stack, listed in Metadata
+TARGET = object()  # an EventBridge target: folded into its rule's Targets
 
 RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | object] = {
     "s3_bucket": REGISTRY,
@@ -151,13 +152,23 @@ RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | object] = {
     "api_route": _route,
     "lambda_permission": _permission,
     "schedule_rule": _rule,
+    "schedule_target": TARGET,
     "ses_identity": _identity,
 }
 
 
 def _depends(res: Resource, graph: ResourceGraph) -> list[str]:
-    deps = [d for d in res.depends_on if RULES.get(graph.resources[d].kind) is not REGISTRY]
+    deps = [d for d in res.depends_on
+            if RULES.get(graph.resources[d].kind) not in (REGISTRY, TARGET)]
     return sorted(logical_id(d) for d in deps)
+
+
+def _fold_target(res: Resource, graph: ResourceGraph, resources: dict[str, Any]) -> None:
+    rule_id = next(d for d in res.depends_on if graph.resources[d].kind == "schedule_rule")
+    props = resources[logical_id(rule_id)]["Properties"]
+    props.setdefault("Targets", []).append({
+        "Id": res.props["target_id"], "Arn": _value(res.props["arn"]),
+        "Input": res.props["input"]})
 
 
 def synthesize(graph: ResourceGraph, *, description: str) -> Template:
@@ -176,6 +187,9 @@ def synthesize(graph: ResourceGraph, *, description: str) -> Template:
                 if key in res.props:
                     entry[key.capitalize()] = res.props[key]
             registry.append(entry)
+            continue
+        if rule is TARGET:
+            _fold_target(res, graph, resources)
             continue
         assert callable(rule)
         body = _value(rule(res.props))

@@ -15,7 +15,7 @@ from string import Template
 from typing import Any
 
 from framework.compile import names
-from framework.compile.graph import Resource, ResourceGraph, digest, ref
+from framework.compile.graph import Resource, ResourceGraph, canonical_json, digest, ref
 from framework.config.models import Config, Endpoint, Monitor
 from framework.config.semver import SemVer
 from framework.errors import ConfigError, Problem
@@ -23,6 +23,9 @@ from framework.errors import ConfigError, Problem
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 RUNTIME = "python3.11"
 HANDLER = "handlers.inference.handler"
+MONITOR_HANDLER = "handlers.monitor.handler"
+MONITOR_MEMORY = 1024
+MONITOR_TIMEOUT = 300
 LOG_RETENTION_DAYS = 30
 
 
@@ -215,13 +218,95 @@ def _api(config: Config, ctx: CompileContext) -> Iterator[Resource]:
         })
 
 
-def _monitor(ctx: CompileContext, name: str, mon: Monitor) -> Iterator[Resource]:
+def monitor_spec(config: Config, ctx: CompileContext, name: str, mon: Monitor,
+                 version: str | None = None) -> dict[str, Any]:
+    """The plain-JSON settings the monitor function runs with (``MLOPS_MONITOR``)."""
+    from framework.monitoring.spec import window_seconds
+
+    ep = config.endpoints[mon.endpoint]
+    model = config.models[ep.model_name]
+    return {
+        "name": name, "project": ctx.project, "stage": ctx.stage, "endpoint": mon.endpoint,
+        "model": ep.model_name, "version": version or model.version, "task": model.task.value,
+        "bucket": config.registry.bucket or ctx.bucket,
+        "window_seconds": window_seconds(mon.window, mon.schedule),
+        "drift": mon.drift.model_dump(mode="json", exclude_defaults=True),
+        "performance": None if mon.performance is None
+        else mon.performance.model_dump(mode="json"),
+        "alarms": dict(mon.alarms), "charts": mon.charts.model_dump(mode="json"),
+        "notify": mon.notify.model_dump(mode="json", exclude_defaults=False),
+        "on_drift": [a.value for a in mon.on_drift],
+        "endpoint_function": names.function_name(ctx.project, ctx.stage, mon.endpoint),
+        "alias": names.ALIAS,
+    }
+
+
+def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
+             ) -> Iterator[Resource]:
+    bucket = config.registry.bucket or ctx.bucket
+    unit = names.monitor_unit(name)
+    fn = names.function_name(ctx.project, ctx.stage, unit)
+    role = names.role_name(ctx.project, ctx.stage, unit)
+    log_group = names.log_group(fn)
+    ep = config.endpoints[mon.endpoint]
+    version, _sha, _declared = _served_version(config, ctx, mon.endpoint, ep)
+    spec = monitor_spec(config, ctx, name, mon, version)
+    yield Resource("iam_role", f"role.{unit}", {
+        "role_name": role,
+        "trust_policy": _template("lambda-trust.json"),
+        "policy_name": names.policy_name(ctx.project, ctx.stage, unit),
+        "policy": _template("monitor-function.json", bucket=bucket, model=ep.model_name,
+                            endpoint=mon.endpoint, monitor=name, region=ctx.region,
+                            account=ctx.account_id, log_group=log_group, project=ctx.project,
+                            endpoint_function=spec["endpoint_function"]),
+        "tags": ctx.tags(),
+    })
+    yield Resource("log_group", f"logs.{unit}", {
+        "name": log_group, "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags(),
+    })
+    function_props: dict[str, Any] = {
+        "function_name": fn,
+        "runtime": RUNTIME,
+        "handler": MONITOR_HANDLER,
+        "role_arn": names.role_arn(ctx.account_id, role),
+        "code": {"bucket": bucket, "key": names.code_key(ctx.code.sha256),
+                 "sha256": ctx.code.sha256},
+        "memory": MONITOR_MEMORY,
+        "timeout": MONITOR_TIMEOUT,
+        "concurrency": 1,
+        "description": f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
+        "environment": {
+            "MLOPS_MONITOR": canonical_json(spec),
+            "MLOPS_REGISTRY_BUCKET": bucket,
+        },
+        "tags": {**ctx.tags(), "mlops:registry": bucket, "mlops:monitor": name},
+    }
+    yield Resource("lambda_function", f"function.{unit}", function_props,
+                   (f"role.{unit}", f"logs.{unit}", "code"))
+    yield Resource("lambda_version", f"version.{unit}", {
+        "function_name": fn, "function_digest": digest(function_props),
+    }, (f"function.{unit}",))
+    yield Resource("lambda_alias", f"alias.{unit}", {
+        "function_name": fn, "alias": names.ALIAS,
+        "function_version": ref(f"version.{unit}", "version"),
+    })
+    rule = names.schedule_rule(ctx.project, ctx.stage, name)
     yield Resource("schedule_rule", f"schedule.{name}", {
-        "rule_name": names.schedule_rule(ctx.project, ctx.stage, name),
+        "rule_name": rule,
         "schedule_expression": mon.schedule, "state": "ENABLED",
         "description": f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
         "tags": ctx.tags(),
     })
+    yield Resource("lambda_permission", f"permission.{unit}", {
+        "function_name": fn, "qualifier": names.ALIAS, "statement_id": "events-invoke",
+        "principal": "events.amazonaws.com",
+        "source_arn": ref(f"schedule.{name}", "arn"),
+    }, (f"alias.{unit}",))
+    yield Resource("schedule_target", f"target.{name}", {
+        "rule_name": rule, "target_id": "monitor",
+        "arn": names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
+        "input": canonical_json({"source": "mlops.schedule", "monitor": name}),
+    }, (f"schedule.{name}", f"alias.{unit}", f"permission.{unit}"))
 
 
 def _emails(config: Config) -> Iterator[Resource]:
@@ -244,7 +329,7 @@ def _endpoints(config: Config, ctx: CompileContext) -> Iterator[Resource]:
 
 def _monitors(config: Config, ctx: CompileContext) -> Iterator[Resource]:
     for name, mon in config.monitors.items():
-        yield from _monitor(ctx, name, mon)
+        yield from _monitor(config, ctx, name, mon)
 
 
 RULES: tuple[Rule, ...] = (

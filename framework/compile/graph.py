@@ -29,6 +29,7 @@ KINDS: tuple[str, ...] = (
     "api_route",
     "lambda_permission",
     "schedule_rule",
+    "schedule_target",
     "ses_identity",
 )
 

@@ -56,6 +56,12 @@ def schedule_rule(project: str, stage: str, monitor: str) -> str:
     return _fit(f"{project}-{stage}-{monitor}", LIMITS["rule"])
 
 
+def monitor_unit(monitor: str) -> str:
+    """The item name of a monitor's function, role and logs (``mon-`` keeps it apart from
+    endpoints, whose names are user-chosen)."""
+    return f"mon-{monitor}"
+
+
 def model_prefix(model: str, version: str) -> str:
     return f"models/{model}/{version}"
 

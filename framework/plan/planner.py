@@ -42,6 +42,7 @@ REPLACE_ON: dict[str, frozenset[str]] = {
     "api_route": frozenset({"api_id"}),
     "lambda_permission": frozenset({"*"}),
     "schedule_rule": frozenset({"rule_name"}),
+    "schedule_target": frozenset({"rule_name", "target_id"}),
     "ses_identity": frozenset({"email"}),
 }
 assert set(REPLACE_ON) == set(KINDS), "every kind needs its replace rule"

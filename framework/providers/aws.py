@@ -30,7 +30,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "lambda_function": ("lambda",), "lambda_version": ("lambda",), "lambda_alias": ("lambda",),
     "http_api": ("apigatewayv2",), "api_integration": ("apigatewayv2",),
     "api_route": ("apigatewayv2",), "lambda_permission": ("lambda",),
-    "schedule_rule": ("events",), "ses_identity": ("ses",),
+    "schedule_rule": ("events",), "schedule_target": ("events",), "ses_identity": ("ses",),
 }
 Outputs = dict[str, Any]
 
@@ -521,6 +521,23 @@ class AwsProvider:
     def exists_schedule_rule(self, entry: Entry) -> bool:
         self.client("events").describe_rule(Name=entry.props["rule_name"])
         return True
+
+    # -- schedule_target --------------------------------------------------------------
+    def create_schedule_target(self, p: Props) -> Outputs:
+        self.client("events").put_targets(Rule=p["rule_name"], Targets=[
+            {"Id": p["target_id"], "Arn": p["arn"], "Input": p["input"]}])
+        return {"target_id": p["target_id"]}
+
+    def update_schedule_target(self, p: Props, _before: Entry) -> Outputs:
+        return self.create_schedule_target(p)
+
+    def delete_schedule_target(self, entry: Entry, _destroying: bool) -> None:
+        _ignore_missing(lambda: self.client("events").remove_targets(
+            Rule=entry.props["rule_name"], Ids=[entry.props["target_id"]]))
+
+    def exists_schedule_target(self, entry: Entry) -> bool:
+        listed = self.client("events").list_targets_by_rule(Rule=entry.props["rule_name"])
+        return any(t["Id"] == entry.props["target_id"] for t in listed.get("Targets", []))
 
     # -- ses_identity -----------------------------------------------------------------
     def create_ses_identity(self, p: Props) -> Outputs:

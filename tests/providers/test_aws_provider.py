@@ -97,6 +97,10 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         ("schedule_rule", {"rule_name": "rt-mon", "schedule_expression": "rate(1 day)",
                            "state": "ENABLED", "description": "m", "tags": tags},
          {"schedule_expression": "rate(2 days)"}),
+        ("schedule_target", {"rule_name": "rt-mon", "target_id": "monitor",
+                             "arn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:rt-fn:live",
+                             "input": "{}"},
+         {"input": "{\"monitor\": \"m\"}"}),
         ("ses_identity", {"email": "ops@example.com"}, {}),
     ]
 
