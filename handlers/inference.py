@@ -1,61 +1,49 @@
-"""Inference endpoint: ``POST`` predicts, ``GET`` on the same route describes the model.
+"""Inference endpoint: a thin adapter from the Lambda contract to ``framework.runtime.service``.
 
-Environment: MLOPS_REGISTRY_BUCKET, MLOPS_MODEL_NAME, MLOPS_MODEL_VERSION, MLOPS_MODEL_SHA256,
-MLOPS_ENDPOINT, optionally MLOPS_MAX_BATCH_ROWS. The model is loaded once per worker.
+One ``Service`` per worker (init once, invoke many): the model is loaded on first use and kept,
+with its onnxruntime session, for every later invocation. See ``Service`` for the routes.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Any
 
 from framework.runtime import http
-from framework.runtime.clients import Connection
-from framework.runtime.errors import ModelUnavailableError, RequestError
-from framework.runtime.features import DEFAULT_MAX_ROWS
-from framework.runtime.inference import ModelBundle
+from framework.runtime.errors import ModelUnavailableError
+from framework.runtime.service import Service, Settings
 
-_cache: dict[tuple[str, str, str, str, int], ModelBundle] = {}
+_cache: dict[Settings, Service] = {}
 
 
-def _bundle() -> ModelBundle:
-    env = os.environ
-    try:
-        names = ("MLOPS_REGISTRY_BUCKET", "MLOPS_MODEL_NAME", "MLOPS_MODEL_VERSION")
-        bucket, name, version = (env[n] for n in names)
-        max_rows = int(env.get("MLOPS_MAX_BATCH_ROWS") or DEFAULT_MAX_ROWS)
-    except (KeyError, ValueError) as e:
-        raise ModelUnavailableError(f"function environment is incomplete or invalid: {e}") from e
-    key = (bucket, name, version, env.get("MLOPS_MODEL_SHA256", ""), max_rows)
-    bundle = _cache.get(key)
-    if bundle is None:
-        conn = Connection.from_env()
-        bundle = ModelBundle.load(conn, bucket, name, version, key[3], max_rows=max_rows)
+def _service() -> Service:
+    settings = Settings.from_env(os.environ)
+    service = _cache.get(settings)
+    if service is None:
         _cache.clear()
-        _cache[key] = bundle
-    return bundle
+        service = _cache[settings] = Service(settings)
+    return service
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request_id = getattr(context, "aws_request_id", None)
     try:
-        request = http.parse_event(event)
-        request_id = request.request_id or request_id
-        bundle = _bundle()
-        if request.method == "GET":
-            return http.json_response(200, bundle.info())
-        if request.method != "POST":
-            raise RequestError(405, "method_not_allowed", "use POST to predict, GET to describe")
-        return http.json_response(200, bundle.predict(http.json_body(request), request_id))
-    except RequestError as e:
-        return http.error_response(e, request_id)
+        service = _service()
     except ModelUnavailableError as e:
-        print(f"[mlops] MODEL UNAVAILABLE ({type(e).__name__}): {e}", file=sys.stderr, flush=True)
-        body = {"error": "model_unavailable", "message": "the model cannot be served right now"}
-        return http.json_response(503, {**body, "request_id": request_id})
-    except Exception:
-        traceback.print_exc(file=sys.stderr)
-        body = {"error": "internal_error", "message": "unexpected error; see the function logs"}
-        return http.json_response(500, {**body, "request_id": request_id})
+        print(f"[mlops] MODEL UNAVAILABLE: {e}", file=sys.stderr, flush=True)
+        body = {"error": "model_unavailable", "message": "the model cannot be served right now",
+                "request_id": getattr(context, "aws_request_id", None)}
+        return http.json_response(503, body)
+    return service.handle(event, context)
+
+
+def _preload() -> None:
+    """Inside a Lambda (or local worker) load the model during init, not on the first call."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("MLOPS_MODEL_NAME"):
+        try:
+            _ = _service().bundle
+        except Exception as e:  # reported again, as a 503, on each request until it loads
+            print(f"[mlops] model not loaded at init: {e}", file=sys.stderr, flush=True)
+
+
+_preload()

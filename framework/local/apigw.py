@@ -35,6 +35,7 @@ class Route:
     pattern: re.Pattern[str] | None = None
     params: tuple[str, ...] = ()
     rank: tuple[int, int, int, int] = (9, 0, 0, 1)  # lower sorts first
+    authorization: str = "NONE"  # or "AWS_IAM": the gateway requires a SigV4 signature
 
     @staticmethod
     def build(api_id: str, route_key: str, function_uri: str) -> Route:

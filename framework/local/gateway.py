@@ -6,17 +6,25 @@ matched against that API's routes (``$default`` stage). If the API has a named s
 
 - ``GET /_mlops/health`` → 200 JSON;
 - ``POST /_mlops/refresh`` → reload routes and forget cached alias resolution (the deployer
-  calls it after each deploy); otherwise routes are reloaded at most every 2 seconds.
+  calls it after each deploy); otherwise routes are reloaded at most every 2 seconds;
+- ``POST /_mlops/flush`` → upload every buffered capture record now (tests, CLI);
+- ``GET /metrics`` → Prometheus text (see ``metrics.py``).
+
+Routes with ``AuthorizationType: AWS_IAM`` require a SigV4 ``Authorization`` header (403
+otherwise, like API Gateway). Locally its structure, service and date are checked, not the
+signature itself: moto accepts any credentials, so there is no secret to check it against.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +40,7 @@ from .apigw import (
     json_response,
     translate_result,
 )
+from .metrics import Metrics
 from .runner import Runner
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,10 @@ log = logging.getLogger(__name__)
 MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 DRAIN_LIMIT = 64 * 1024 * 1024
 ROUTES_TTL_S = 2.0
+_SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request,"
+    r"\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$")
+MAX_CLOCK_SKEW_S = 15 * 60
 _LAMBDA_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d+:function:[^/]+?(?=/invocations|$)")
 
 
@@ -83,8 +96,29 @@ def load_routes(control_url: str, regions: list[str]) -> RouteTable:
                 arn = lambda_arn_of(str(integration.get("IntegrationUri", "")))
                 if arn is None:
                     continue
-                table.add(Route.build(api_id, route["RouteKey"], arn))
+                built = Route.build(api_id, route["RouteKey"], arn)
+                auth = str(route.get("AuthorizationType") or "NONE")
+                table.add(dataclasses.replace(built, authorization=auth))
     return table
+
+
+def check_sigv4(headers: dict[str, str], now: float | None = None) -> dict[str, str] | None:
+    """The IAM identity of a SigV4-signed request (structure only), or None if unsigned."""
+    match = _SIGV4.match(headers.get("authorization", "").strip())
+    if match is None:
+        return None
+    access_key, _date, _region, service, signed, _sig = match.groups()
+    if service != "execute-api" or "host" not in signed.split(";"):
+        return None
+    stamp = headers.get("x-amz-date", "")
+    try:
+        when = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    if abs((time.time() if now is None else now) - when) > MAX_CLOCK_SKEW_S:
+        return None
+    return {"accessKey": access_key, "accountId": "123456789012",
+            "userArn": f"arn:aws:iam::123456789012:user/{access_key}"}
 
 
 class Gateway:
@@ -104,6 +138,15 @@ class Gateway:
         self._table = RouteTable()
         self._loaded_at = -1e9
         self._lock = threading.Lock()
+        self.metrics = Metrics()
+        capture = runner.capture
+        self.metrics.callbacks.update({
+            "mlops_capture_records_total": ("counter", lambda: capture.records),
+            "mlops_capture_uploaded_total": ("counter", lambda: capture.uploaded_rows),
+            "mlops_capture_upload_failures_total": ("counter", lambda: capture.failures),
+            "mlops_capture_pending": ("gauge", capture.pending),
+            "mlops_log_events_shipped_total": ("counter", lambda: runner.logs.shipped),
+        })
 
     def refresh(self) -> RouteTable:
         table = load_routes(self.control_url, self.regions())
@@ -123,6 +166,13 @@ class Gateway:
     def internal(self, method: str, path: str) -> HttpResponse | None:
         if path == "/_mlops/health" and method in ("GET", "HEAD"):
             return json_response(200, {"status": "ok", **self.info})
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            body = self.metrics.render().encode()
+            return HttpResponse(200, [("content-type", "text/plain; version=0.0.4")], body)
+        if path == "/_mlops/flush" and method == "POST":
+            uploaded = self.runner.capture.flush()
+            shipped = self.runner.logs.ship()
+            return json_response(200, {"uploaded": uploaded, "log_events": shipped})
         if path == "/_mlops/refresh" and method == "POST":
             table = self.refresh()
             routes = {api: [r.route_key for r in rs] for api, rs in table.apis.items()}
@@ -172,8 +222,15 @@ class Gateway:
             stage, rest = first, after
         found = table.find(api_id, method, "/" + unquote(rest))
         if found is None:
+            self.metrics.inc("mlops_unrouted_requests_total")
             return json_response(404, {"message": "Not Found"})
         route, params = found
+        identity = None
+        if route.authorization == "AWS_IAM":
+            identity = check_sigv4({k.lower(): v for k, v in headers})
+            if identity is None:
+                self.metrics.inc("mlops_unauthorized_requests_total")
+                return json_response(403, {"message": "Forbidden"})
         event = build_event(
             route=route,
             api_id=api_id,
@@ -188,6 +245,9 @@ class Gateway:
             request_id=request_id,
             protocol=protocol,
         )
+        if identity is not None:
+            event["requestContext"]["authorizer"] = {"iam": identity}
+        started = time.perf_counter()
         try:
             result = self.runner.invoke(route.function_uri, None, event)
         except Exception:
@@ -208,6 +268,12 @@ class Gateway:
             except BadIntegrationResponse as exc:
                 log.info("bad response from %s: %s", route.function_uri, exc)
                 response = json_response(500, {"message": "Internal Server Error"})
+        status = response.status
+        kind = ("timeout" if result.timed_out else "function" if result.error is not None
+                else "server" if status >= 500 else "client" if status >= 400 else None)
+        self.metrics.request(result.endpoint or route.function_uri, result.executed_version,
+                             status, time.perf_counter() - started, result.cold_start, kind,
+                             None if result.init_ms is None else result.init_ms / 1000)
         return HttpResponse(response.status, [*response.headers, *extra], response.body)
 
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 _HEADER = struct.Struct(">I")
 INIT_TIMEOUT_S = 10.0
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class WorkerTimeout(Exception):
@@ -36,6 +37,7 @@ class WorkerSpec:
     env: dict[str, str]
     timeout_s: float
     log_path: Path
+    memory_mb: int | None = None  # RSS above this fails the invocation (Runtime.OutOfMemory)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Outcome:
     error: dict[str, Any] | None
     cold_start: bool
     timed_out: bool
+    init_ms: float | None = None
+    max_rss_mb: float | None = None
 
 
 class Worker:
@@ -65,6 +69,21 @@ class Worker:
         self._tx: IO[bytes] = self.proc.stdin
         self._rx_fd = self.proc.stdout.fileno()
         self._buffer = b""
+        self.init_ms: float | None = None
+        try:
+            self._statm: int | None = os.open(f"/proc/{self.proc.pid}/statm", os.O_RDONLY)
+        except OSError:
+            self._statm = None
+
+    def rss_mb(self) -> float | None:
+        """Resident memory of the worker now (Linux), in MB."""
+        if self._statm is None:
+            return None
+        try:
+            fields = os.pread(self._statm, 128, 0).split()
+            return int(fields[1]) * _PAGE / (1024 * 1024)
+        except (OSError, IndexError, ValueError):
+            return None
 
     def _read(self, count: int, deadline: float) -> bytes:
         while len(self._buffer) < count:
@@ -98,6 +117,10 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        if self._statm is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._statm)
+            self._statm = None
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -133,6 +156,7 @@ class Pool:
         if ready.get("type") != "ready":
             self._discard(worker)
             return None, dict(ready.get("error") or _runtime_error("Runtime.Unknown", "init"))
+        worker.init_ms = float(ready.get("init_ms") or 0.0)
         return worker, None
 
     def _discard(self, worker: Worker) -> None:
@@ -168,14 +192,22 @@ class Pool:
             except WorkerDied as exc:
                 self._discard(worker)
                 return Outcome(None, _runtime_error("Runtime.ExitError", str(exc)), cold, False)
+            init_ms = worker.init_ms if cold else None
+            rss = worker.rss_mb()
+            limit = self.spec.memory_mb
+            if limit is not None and rss is not None and rss > limit:
+                self._discard(worker)
+                text = f"worker used {rss:.0f} MB of memory, more than its {limit} MB"
+                error = _runtime_error("Runtime.OutOfMemory", text)
+                return Outcome(None, error, cold, False, init_ms, rss)
             with self._lock:
                 if self._closed:
                     worker.kill()
                 else:
                     self._idle.append(worker)
             if reply.get("type") == "error":
-                return Outcome(None, dict(reply["error"]), cold, False)
-            return Outcome(reply.get("payload"), None, cold, False)
+                return Outcome(None, dict(reply["error"]), cold, False, init_ms, rss)
+            return Outcome(reply.get("payload"), None, cold, False, init_ms, rss)
 
     def worker_pids(self) -> list[int]:
         with self._lock:

@@ -27,13 +27,16 @@ from typing import Any
 from framework.errors import MlopsError
 from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
+from .capture import SPOOL_DIR, CaptureStore
 from .files import CODE_DIR, LOGS_DIR
+from .logship import LogShipper
 from .pool import Pool, WorkerSpec
 
 REGISTRY_TAG = "mlops:registry"
 CODE_PREFIX = "code/"
 DEFAULT_REGION = "us-east-1"
 CACHE_TTL_S = 2.0
+CAPTURE_KEY = "mlopsCapture"  # framework.runtime.capture.CAPTURE_KEY (handlers' side)
 _BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "SYSTEMROOT", "TZ")
 
 
@@ -48,6 +51,9 @@ class Invocation:
     duration_ms: float
     timed_out: bool
     request_id: str = ""
+    endpoint: str = ""  # MLOPS_ENDPOINT of the function, else its name
+    init_ms: float | None = None  # cold starts: the worker's init duration
+    captured: int = 0  # capture records committed for this invocation
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,21 @@ class Runner:
         self._pools: dict[tuple[str, str, str, str], Pool] = {}
         self._lock = threading.Lock()
         self._extract_lock = threading.Lock()
+        self.memory_limits = os.environ.get("MLOPS_LOCAL_MEMORY_LIMITS", "1") != "0"
+        self.capture = CaptureStore(
+            home / SPOOL_DIR, self._upload,
+            max_age_s=float(os.environ.get("MLOPS_CAPTURE_FLUSH_S") or 2.0))
+        self.capture.start()
+        self.logs = LogShipper(lambda region: self._client("logs", region))
+        self.logs.start()
+
+    def _client(self, service: str, region: str) -> Any:
+        return Connection(region, self.control_url, dummy_credentials=True).client(service)
+
+    def _upload(self, region: str, bucket: str, key: str, data: bytes) -> None:
+        self._client("s3", region).put_object(
+            Bucket=bucket, Key=key, Body=data, ContentType="application/x-ndjson",
+            ContentEncoding="gzip")
 
     # -- control plane -------------------------------------------------------------------
     def _lambda(self, region: str) -> Any:
@@ -253,6 +274,8 @@ class Runner:
                 "_HANDLER": fn.handler,
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONDONTWRITEBYTECODE": "1",
+                # Capture lines come back with the response; the runner batches them to S3.
+                "MLOPS_CAPTURE_SINK": "local",
             }
         )
         return env
@@ -264,12 +287,15 @@ class Runner:
         if pool is not None:
             return pool
         code_dir = self.code_dir(fn)
+        log_path = self.home / LOGS_DIR / f"{fn.name}.log"
         spec = WorkerSpec(
             code_dir=code_dir,
             env=self._env(fn, code_dir),
             timeout_s=fn.timeout_s,
-            log_path=self.home / LOGS_DIR / f"{fn.name}.log",
+            log_path=log_path,
+            memory_mb=fn.memory_mb if self.memory_limits else None,
         )
+        self.logs.register(log_path, fn.region, fn.name)
         stale: list[Pool] = []
         with self._lock:
             pool = self._pools.get(key)
@@ -294,14 +320,25 @@ class Runner:
         if qualifier != "$LATEST":
             invoked_arn += f":{qualifier}"
         outcome = pool.invoke(event, request_id, invoked_arn)
+        payload = outcome.payload
+        captured = 0
+        if isinstance(payload, dict) and CAPTURE_KEY in payload:
+            payload = dict(payload)
+            record = payload.pop(CAPTURE_KEY)
+            if isinstance(record, dict):
+                self.capture.add(region, record)  # durable before the caller sees the answer
+                captured = int(record.get("count") or 0)
         return Invocation(
-            payload=outcome.payload,
+            payload=payload,
             error=outcome.error,
             executed_version=fn.version,
             cold_start=outcome.cold_start,
             duration_ms=(time.perf_counter() - started) * 1000,
             timed_out=outcome.timed_out,
             request_id=request_id,
+            endpoint=fn.env.get("MLOPS_ENDPOINT") or fn.name,
+            init_ms=outcome.init_ms,
+            captured=captured,
         )
 
     def refresh(self) -> None:
@@ -320,3 +357,5 @@ class Runner:
             self._pools.clear()
         for pool in pools:
             pool.close()
+        self.capture.close()
+        self.logs.close()

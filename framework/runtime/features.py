@@ -225,6 +225,11 @@ def _from_records(records: list[Any], features: Sequence[FeatureSpec]) -> Rows:
     return out
 
 
+def validate_rows(rows: list[Any], features: Sequence[FeatureSpec]) -> Rows:
+    """Validate rows of values in feature order (400 for shape, 422 for values)."""
+    return _from_rows(rows, features)
+
+
 def _from_rows(rows: list[Any], features: Sequence[FeatureSpec]) -> Rows:
     width = len(features)
     bad = [i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != width]

@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from framework.runtime.encoding import Encoder, make_encoder
 from framework.runtime.errors import IntegrityError, ModelUnavailableError
-from framework.runtime.features import DEFAULT_MAX_ROWS, FeatureSpec, parse_payload
+from framework.runtime.features import DEFAULT_MAX_ROWS, FeatureSpec, Rows, parse_payload
 from framework.runtime.signature import (
     InputPlan,
     OutputPlan,
@@ -35,7 +35,13 @@ from framework.runtime.signature import (
     plan_outputs,
 )
 
-__all__ = ["IntegrityError", "ModelBundle", "ModelUnavailableError", "registry_key"]
+__all__ = [
+    "IntegrityError",
+    "ModelBundle",
+    "ModelUnavailableError",
+    "Prediction",
+    "registry_key",
+]
 
 
 def registry_key(name: str, version: str, filename: str) -> str:
@@ -160,25 +166,43 @@ class ModelBundle:
             out["classes"] = self.classes
         return out
 
-    def predict(self, payload: object, request_id: str | None = None) -> dict[str, Any]:
-        """Validate a decoded JSON body, run the model, return the JSON-safe answer."""
-        rows = parse_payload(payload, self.features, self.max_rows)
+    def run(self, rows: Rows) -> Prediction:
+        """Run the session on validated rows (in feature order)."""
         names = [self.outputs.label]
         if self.outputs.probabilities is not None:
             names.append(self.outputs.probabilities)
         results = self.session.run(names, self.encode(rows))
-        out: dict[str, Any] = {"predictions": _labels(results[0])}
+        labels = _labels(results[0])
         if len(results) > 1:
             classes, probabilities = _probabilities(results[1], self.classes)
-            out["probabilities"] = probabilities
-            if classes is not None:
-                out["classes"] = classes
-        elif self.classes is not None:
-            out["classes"] = self.classes
+            return Prediction(labels, probabilities, classes)
+        return Prediction(labels, None, self.classes)
+
+    def answer(self, prediction: Prediction, request_id: str | None) -> dict[str, Any]:
+        """The native JSON answer for a prediction."""
+        out: dict[str, Any] = {"predictions": prediction.labels}
+        if prediction.probabilities is not None:
+            out["probabilities"] = prediction.probabilities
+        if prediction.classes is not None:
+            out["classes"] = prediction.classes
         out["model"] = self.name
         out["version"] = self.version
         out["request_id"] = request_id
         return out
+
+    def predict(self, payload: object, request_id: str | None = None) -> dict[str, Any]:
+        """Validate a decoded JSON body, run the model, return the JSON-safe answer."""
+        rows = parse_payload(payload, self.features, self.max_rows)
+        return self.answer(self.run(rows), request_id)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model outputs for a batch: one label per row, probabilities per row when available."""
+
+    labels: list[Any]
+    probabilities: list[list[float]] | None
+    classes: list[Any] | None
 
 
 def verify_bytes(model_bytes: bytes, expected_sha256: str, metadata: Mapping[str, Any]) -> None:

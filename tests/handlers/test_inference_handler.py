@@ -124,7 +124,7 @@ def test_sha_mismatch_is_503_without_internals(
     assert body["error"] == "model_unavailable"
     assert BUCKET not in json.dumps(body) and "0" * 64 not in json.dumps(body)
     assert "INTEGRITY FAILURE" in capsys.readouterr().err
-    assert not inference._cache
+    assert all(s._bundle is None for s in inference._cache.values())  # retried next time
 
 
 def test_missing_model_is_503(registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +137,7 @@ def test_unexpected_error_is_500_with_traceback_in_logs_only(
     registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _call(event(body={"instances": [ROW]}))
-    bundle = next(iter(inference._cache.values()))
+    bundle = next(iter(inference._cache.values())).bundle
 
     def boom(*_: Any) -> Any:
         raise RuntimeError("secret internals")

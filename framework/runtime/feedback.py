@@ -1,0 +1,78 @@
+"""Ground-truth feedback: ``POST <route>/feedback`` with one item or a list of items.
+
+Item: ``{"request_id": str, "row": int >= 0 (default 0), "label": value}``. The label must be
+one of the model's classes when the model declares them (string, number or boolean
+otherwise). Stored as gzip JSON lines ``{"request_id", "row", "label", "time"}`` under
+``feedback/<endpoint>/dt=YYYY-MM-DD/``, one object per accepted request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from framework.runtime.capture import MAX_FEEDBACK, iso_utc
+from framework.runtime.errors import MAX_DETAILS, RequestError
+
+ITEM_KEYS = frozenset({"request_id", "row", "label"})
+
+
+def _problem(i: int, field: str, problem: str) -> dict[str, Any]:
+    return {"row": i, "field": field, "problem": problem}
+
+
+def parse_feedback(payload: object, classes: Sequence[Any] | None) -> list[dict[str, Any]]:
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise RequestError.bad_request("the body is an empty list; send at least one item")
+    if len(items) > MAX_FEEDBACK:
+        raise RequestError(413, "payload_too_large",
+                           f"{len(items)} feedback items; the limit is {MAX_FEEDBACK}")
+    problems: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RequestError.bad_request(
+                f"item {i} must be an object {{\"request_id\", \"row\", \"label\"}}")
+        for k in item:
+            if k not in ITEM_KEYS:
+                problems.append(_problem(i, str(k)[:64], "is not a feedback field"))
+        rid = item.get("request_id")
+        if not isinstance(rid, str) or not rid or len(rid) > 128:
+            problems.append(_problem(i, "request_id", "must be a non-empty string (<= 128)"))
+        row = item.get("row", 0)
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < 1_000_000:
+            problems.append(_problem(i, "row", "must be a non-negative integer"))
+        if "label" not in item or item["label"] is None:
+            problems.append(_problem(i, "label", "is required"))
+        else:
+            label = item["label"]
+            problem = _label_problem(label, classes)
+            if problem:
+                problems.append(_problem(i, "label", problem))
+        out.append({"request_id": rid, "row": row, "label": item.get("label")})
+    if problems:
+        raise RequestError.invalid(problems[:MAX_DETAILS], len(problems))
+    return out
+
+
+def _label_problem(label: object, classes: Sequence[Any] | None) -> str | None:
+    if isinstance(label, dict | list):
+        return "must be a string, number or boolean"
+    if isinstance(label, float) and not math.isfinite(label):
+        return "must be finite"
+    if classes:
+        same_kind = isinstance(label, bool) == any(isinstance(c, bool) for c in classes)
+        if label in classes and same_kind:
+            return None
+        shown = ", ".join(json.dumps(c) for c in list(classes)[:10])
+        return f"must be one of the model's classes ({shown})"
+    return None
+
+
+def feedback_lines(items: list[dict[str, Any]], ts: float) -> str:
+    when = iso_utc(ts)
+    return "".join(json.dumps({**item, "time": when}, separators=(",", ":")) + "\n"
+                   for item in items)

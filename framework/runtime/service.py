@@ -1,0 +1,253 @@
+"""One endpoint's request handling, configured from the function environment.
+
+Routes of an endpoint (all on the same function; the event's ``routeKey`` says which):
+
+| route                              | answer                                      |
+|------------------------------------|---------------------------------------------|
+| ``<METHOD> <path>``                | native predictions (GET: the model contract) |
+| ``POST <path>/feedback``           | 202, labels stored under ``feedback/``      |
+| ``GET <path>/openapi.json``        | the OpenAPI 3 document                      |
+| ``POST /v2/models/<ep>/infer``     | Open Inference Protocol v2                  |
+| ``GET /v2/models/<ep>[/ready]``    | OIP metadata / readiness                    |
+
+Environment: ``MLOPS_REGISTRY_BUCKET``, ``MLOPS_MODEL_NAME``, ``MLOPS_MODEL_VERSION``,
+``MLOPS_MODEL_SHA256``, ``MLOPS_ENDPOINT``; optional ``MLOPS_ROUTE``, ``MLOPS_AUTH``
+(none | api_key | iam — iam is enforced by API Gateway), ``MLOPS_MAX_BATCH_ROWS``,
+``MLOPS_CAPTURE_SAMPLE_RATE``, ``MLOPS_CAPTURE_STREAM``, ``MLOPS_CAPTURE_SINK``.
+
+Each request writes one structured JSON log line to stdout (CloudWatch Logs on AWS, shipped by
+the local runner otherwise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from framework.runtime import auth, capture, feedback, http, oip, openapi
+from framework.runtime.clients import Connection
+from framework.runtime.errors import ModelUnavailableError, RequestError
+from framework.runtime.features import DEFAULT_MAX_ROWS, parse_payload
+from framework.runtime.inference import ModelBundle
+
+V2 = "/v2/models/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    model: str
+    version: str
+    sha256: str
+    endpoint: str
+    route: str
+    auth: str
+    max_rows: int
+    sample_rate: float
+    sink: str
+    lambda_version: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        try:
+            bucket, model, version = (env[n] for n in (
+                "MLOPS_REGISTRY_BUCKET", "MLOPS_MODEL_NAME", "MLOPS_MODEL_VERSION"))
+            max_rows = int(env.get("MLOPS_MAX_BATCH_ROWS") or DEFAULT_MAX_ROWS)
+            rate = float(env.get("MLOPS_CAPTURE_SAMPLE_RATE") or 0.0)
+        except (KeyError, ValueError) as e:
+            raise ModelUnavailableError(f"function environment is incomplete or invalid: {e}"
+                                        ) from e
+        stream = env.get("MLOPS_CAPTURE_STREAM", "")
+        sink = env.get("MLOPS_CAPTURE_SINK") or (f"firehose:{stream}" if stream else "off")
+        return cls(
+            bucket=bucket, model=model, version=version,
+            sha256=env.get("MLOPS_MODEL_SHA256", ""),
+            endpoint=env.get("MLOPS_ENDPOINT") or env.get("AWS_LAMBDA_FUNCTION_NAME", model),
+            route=env.get("MLOPS_ROUTE", ""), auth=env.get("MLOPS_AUTH") or "none",
+            max_rows=max_rows, sample_rate=rate if sink != "off" else 0.0, sink=sink,
+            lambda_version=env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        )
+
+
+def route_kind(route_key: str, method: str, native_path: str) -> str:
+    """Which of the endpoint's routes an event is for."""
+    _, _, template = route_key.partition(" ")
+    if template.startswith(V2):
+        tail = template[len(V2):].partition("/")[2]
+        return {"": "oip_metadata", "ready": "oip_ready", "infer": "oip_infer"}.get(
+            tail, "unknown")
+    if native_path and template == native_path:
+        return "predict"
+    if template.endswith("/openapi.json"):
+        return "openapi"
+    if template.endswith("/feedback"):
+        return "feedback"
+    return "predict"
+
+
+class Service:
+    """Lazily loaded model + auth + capture for one endpoint (one per worker)."""
+
+    def __init__(self, settings: Settings, conn: Connection | None = None) -> None:
+        self.s = settings
+        self.conn = conn or Connection.from_env()
+        self._bundle: ModelBundle | None = None
+        self.keys: auth.KeyChecker | None = None
+        if settings.auth == "api_key":
+            ttl = float(os.environ.get("MLOPS_KEY_CACHE_S") or 5.0)
+            self.keys = auth.KeyChecker(settings.endpoint, self._fetch_key, ttl)
+        self.invocations = 0
+
+    def _fetch_key(self, key: str) -> dict[str, Any] | None:
+        try:
+            return auth.s3_fetch(self.conn.client("s3"), self.s.bucket)(key)
+        except Exception as e:
+            raise ModelUnavailableError(f"cannot read API keys: {e}") from e
+
+    @property
+    def bundle(self) -> ModelBundle:
+        if self._bundle is None:
+            s = self.s
+            self._bundle = ModelBundle.load(self.conn, s.bucket, s.model, s.version, s.sha256,
+                                            max_rows=s.max_rows)
+        return self._bundle
+
+    # -- one request ----------------------------------------------------------------------
+    def handle(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ts = time.time()
+        cold = self.invocations == 0
+        self.invocations += 1
+        request_id = getattr(context, "aws_request_id", None)
+        kind = "unknown"
+        rows = 0
+        key_id = None
+        extra: dict[str, Any] | None = None
+        try:
+            request = http.parse_event(event)
+            request_id = request.request_id or request_id
+            native_path = self.s.route.partition(" ")[2]
+            kind = route_kind(str(event.get("routeKey") or ""), request.method, native_path)
+            if self.keys is not None:
+                key_id = self.keys.check(request.headers)
+            body, status, extra, rows = self._dispatch(kind, request, request_id, ts, t0)
+            response = http.json_response(status, body)
+        except RequestError as e:
+            response = http.error_response(e, request_id)
+        except ModelUnavailableError as e:
+            print(f"[mlops] MODEL UNAVAILABLE ({type(e).__name__}): {e}", file=sys.stderr,
+                  flush=True)
+            body = {"error": "model_unavailable", "message": "the model cannot be served now"}
+            response = http.json_response(503, {**body, "request_id": request_id})
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            body = {"error": "internal_error", "message": "unexpected error; see the logs"}
+            response = http.json_response(500, {**body, "request_id": request_id})
+        latency_ms = (time.perf_counter() - t0) * 1000
+        if extra is not None:
+            response[capture.CAPTURE_KEY] = extra
+        self._log(kind, response["statusCode"], request_id, rows, latency_ms, cold, key_id)
+        return response
+
+    def _dispatch(self, kind: str, request: http.Request, request_id: str | None, ts: float,
+                  t0: float) -> tuple[Any, int, dict[str, Any] | None, int]:
+        s = self.s
+        method = request.method
+        if kind in ("predict", "oip_infer") and method == "POST":
+            payload = http.json_body(request)
+            bundle = self.bundle
+            if kind == "predict":
+                rows = parse_payload(payload, bundle.features, bundle.max_rows)
+                prediction = bundle.run(rows)
+                body = bundle.answer(prediction, request_id)
+            else:
+                rows, oip_id, wanted = oip.parse_request(payload, bundle.features,
+                                                         bundle.max_rows)
+                prediction = bundle.run(rows)
+                body = oip.response(bundle, s.endpoint, prediction, oip_id, request_id, wanted)
+            extra = self._capture(request_id or "", ts, t0, rows, prediction)
+            return body, 200, extra, len(rows)
+        if kind == "predict" and method == "GET":
+            return self.bundle.info(), 200, None, 0
+        if kind == "feedback" and method == "POST":
+            return self._feedback(http.json_body(request), ts, request_id or ""), 202, None, 0
+        if kind == "openapi" and method == "GET":
+            return self._openapi(request), 200, None, 0
+        if kind == "oip_metadata" and method == "GET":
+            return oip.metadata(self.bundle, s.endpoint), 200, None, 0
+        if kind == "oip_ready" and method == "GET":
+            ready = self.bundle is not None
+            return {"name": s.endpoint, "ready": ready}, 200, None, 0
+        if kind == "unknown":
+            raise RequestError(404, "not_found", "no such route on this endpoint")
+        allowed = "POST" if kind in ("oip_infer", "feedback") else "GET"
+        raise RequestError(405, "method_not_allowed", f"use {allowed} on this route")
+
+    def _capture(self, request_id: str, ts: float, t0: float, rows: Any, prediction: Any,
+                 ) -> dict[str, Any] | None:
+        s = self.s
+        if not s.sample_rate or not capture.sampled(request_id, s.sample_rate):
+            return None
+        bundle = self.bundle
+        lines = capture.capture_lines(
+            request_id=request_id, ts=ts, endpoint=s.endpoint, model=bundle.name,
+            version=bundle.version, lambda_version=s.lambda_version,
+            latency_ms=(time.perf_counter() - t0) * 1000, features=bundle.features, rows=rows,
+            prediction=prediction)
+        if s.sink == "local":
+            return {"bucket": s.bucket, "endpoint": s.endpoint, "day": capture.day(ts),
+                    "lines": lines, "count": len(rows)}
+        if s.sink.startswith("firehose:"):
+            try:
+                capture.firehose_put(self.conn.client("firehose"), s.sink[9:], lines)
+            except Exception as e:  # capture must never fail a prediction; say so loudly
+                print(json.dumps({"level": "ERROR", "msg": "capture_failed", "error": str(e),
+                                  "request_id": request_id, "rows": len(rows)}),
+                      file=sys.stderr, flush=True)
+        return None
+
+    def _feedback(self, payload: Any, ts: float, request_id: str) -> dict[str, Any]:
+        classes = None
+        with contextlib.suppress(ModelUnavailableError):
+            classes = self.bundle.classes
+        items = feedback.parse_feedback(payload, classes)
+        data = capture.gzip_lines(feedback.feedback_lines(items, ts))
+        key = capture.feedback_key(self.s.endpoint, ts, request_id or str(int(ts * 1e6)))
+        try:
+            self.conn.client("s3").put_object(Bucket=self.s.bucket, Key=key, Body=data,
+                                              ContentType="application/x-ndjson",
+                                              ContentEncoding="gzip")
+        except Exception as e:
+            raise ModelUnavailableError(f"cannot store feedback: {e}") from e
+        return {"accepted": len(items), "request_id": request_id}
+
+    def _openapi(self, request: http.Request) -> dict[str, Any]:
+        b = self.bundle
+        s = self.s
+        suffix = s.route.partition(" ")[2] + "/openapi.json"
+        base = request.path[: -len(suffix)] if request.path.endswith(suffix) else ""
+        host = request.headers.get("host", "")
+        proto = request.headers.get("x-forwarded-proto", "https")
+        server = f"{proto}://{host}{base}" if host else base or "/"
+        return openapi.document(endpoint=s.endpoint, route=s.route or "POST /", model=b.name,
+                                version=b.version, task=b.task, features=b.features,
+                                classes=b.classes, max_rows=b.max_rows, auth=s.auth,
+                                server_url=server)
+
+    def _log(self, kind: str, status: int, request_id: str | None, rows: int,
+             latency_ms: float, cold: bool, key_id: str | None) -> None:
+        record = {"level": "ERROR" if status >= 500 else "INFO", "msg": "request",
+                  "endpoint": self.s.endpoint, "route": kind, "status": status,
+                  "request_id": request_id, "model": self.s.model, "version": self.s.version,
+                  "lambda_version": self.s.lambda_version, "rows": rows,
+                  "latency_ms": round(latency_ms, 3), "cold_start": cold}
+        if key_id:
+            record["key_id"] = key_id
+        sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
