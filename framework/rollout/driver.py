@@ -29,8 +29,13 @@ from framework.rollout.strategy import Health, judge, schedule
 
 
 class HealthSource(Protocol):
-    def health(self, record: RolloutRecord, since: float) -> Health:
-        """What the candidate did since ``since`` (epoch seconds)."""
+    def sample(self, record: RolloutRecord) -> dict[str, Any]:
+        """Cumulative figures now: the baseline a step is judged against."""
+        ...
+
+    def health(self, record: RolloutRecord, since: float,
+               baseline: dict[str, Any]) -> Health:
+        """What the candidate did since ``since`` (epoch seconds) / ``baseline``."""
         ...
 
 
@@ -116,6 +121,7 @@ class Driver:
             strategy=rollout.strategy.value, steps=steps, started_at=now, step_started_at=now,
             updated_at=now)
         self._route(record, record.current)
+        record = replace(record, baseline=self.health.sample(record))
         record = record.event(now, "started", weight=record.weight)
         self._save(record, etag, "started")
         return record
@@ -134,7 +140,7 @@ class Driver:
         step = record.current
         bake = parse_duration(rollout.every)
         elapsed = now - record.step_started_at
-        health = self.health.health(record, record.step_started_at)
+        health = self.health.health(record, record.step_started_at, record.baseline)
         verdict = judge(health, rollout.watch, shadow=bool(step.get("mirror")))
         if verdict.enough and not verdict.healthy:
             return self.rollback(record, etag, verdict.reason, health)
@@ -156,6 +162,7 @@ class Driver:
             return done
         nxt = replace(record, step=record.step + 1, step_started_at=now)
         self._route(nxt, nxt.current)
+        nxt = replace(nxt, baseline=self.health.sample(nxt))
         nxt = nxt.event(now, "advanced", weight=nxt.weight, health=health.to_dict(), note=note)
         self._save(nxt, etag, "advanced")
         return nxt

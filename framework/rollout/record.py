@@ -42,6 +42,7 @@ class RolloutRecord:
     step_started_at: float = 0.0
     updated_at: float = 0.0
     reason: str = ""
+    baseline: dict[str, Any] = field(default_factory=dict)  # health figures at step start
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property

@@ -38,7 +38,10 @@ class ScriptedHealth:
 
     value: Health = field(default_factory=lambda: Health(requests=50))
 
-    def health(self, record: RolloutRecord, since: float) -> Health:
+    def sample(self, record: RolloutRecord) -> dict[str, Any]:
+        return {}
+
+    def health(self, record: RolloutRecord, since: float, baseline: dict[str, Any]) -> Health:
         return self.value
 
 

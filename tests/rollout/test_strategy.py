@@ -49,3 +49,18 @@ def test_verdicts() -> None:
     shadow = judge(Health(compared=40, agreement=0.8), Watch(shadow_agreement=0.95),
                    shadow=True)
     assert not shadow.healthy and "shadow agreement 80.0%" in shadow.reason
+
+
+def test_prometheus_quantile_from_buckets() -> None:
+    from framework.rollout.health import _quantile, parse_prometheus
+
+    text = ('# TYPE x histogram\n'
+            'mlops_request_duration_seconds_bucket{endpoint="p",version="2",le="0.01"} 90\n'
+            'mlops_request_duration_seconds_bucket{endpoint="p",version="2",le="0.1"} 100\n'
+            'mlops_request_duration_seconds_bucket{endpoint="p",version="2",le="+Inf"} 100\n')
+    rows = parse_prometheus(text)
+    assert rows[0] == ("mlops_request_duration_seconds_bucket",
+                       {"endpoint": "p", "version": "2", "le": "0.01"}, 90.0)
+    buckets = sorted((float(labels["le"]), v) for _, labels, v in rows)
+    assert _quantile(buckets, 0.5) == pytest.approx(0.01 * 50 / 90)
+    assert _quantile(buckets, 0.99) == pytest.approx(0.01 + 0.09 * 9 / 10)
