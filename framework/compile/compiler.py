@@ -178,6 +178,10 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
             "MLOPS_MODEL_SHA256": model_sha256,
             "MLOPS_MODEL_VERSION": version,
             "MLOPS_REGISTRY_BUCKET": bucket,
+            "MLOPS_ROUTE": ep.route,
+            "MLOPS_AUTH": ep.auth.value,
+            "MLOPS_MAX_BATCH_ROWS": str(ep.max_batch_rows),
+            "MLOPS_CAPTURE_SAMPLE_RATE": f"{ep.capture.sample_rate:g}" if ep.capture else "0",
         },
         "tags": {**ctx.tags(), "mlops:registry": bucket, "mlops:endpoint": ep_name},
     }
@@ -191,17 +195,24 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
     yield Resource("lambda_alias", f"alias.{ep_name}", {
         "function_name": fn, "alias": names.ALIAS,
         "function_version": ref(f"version.{ep_name}", "version"),
+        "endpoint": ep_name, "rollout": ep.rollout.model_dump(mode="json"),
     })
     alias_arn = names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS)
     yield Resource("api_integration", f"integration.{ep_name}", {
         "api_id": ref("api", "api_id"), "integration_uri": alias_arn,
         "payload_format_version": "2.0", "timeout_ms": min(ep.timeout * 1000, 30000),
     }, (f"alias.{ep_name}",))
+    target = ref(f"integration.{ep_name}", "integration_id", "integrations/{}")
     yield Resource("api_route", f"route.{ep_name}", {
-        "api_id": ref("api", "api_id"), "route_key": ep.route,
-        "target": ref(f"integration.{ep_name}", "integration_id", "integrations/{}"),
+        "api_id": ref("api", "api_id"), "route_key": ep.route, "target": target,
         "authorization": ep.auth.value,
     })
+    # Feedback, OpenAPI document and Open Inference Protocol v2: same function, same auth.
+    for suffix, route_key in names.endpoint_routes(ep.route, ep_name):
+        yield Resource("api_route", f"route.{ep_name}.{suffix}", {
+            "api_id": ref("api", "api_id"), "route_key": route_key, "target": target,
+            "authorization": ep.auth.value,
+        })
     yield Resource("lambda_permission", f"permission.{ep_name}", {
         "function_name": fn, "qualifier": names.ALIAS, "statement_id": "http-api-invoke",
         "principal": "apigateway.amazonaws.com",

@@ -85,3 +85,21 @@ def function_arn(region: str, account_id: str, function: str, qualifier: str = "
 
 def role_arn(account_id: str, role: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role}"
+
+
+def oip_path(endpoint: str) -> str:
+    """The Open Inference Protocol v2 model path of an endpoint (its name is the model name)."""
+    return f"/v2/models/{endpoint}"
+
+
+def endpoint_routes(route: str, endpoint: str) -> list[tuple[str, str]]:
+    """(resource id suffix, route key) of an endpoint's routes besides its own ``route``."""
+    path = route.split(" ", 1)[1].rstrip("/")
+    v2 = oip_path(endpoint)
+    return [
+        ("feedback", f"POST {path}/feedback"),
+        ("openapi", f"GET {path}/openapi.json"),
+        ("v2-infer", f"POST {v2}/infer"),
+        ("v2-metadata", f"GET {v2}"),
+        ("v2-ready", f"GET {v2}/ready"),
+    ]

@@ -417,6 +417,15 @@ class Rollout(Strict):
         return v
 
 
+class CaptureSettings(Strict):
+    """Which requests an endpoint records (inputs, outputs, latency) under ``capture/``."""
+
+    sample_rate: float = Field(
+        default=1.0, ge=0, le=1,
+        description="Fraction of requests recorded, 0-1 (decided by a hash of the request id).",
+    )
+
+
 class Endpoint(Strict):
     """An HTTP route served by a Lambda function that runs a model."""
 
@@ -433,6 +442,16 @@ class Endpoint(Strict):
     description: str = Field(default="", description="What the endpoint is for.")
     rollout: Rollout = Field(default_factory=Rollout,
                              description="How a new model version takes over the traffic.")
+    capture: CaptureSettings | None = Field(
+        default=None,
+        description="Record sampled requests for monitoring, e.g. {sample_rate: 1.0}; "
+        "omitted: nothing is recorded.",
+    )
+    max_batch_rows: int = Field(
+        default=1000, ge=1, le=100000,
+        description="Most rows accepted in one request (more answers 413); the body is also "
+        "limited to 6 MB, Lambda's payload limit.",
+    )
 
     @field_validator("model")
     @classmethod
