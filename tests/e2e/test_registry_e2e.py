@@ -1,0 +1,114 @@
+"""The registry from the CLI on the embedded local AWS: register, promote under approvals,
+serve NAME@production, roll back, refuse a tampered version, history, audit, card, reproduce."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+
+import pytest
+
+from tests.e2e.conftest import EXAMPLE, REPO, Project, http
+from tests.e2e.test_deploy import session_for, url_of
+
+TRAINING = """    training:
+      command: python examples/breast_cancer/train.py --out {out} --seed {seed}
+      params: {seed: 42}
+      metrics: artifacts/metrics.json
+      data: examples/breast_cancer/data/reference.csv
+    intended_use: Decision support for clinicians reading fine-needle aspirate reports.
+    limitations: [Trained on 569 Wisconsin cases only]
+    approvals:
+      production: {required: 1, approvers: [dr-house]}
+"""
+
+
+def served_version(project: Project) -> str:
+    status, _, body = http("POST", url_of(project), project.sample())
+    assert status == 200, body
+    return str(body["version"])
+
+
+def test_alias_flow_rollback_and_tampered_version(project: Project,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # wide tables in captured output
+    project.edit("    tags: {dataset", TRAINING + "    tags: {dataset")
+    project.edit("model: diagnosis  ", "model: diagnosis@production  ")
+
+    # Serving an unset alias is refused with a hint, before anything is deployed.
+    refused = project.mlops("deploy", check=False)
+    assert refused.returncode == 2
+    assert "alias 'production' of model 'diagnosis' is not set" in refused.stderr
+    assert "mlops models promote" in refused.stderr
+
+    assert "registered diagnosis@1.0.0" in project.mlops("models", "register").stdout
+    assert "nothing to do" in project.mlops("models", "register").stdout
+    denied = project.mlops("models", "promote", "diagnosis@1.0.0", "--alias", "production",
+                           check=False)
+    assert denied.returncode == 2 and "needs 1 approval(s) from dr-house" in denied.stderr
+    project.mlops("models", "approve", "diagnosis@1.0.0", "--by", "dr-house", "--note", "ok")
+    project.mlops("models", "promote", "diagnosis@1.0.0", "--alias", "production")
+    project.mlops("deploy")
+    assert served_version(project) == "1.0.0"
+    before_v2 = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    time.sleep(1.1)
+
+    # 1.1.0: new bytes, registered, approved, promoted with --deploy: the endpoint follows.
+    project.use_model(7)
+    project.edit("version: 1.0.0 ", "version: 1.1.0 ")
+    project.mlops("models", "register")
+    project.mlops("models", "approve", "diagnosis@1.1.0", "--by", "dr-house")
+    project.mlops("models", "promote", "diagnosis@1.1.0", "--alias", "production", "--deploy")
+    assert served_version(project) == "1.1.0"
+
+    # Rollback moves the alias; the next deploy moves the endpoint.
+    rolled = project.mlops("models", "rollback", "diagnosis", "--alias", "production")
+    assert "1.1.0 → 1.0.0" in rolled.stdout
+    assert served_version(project) == "1.1.0"
+    project.mlops("deploy")
+    assert served_version(project) == "1.0.0"
+
+    at = project.mlops("models", "history", "diagnosis", "--at", before_v2)
+    assert "diagnosis@production was 1.0.0" in at.stdout
+    lineage = project.mlops("models", "lineage", "diagnosis@1.1.0").stdout
+    assert re.search(r"diagnosis@1\.1\.0.*\n.*diagnosis@1\.0\.0", lineage)
+
+    # Someone overwrites 1.1.0's artifact in the bucket: promoting and deploying it are
+    # refused, and the endpoint keeps serving 1.0.0.
+    session = session_for(project)
+    s3 = session.target.conn.client("s3")
+    s3.put_object(Bucket=session.bucket, Key="models/diagnosis/1.1.0/model.onnx", Body=b"evil")
+    tampered = project.mlops("models", "show", "diagnosis@1.1.0", "--verify", check=False)
+    assert tampered.returncode == 1 and "INTEGRITY FAILURE" in tampered.stderr
+    project.mlops("models", "rollback", "diagnosis", "--to", "1.1.0", check=False)
+    project.edit("model: diagnosis@production  ", "model: diagnosis@1.1.0  ")
+    project.edit("version: 1.1.0 ", "version: 1.2.0 ")  # declared 1.2.0, endpoint pins 1.1.0
+    deploy = project.mlops("deploy", check=False)
+    assert deploy.returncode == 1 and "INTEGRITY FAILURE" in deploy.stderr
+    assert served_version(project) == "1.0.0"
+
+    # The audit trail has every registry change, before → after, queryable by model.
+    audit = project.mlops("audit", "--model", "diagnosis", "--limit", "200").stdout
+    for action in ("models.register", "models.approve", "models.promote", "models.rollback"):
+        assert action in audit
+    card = project.mlops("models", "card", "diagnosis@1.0.0").stdout
+    assert "Decision support for clinicians" in card and "dr-house" in card
+    assert (project.root / ".mlops/cards/diagnosis/1.0.0/card.html").read_text().count("<table>")
+
+
+def test_reproduce_and_diff(project: Project) -> None:
+    project.edit("    tags: {dataset", TRAINING + "    tags: {dataset")
+    shutil.copy(REPO / EXAMPLE / "train.py", project.root / EXAMPLE / "train.py")
+    project.mlops("models", "register")
+    shown = project.mlops("models", "show", "diagnosis", "--json").stdout
+    assert '"seed": 42' in shown and '"rows": 426' in shown and '"commit"' in shown
+    result = project.mlops("models", "reproduce", "diagnosis@1.0.0")
+    assert "reproduced diagnosis@1.0.0: identical artifact" in result.stdout
+    project.use_model(7)
+    project.edit("version: 1.0.0 ", "version: 1.1.0 ")
+    project.edit("params: {seed: 42}", "params: {seed: 7}")
+    project.edit("accuracy: 0.965", "accuracy: 0.958")
+    project.mlops("models", "register")
+    diff = project.mlops("models", "diff", "diagnosis@1.0.0", "1.1.0").stdout
+    assert "metrics.accuracy" in diff and "-0.007" in diff and "params.seed" in diff
