@@ -6,11 +6,8 @@ bad input); ``--debug`` shows the traceback. Anything else is a bug and keeps it
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -234,63 +231,6 @@ def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
 
 
 @app.command()
-def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlops.yaml.")],
-           data: Annotated[str | None, typer.Option("--data", "-d", help="JSON body.")] = None,
-           body_file: Annotated[Path | None, typer.Option(
-               "--input", "-i", help="File with a JSON body, or JSON lines (one request each).")]
-           = None,
-           file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
-    """Call a deployed endpoint over HTTP and print the answer."""
-    from framework.workflow import find_endpoint
-
-    session = _session(file, stage)
-    info = find_endpoint(session, session.store.load(), endpoint)
-    bodies = _bodies(data, body_file)
-    method = info.route.split(" ", 1)[0]
-    failed = False
-    for body in bodies:
-        status_code, headers, text = _http(method, info.url, body)
-        version = headers.get("x-mlops-executed-version", "?")
-        colour = "green" if status_code < 400 else "red"
-        err.print(f"[{colour}]HTTP {status_code}[/{colour}] {method} {info.url} "
-                  f"(executed version {version})")
-        try:
-            out.print_json(text)
-        except json.JSONDecodeError:
-            out.print(text)
-        failed = failed or status_code >= 400
-    if failed:
-        raise typer.Exit(1)
-
-
-def _bodies(data: str | None, body_file: Path | None) -> list[bytes]:
-    if (data is None) == (body_file is None):
-        raise ConfigError([Problem(where="invoke", what="give exactly one of --data or --input",
-                                   hint="e.g. --data '{\"instances\": [...]}'")],
-                          source="invoke")
-    if data is not None:
-        return [data.encode()]
-    assert body_file is not None
-    text = body_file.read_text()
-    try:
-        json.loads(text)
-        return [text.encode()]
-    except json.JSONDecodeError:
-        return [line.encode() for line in text.splitlines() if line.strip()]
-
-
-def _http(method: str, url: str, body: bytes) -> tuple[int, dict[str, str], str]:
-    req = urllib.request.Request(url, data=body if method != "GET" else None, method=method,
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            headers = {k.lower(): v for k, v in resp.headers.items()}
-            return resp.status, headers, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode()
-
-
-@app.command()
 def unlock(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Remove the stage's deploy lock (after a deploy died on another machine)."""
     session = _session(file, stage)
@@ -385,6 +325,11 @@ def local_status(file: FileOpt = DEFAULT_FILE) -> None:
         raise typer.Exit(1)
     out.print(f"running (pid {aws.pid}): control plane {aws.control_url}, gateway "
               f"{aws.gateway_url}, data in {aws.home}")
+
+
+from framework.cli_serve import register as _register_serving  # noqa: E402
+
+_register_serving(app)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ matched against that API's routes (``$default`` stage). If the API has a named s
 - ``POST /_mlops/refresh`` → reload routes and forget cached alias resolution (the deployer
   calls it after each deploy); otherwise routes are reloaded at most every 2 seconds;
 - ``POST /_mlops/flush`` → upload every buffered capture record now (tests, CLI);
+- ``GET /_mlops/workers`` → the pids of the runner's worker processes;
 - ``GET /metrics`` → Prometheus text (see ``metrics.py``).
 
 Routes with ``AuthorizationType: AWS_IAM`` require a SigV4 ``Authorization`` header (403
@@ -169,6 +170,8 @@ class Gateway:
         if path == "/metrics" and method in ("GET", "HEAD"):
             body = self.metrics.render().encode()
             return HttpResponse(200, [("content-type", "text/plain; version=0.0.4")], body)
+        if path == "/_mlops/workers" and method == "GET":
+            return json_response(200, {"pids": self.runner.worker_pids()})
         if path == "/_mlops/flush" and method == "POST":
             uploaded = self.runner.capture.flush()
             shipped = self.runner.logs.ship()

@@ -127,6 +127,9 @@ class Worker:
                     stream.close()
 
 
+_LOST = Outcome(None, None, False, False)  # sentinel: the worker was killed by a signal
+
+
 def _runtime_error(kind: str, message: str) -> dict[str, Any]:
     return {"errorMessage": message, "errorType": kind, "stackTrace": []}
 
@@ -142,6 +145,7 @@ class Pool:
         self._idle: list[Worker] = []
         self._all: set[Worker] = set()
         self._closed = False
+        self.lost = 0  # workers that died while serving
 
     def _start(self) -> tuple[Worker | None, dict[str, Any] | None]:
         worker = Worker(self.spec)
@@ -166,48 +170,62 @@ class Pool:
 
     def invoke(self, event: Any, request_id: str, invoked_arn: str) -> Outcome:
         with self._slots:
-            with self._lock:
-                if self._closed:
-                    raise WorkerDied("pool is closed")
-                worker = self._idle.pop() if self._idle else None
-            cold = worker is None
+            outcome = self._invoke(event, request_id, invoked_arn)
+            if outcome is _LOST:
+                # The execution environment was killed from outside (a signal: OOM killer,
+                # an operator, a chaos test) before it answered: the request never ran to
+                # completion, so it is replayed once on a fresh worker, as a new sandbox.
+                outcome = self._invoke(event, request_id, invoked_arn, replay=True)
+            assert outcome is not _LOST
+            return outcome
+
+    def _invoke(self, event: Any, request_id: str, invoked_arn: str, replay: bool = False,
+                ) -> Outcome:
+        with self._lock:
+            if self._closed:
+                raise WorkerDied("pool is closed")
+            worker = self._idle.pop() if self._idle else None
+        cold = worker is None
+        if worker is None:
+            worker, init_error = self._start()
             if worker is None:
-                worker, init_error = self._start()
-                if worker is None:
-                    return Outcome(None, init_error, True, False)
-            deadline = time.monotonic() + self.spec.timeout_s
-            message = {
-                "event": event,
-                "request_id": request_id,
-                "invoked_arn": invoked_arn,
-                "remaining_ms": self.spec.timeout_s * 1000,
-            }
-            try:
-                worker.send(message)
-                reply = worker.receive(deadline)
-            except WorkerTimeout:
-                self._discard(worker)
-                text = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
-                return Outcome(None, _runtime_error("Sandbox.Timedout", text), cold, True)
-            except WorkerDied as exc:
-                self._discard(worker)
-                return Outcome(None, _runtime_error("Runtime.ExitError", str(exc)), cold, False)
-            init_ms = worker.init_ms if cold else None
-            rss = worker.rss_mb()
-            limit = self.spec.memory_mb
-            if limit is not None and rss is not None and rss > limit:
-                self._discard(worker)
-                text = f"worker used {rss:.0f} MB of memory, more than its {limit} MB"
-                error = _runtime_error("Runtime.OutOfMemory", text)
-                return Outcome(None, error, cold, False, init_ms, rss)
-            with self._lock:
-                if self._closed:
-                    worker.kill()
-                else:
-                    self._idle.append(worker)
-            if reply.get("type") == "error":
-                return Outcome(None, dict(reply["error"]), cold, False, init_ms, rss)
-            return Outcome(reply.get("payload"), None, cold, False, init_ms, rss)
+                return Outcome(None, init_error, True, False)
+        deadline = time.monotonic() + self.spec.timeout_s
+        message = {
+            "event": event,
+            "request_id": request_id,
+            "invoked_arn": invoked_arn,
+            "remaining_ms": self.spec.timeout_s * 1000,
+        }
+        try:
+            worker.send(message)
+            reply = worker.receive(deadline)
+        except WorkerTimeout:
+            self._discard(worker)
+            text = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+            return Outcome(None, _runtime_error("Sandbox.Timedout", text), cold, True)
+        except WorkerDied as exc:
+            self._discard(worker)
+            self.lost += 1
+            if not replay and (worker.proc.returncode or 0) < 0:
+                return _LOST
+            return Outcome(None, _runtime_error("Runtime.ExitError", str(exc)), cold, False)
+        init_ms = worker.init_ms if cold else None
+        rss = worker.rss_mb()
+        limit = self.spec.memory_mb
+        if limit is not None and rss is not None and rss > limit:
+            self._discard(worker)
+            text = f"worker used {rss:.0f} MB of memory, more than its {limit} MB"
+            error = _runtime_error("Runtime.OutOfMemory", text)
+            return Outcome(None, error, cold, False, init_ms, rss)
+        with self._lock:
+            if self._closed:
+                worker.kill()
+            else:
+                self._idle.append(worker)
+        if reply.get("type") == "error":
+            return Outcome(None, dict(reply["error"]), cold, False, init_ms, rss)
+        return Outcome(reply.get("payload"), None, cold, False, init_ms, rss)
 
     def worker_pids(self) -> list[int]:
         with self._lock:
