@@ -17,6 +17,7 @@ from rich.table import Table
 
 from framework.cli_models import build as build_cmd
 from framework.cli_models import models_app
+from framework.cli_monitor import mail_app, monitor_app
 from framework.errors import ConfigError, MlopsError, Problem
 from framework.plan.planner import Action, Op, Plan
 
@@ -25,6 +26,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local AWS (moto + data plane).")
 app.add_typer(local_app, name="local")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(mail_app, name="mail")
 app.command("build")(build_cmd)
 
 out = Console(highlight=False, soft_wrap=True)
