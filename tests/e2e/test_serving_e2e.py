@@ -1,0 +1,310 @@
+"""Serving end to end on the embedded local AWS: formats, validation, auth, capture, feedback,
+metrics, logs, the CLI, and a short load test with a worker killed mid-run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from framework.cli_serve import Client
+
+from .conftest import Project, http
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@dataclass
+class Deployed:
+    project: Project
+    url: str  # native route
+    base: str  # gateway URL + api id
+    gateway: str
+    s3: Any
+    logs: Any
+    bucket: str
+
+    def v2(self, tail: str = "") -> str:
+        return f"{self.base}/v2/models/predict{tail}"
+
+    def flush(self) -> dict[str, Any]:
+        status, _, body = http("POST", f"{self.gateway}/_mlops/flush", b"")
+        assert status == 200
+        return dict(body)
+
+    def objects(self, prefix: str) -> list[str]:
+        resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for o in resp.get("Contents", [])]
+
+    def records(self, prefix: str) -> list[dict[str, Any]]:
+        out = []
+        for key in self.objects(prefix):
+            raw = gzip.decompress(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            out += [json.loads(line) for line in raw.decode().splitlines()]
+        return out
+
+
+def _deploy(project: Project) -> Deployed:
+    from framework.workflow import Workspace, endpoints, open_session
+
+    project.mlops("deploy")
+    session = open_session(Workspace.open(project.yaml))
+    info = next(i for i in endpoints(session, session.store.load()) if i.name == "predict")
+    path = info.route.split(" ", 1)[1]
+    base = info.url[: -len(path)]
+    gateway = base.rsplit("/", 1)[0]
+    conn = session.target.conn
+    return Deployed(project, info.url, base, gateway, conn.client("s3"), conn.client("logs"),
+                    session.bucket)
+
+
+@pytest.fixture
+def deployed(project: Project) -> Iterator[Deployed]:
+    yield _deploy(project)
+
+
+def _sample(project: Project) -> dict[str, Any]:
+    return dict(json.loads(project.sample())["instances"][0])
+
+
+def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) -> None:
+    d = deployed
+    row = _sample(d.project)
+    names = list(row)
+
+    # native: records and rows in feature order give the same answer
+    status, headers, native = http("POST", d.url, json.dumps({"instances": [row, row]}).encode())
+    assert status == 200, native
+    assert headers["x-mlops-executed-version"] == "1"
+    assert native["model"] == "diagnosis" and len(native["predictions"]) == 2
+    assert native["request_id"]
+    status, _, by_rows = http("POST", d.url, json.dumps({"inputs": [list(row.values())]}).encode())
+    assert status == 200 and by_rows["predictions"][0] == native["predictions"][0]
+
+    # Open Inference Protocol v2
+    status, _, meta = http("GET", d.v2())
+    assert status == 200 and meta["name"] == "predict" and meta["versions"] == ["1.0.0"]
+    tensor = meta["inputs"][0]
+    assert tensor["shape"] == [-1, 30]
+    assert http("GET", d.v2("/ready"))[0] == 200
+    infer = {"id": "abc", "inputs": [{"name": tensor["name"], "shape": [2, 30],
+                                      "datatype": "FP32", "data": [*row.values(), *row.values()]}]}
+    status, _, oip = http("POST", d.v2("/infer"), json.dumps(infer).encode())
+    assert status == 200, oip
+    assert oip["model_name"] == "predict" and oip["id"] == "abc"
+    labels = oip["outputs"][0]
+    assert labels["shape"] == [2] and labels["data"] == native["predictions"]
+    assert oip["outputs"][1]["shape"] == [2, 2]
+    columns = {"inputs": [{"name": n, "shape": [1], "datatype": "FP64", "data": [row[n]]}
+                          for n in names]}
+    status, _, oip_cols = http("POST", d.v2("/infer"), json.dumps(columns).encode())
+    assert status == 200 and oip_cols["outputs"][0]["data"] == native["predictions"][:1]
+
+    # OpenAPI document
+    status, _, doc = http("GET", f"{d.url}/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert "/diagnosis/predict" in doc["paths"] and "/v2/models/predict/infer" in doc["paths"]
+    assert set(doc["components"]["schemas"]["Instance"]["properties"]) == set(names)
+
+    # validation: precise 4xx, no internals
+    bad = dict(row, mean_radius=-1.0)
+    status, _, err = http("POST", d.url, json.dumps({"instances": [row, bad]}).encode())
+    assert status == 422
+    assert err["details"][0] == {"row": 1, "field": "mean_radius",
+                                 "problem": "must be >= 0, got -1.0"}
+    status, _, err = http("POST", d.url, b"{", headers={"content-type": "application/json"})
+    assert status == 400 and err["error"] == "invalid_json"
+    status, _, err = http("POST", d.url, b"x=1",
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    status, _, err = http("POST", d.url, json.dumps({"instances": [row] * 1001}).encode())
+    assert status == 413
+    wrong = {"inputs": [{"name": "input", "shape": [1, 29], "datatype": "FP32",
+                         "data": list(row.values())[:29]}]}
+    status, _, err = http("POST", d.v2("/infer"), json.dumps(wrong).encode())
+    assert status == 400 and "[N, 30]" in err["message"]
+    assert "Traceback" not in json.dumps(err)
+
+    # feedback by request id
+    fb = [{"request_id": native["request_id"], "row": 0, "label": native["predictions"][0]},
+          {"request_id": native["request_id"], "row": 1, "label": "benign"}]
+    status, _, accepted = http("POST", f"{d.url}/feedback", json.dumps(fb).encode())
+    assert status == 202 and accepted["accepted"] == 2
+    status, _, err = http("POST", f"{d.url}/feedback",
+                          json.dumps({"request_id": "x", "label": "maybe"}).encode())
+    assert status == 422 and err["details"][0]["field"] == "label"
+    feedback = d.records("feedback/predict/dt=")
+    assert [(f["request_id"], f["row"], f["label"]) for f in feedback] == [
+        (native["request_id"], 0, native["predictions"][0]), (native["request_id"], 1, "benign")]
+    assert all(f["time"].endswith("Z") for f in feedback)
+
+    # capture: one record per served row (2 + 1 native, 2 + 1 OIP), batched, none doubled
+    d.flush()
+    captured = d.records("capture/predict/dt=")
+    assert len(captured) == 6
+    first = next(c for c in captured if c["request_id"] == native["request_id"] and c["row"] == 1)
+    assert set(first) == {"request_id", "row", "time", "endpoint", "model", "version",
+                          "lambda_version", "latency_ms", "inputs", "prediction",
+                          "probabilities", "classes"}
+    assert first["endpoint"] == "predict" and first["version"] == "1.0.0"
+    assert first["lambda_version"] == "1" and first["inputs"] == row
+    assert first["prediction"] == native["predictions"][1]
+    assert first["probabilities"] == native["probabilities"][1]
+    assert len(d.objects("capture/predict/")) < 6  # batches, not one object per request
+
+    # metrics
+    status, _, text = http("GET", f"{d.gateway}/metrics")
+    assert status == 200
+    assert 'mlops_requests_total{endpoint="predict",version="1",code="200"}' in text
+    assert 'mlops_errors_total{endpoint="predict",version="1",kind="client"}' in text
+    assert 'mlops_request_duration_seconds_bucket{endpoint="predict",version="1",le="+Inf"}' \
+        in text
+    assert 'mlops_invocations_total{endpoint="predict",version="1",start="cold"} 1' in text
+    assert "mlops_capture_records_total 6" in text
+
+    # structured logs reached CloudWatch Logs on the control plane
+    group = "/aws/lambda/cancer-dx-dev-predict"
+    events: list[dict[str, Any]] = []
+    for _ in range(20):
+        d.flush()
+        events = d.logs.filter_log_events(logGroupName=group)["events"]
+        if any('"msg":"request"' in e["message"] for e in events):
+            break
+        time.sleep(0.5)
+    requests = [json.loads(e["message"]) for e in events if '"msg":"request"' in e["message"]]
+    assert requests and {"status", "latency_ms", "cold_start", "request_id"} <= set(requests[0])
+
+    # the CLI: one call, then a small benchmark
+    called = d.project.mlops("invoke", "predict", "--data", d.project.sample().decode())
+    assert '"predictions"' in called.stdout
+    bench = d.project.mlops("invoke", "predict", "--file",
+                            "examples/breast_cancer/data/sample_request.json", "--bench", "30",
+                            "-n", "2")
+    assert "p50 ms" in bench.stdout and '{"200": 30}' in bench.stdout
+
+
+def test_api_keys(project: Project) -> None:
+    project.edit("    capture: {sample_rate: 1.0}", "    capture: {sample_rate: 1.0}\n"
+                 "    auth: api_key")
+    d = _deploy(project)
+    body = project.sample()
+    status, _, err = http("POST", d.url, body)
+    assert status == 401 and err["error"] == "unauthorized"
+    created = project.mlops("keys", "create", "predict", "--name", "tests")
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("mlk.predict.")
+    key_id = key.split(".")[2]
+    stored = d.s3.get_object(Bucket=d.bucket, Key=f"keys/predict/{key_id}.json")["Body"].read()
+    assert key.split(".")[3] not in stored.decode()  # only the hash is stored
+    assert http("POST", d.url, body, {"x-api-key": key})[0] == 200
+    assert http("POST", d.url, body, {"authorization": f"Bearer {key}"})[0] == 200
+    assert http("GET", d.v2("/ready"), None, {"x-api-key": key})[0] == 200
+    assert http("POST", d.url, body, {"x-api-key": key[:-2] + "zz"})[0] == 401
+    assert http("POST", d.url, body, {"x-api-key": "nonsense"})[0] == 401
+    other = key.replace("mlk.predict.", "mlk.other.")
+    assert http("POST", d.url, body, {"x-api-key": other})[0] == 403
+    assert key_id in project.mlops("keys", "list", "predict").stdout
+    project.mlops("keys", "revoke", "predict", key_id)
+    deadline = time.monotonic() + 15
+    status = 200
+    while time.monotonic() < deadline and status == 200:
+        status, _, err = http("POST", d.url, body, {"x-api-key": key})
+        time.sleep(0.5)
+    assert status == 403 and "revoked" in err["message"]
+
+
+def test_iam_auth_requires_sigv4(project: Project) -> None:
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    project.edit("    capture: {sample_rate: 1.0}", "    capture: {sample_rate: 1.0}\n"
+                 "    auth: iam")
+    d = _deploy(project)
+    body = project.sample()
+    status, _, _ = http("POST", d.url, body)
+    assert status == 403
+    request = botocore.awsrequest.AWSRequest("POST", d.url, data=body,
+                                             headers={"content-type": "application/json"})
+    creds = botocore.credentials.Credentials("AKIDEXAMPLE", "secret")
+    botocore.auth.SigV4Auth(creds, "execute-api", "us-east-1").add_auth(request)
+    status, _, answer = http("POST", d.url, body, dict(request.headers.items()))
+    assert status == 200, answer
+
+
+def _load(d: Deployed, seconds: float, clients: int, kill_after: float | None,
+          ) -> tuple[list[str], list[int], int]:
+    """Drive the endpoint; return request ids served (200), every status, rows per request."""
+    body = d.project.sample()
+    rows = len(json.loads(body)["instances"])
+    served: list[str] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client() -> None:
+        c = Client(d.url, {})
+        try:
+            while time.monotonic() < stop:
+                status, _, raw = c.call("POST", body)
+                with lock:
+                    statuses.append(status)
+                    if status == 200:
+                        served.append(json.loads(raw)["request_id"])
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    if kill_after is not None:
+        time.sleep(kill_after)
+        pids = http("GET", f"{d.gateway}/_mlops/workers")[2]["pids"]
+        assert pids
+        os.kill(pids[0], signal.SIGKILL)
+    for t in threads:
+        t.join()
+    return served, statuses, rows
+
+
+def _check_capture(d: Deployed, served: list[str], statuses: list[int], rows: int) -> None:
+    assert statuses and all(s < 500 for s in statuses), sorted(set(statuses))
+    d.flush()
+    captured = d.records("capture/predict/dt=")
+    keys = [(c["request_id"], c["row"]) for c in captured]
+    assert len(keys) == len(set(keys)), "a capture record was doubled"
+    assert sorted({k[0] for k in keys}) == sorted(served), "captured != served"
+    assert len(captured) == len(served) * rows
+
+
+def test_load_with_worker_killed_short(deployed: Deployed) -> None:
+    served, statuses, rows = _load(deployed, seconds=4, clients=4, kill_after=1.5)
+    assert len(served) > 100
+    _check_capture(deployed, served, statuses, rows)
+
+
+@pytest.mark.slow
+def test_load_30s_8_clients_worker_killed(deployed: Deployed) -> None:
+    served, statuses, rows = _load(deployed, seconds=30, clients=8, kill_after=10)
+    assert len(served) > 1000
+    _check_capture(deployed, served, statuses, rows)
+
+
+def test_sample_rate_is_exact_per_request_id(project: Project) -> None:
+    from framework.runtime.capture import sampled
+
+    project.edit("capture: {sample_rate: 1.0}", "capture: {sample_rate: 0.3}")
+    d = _deploy(project)
+    served, statuses, rows = _load(d, seconds=1.5, clients=2, kill_after=None)
+    d.flush()
+    captured = {c["request_id"] for c in d.records("capture/predict/dt=")}
+    expected = {r for r in served if sampled(r, 0.3)}
+    assert captured == expected and 0 < len(expected) < len(served)
