@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from framework.runtime.features import FeatureSpec, Rows
+from framework.runtime.http import finite
 from framework.runtime.inference import Prediction
 
 CAPTURE_KEY = "mlopsCapture"  # private key of a handler result, removed by the local runner
@@ -72,7 +73,10 @@ def capture_lines(*, request_id: str, ts: float, endpoint: str, model: str, vers
             "probabilities": probs[i] if probs is not None else None,
             "classes": prediction.classes,
         }
-        lines.append(dumps(record))
+        try:
+            lines.append(dumps(record))
+        except ValueError:  # NaN/inf (e.g. probabilities of a row with missing values) → null
+            lines.append(dumps(finite(record)))
     return "\n".join(lines) + "\n"
 
 

@@ -97,7 +97,7 @@ def json_response(
     try:
         body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        body = json.dumps(_finite(payload), separators=(",", ":"), allow_nan=False)
+        body = json.dumps(finite(payload), separators=(",", ":"), allow_nan=False)
     return {
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},
@@ -114,11 +114,11 @@ def error_response(err: RequestError, request_id: str | None = None) -> dict[str
     return json_response(err.status, body, headers)
 
 
-def _finite(x: Any) -> Any:
+def finite(x: Any) -> Any:
     if isinstance(x, float):
         return x if x == x and x not in (float("inf"), float("-inf")) else None
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: finite(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
+        return [finite(v) for v in x]
     return x

@@ -1,0 +1,153 @@
+"""Local data plane pieces of serving: capture spool, metrics, log shipping, SigV4 check."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework.local.capture import CaptureStore
+from framework.local.gateway import check_sigv4
+from framework.local.logship import LogShipper
+from framework.local.metrics import Metrics
+
+
+class FakeS3:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.fail = False
+
+    def upload(self, region: str, bucket: str, key: str, data: bytes) -> None:
+        if self.fail:
+            raise OSError("control plane down")
+        self.objects[(bucket, key)] = data
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for data in self.objects.values()
+                for line in gzip.decompress(data).decode().splitlines()]
+
+
+def _capture(n: int, rid: str, day: str = "2026-01-02") -> dict[str, Any]:
+    lines = "".join(json.dumps({"request_id": rid, "row": i}) + "\n" for i in range(n))
+    return {"bucket": "b", "endpoint": "ep", "day": day, "lines": lines, "count": n}
+
+
+def test_batches_by_size_and_flush(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    store = CaptureStore(tmp_path / "spool", s3.upload, max_rows=5, max_age_s=60)
+    for i in range(7):
+        store.add("us-east-1", _capture(2, f"r{i}"))
+    store.flush(only_old=True)  # seals nothing young, uploads the full ones
+    assert len(s3.rows()) == 12 and store.pending() == 2
+    store.add("us-east-1", _capture(1, "other-day", day="2026-01-03"))
+    assert store.flush() == 3
+    keys = sorted(k for _, k in s3.objects)
+    assert all(k.startswith("capture/ep/dt=2026-01-0") and k.endswith(".jsonl.gz") for k in keys)
+    assert len(keys) == 4  # two full batches of 6 rows, the rest, and another day
+    assert len(s3.rows()) == 15 and not list((tmp_path / "spool").iterdir())
+
+
+def test_crash_recovery_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    spool = tmp_path / "spool"
+    first = CaptureStore(spool, s3.upload, max_rows=100, max_age_s=60)
+    first.add("us-east-1", _capture(3, "a"))
+    first.add("us-east-1", _capture(2, "b"))
+    # the daemon dies: a torn last line, nothing uploaded
+    open_file = next(spool.glob("*.open"))
+    with open_file.open("ab") as fh:
+        fh.write(b'{"request_id": "torn"')
+    second = CaptureStore(spool, s3.upload)
+    assert second.recover() == 5
+    assert [r["request_id"] for r in s3.rows()] == ["a", "a", "a", "b", "b"]
+    # an upload that succeeded before the crash deleted its spool: re-upload overwrites
+    third = CaptureStore(spool, s3.upload, max_rows=1, max_age_s=60)
+    third.add("us-east-1", _capture(1, "c"))
+    sealed = next(spool.glob("*.sealed"))
+    data = sealed.read_bytes()
+    third.flush()
+    sealed.write_bytes(data)
+    CaptureStore(spool, s3.upload).recover()
+    assert [r["request_id"] for r in s3.rows()].count("c") == 1
+
+
+def test_failed_upload_is_retried(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    store = CaptureStore(tmp_path / "spool", s3.upload)
+    store.add("us-east-1", _capture(2, "x"))
+    s3.fail = True
+    assert store.flush() == 0 and store.failures == 1
+    s3.fail = False
+    assert store.flush() == 2
+
+
+def test_metrics_render() -> None:
+    m = Metrics()
+    m.request("ep", "2", 200, 0.0007, True, None, init_s=0.3)
+    m.request("ep", "2", 422, 0.002, False, "client")
+    m.callbacks["mlops_capture_pending"] = ("gauge", lambda: 3)
+    text = m.render()
+    assert 'mlops_requests_total{endpoint="ep",version="2",code="200"} 1' in text
+    assert 'mlops_errors_total{endpoint="ep",version="2",kind="client"} 1' in text
+    assert 'mlops_request_duration_seconds_bucket{endpoint="ep",version="2",le="0.001"} 1' in text
+    assert 'mlops_request_duration_seconds_count{endpoint="ep",version="2"} 2' in text
+    assert 'mlops_invocations_total{endpoint="ep",version="2",start="cold"} 1' in text
+    assert 'mlops_init_duration_seconds_bucket{endpoint="ep",version="2",le="0.5"} 1' in text
+    assert "# TYPE mlops_capture_pending gauge\nmlops_capture_pending 3" in text
+    assert m.value("mlops_requests_total", endpoint="ep") == 2
+
+
+class FakeLogs:
+    class exceptions:  # noqa: N801  (boto3's shape)
+        class ResourceAlreadyExistsException(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.streams: set[tuple[str, str]] = set()
+
+    def create_log_stream(self, logGroupName: str, logStreamName: str) -> None:  # noqa: N803
+        self.streams.add((logGroupName, logStreamName))
+
+    def put_log_events(self, logGroupName: str, logStreamName: str,  # noqa: N803
+                       logEvents: list[dict[str, Any]]) -> None:  # noqa: N803
+        self.events += [(logGroupName, logStreamName, e["message"]) for e in logEvents]
+
+
+def test_log_shipper_sends_complete_lines_once(tmp_path: Path) -> None:
+    logs = FakeLogs()
+    shipper = LogShipper(lambda region: logs)
+    path = tmp_path / "fn.log"
+    path.write_text("before registration\n")
+    shipper.register(path, "us-east-1", "fn")
+    with path.open("a") as fh:
+        fh.write('{"msg":"request"}\nSTART RequestId: 1\npartial')
+    assert shipper.ship() == 2
+    assert shipper.ship() == 0
+    with path.open("a") as fh:
+        fh.write(" line\n")
+    assert shipper.ship() == 1
+    assert [e[2] for e in logs.events] == ['{"msg":"request"}', "START RequestId: 1",
+                                           "partial line"]
+    assert {e[0] for e in logs.events} == {"/aws/lambda/fn"}
+
+
+@pytest.mark.parametrize(("header", "ok"), [
+    ("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/execute-api/aws4_request, "
+     "SignedHeaders=host;x-amz-date, Signature=" + "a" * 64, True),
+    ("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, "
+     "SignedHeaders=host;x-amz-date, Signature=" + "a" * 64, False),
+    ("Bearer abc", False),
+    ("", False),
+])
+def test_sigv4_structure(header: str, ok: bool) -> None:
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    identity = check_sigv4({"authorization": header, "x-amz-date": stamp}, now)
+    assert (identity is not None) == ok
+    late = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now - 3600))
+    assert check_sigv4({"authorization": header, "x-amz-date": late}, now) is None
