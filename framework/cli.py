@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from framework.cli_delivery import rollout_app
+from framework.cli_delivery import test as gate_test
 from framework.cli_models import build as build_cmd
 from framework.cli_models import models_app
 from framework.cli_monitor import mail_app, monitor_app
@@ -28,6 +30,8 @@ app.add_typer(local_app, name="local")
 app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(mail_app, name="mail")
+app.add_typer(rollout_app, name="rollout")
+app.command("test")(gate_test)
 app.command("build")(build_cmd)
 
 out = Console(highlight=False, soft_wrap=True)
@@ -151,9 +155,15 @@ def plan_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
 @app.command()
 def deploy(saved: Annotated[Path | None, typer.Argument(help="A plan saved by `mlops plan -o`.")]
            = None,
-           file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
-    """Apply the difference between mlops.yaml and what is deployed."""
-    from framework.workflow import apply, check_plan_matches, plan
+           file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+           wait: Annotated[bool, typer.Option(
+               help="Drive rollouts to the end (--no-wait: start them and return).")] = True,
+           ) -> None:
+    """Apply the difference between mlops.yaml and what is deployed: new model versions pass
+    their gates first, then take the traffic as their endpoint's rollout says."""
+    from framework.cli_delivery import drive_rollouts, print_gates
+    from framework.gates import GateFailedError
+    from framework.workflow import apply, check_gates, check_plan_matches, plan
 
     session = _session(file, stage)
     started = time.perf_counter()
@@ -168,7 +178,13 @@ def deploy(saved: Annotated[Path | None, typer.Argument(help="A plan saved by `m
         the_plan = plan(session)
     print_plan(the_plan)
     try:
+        print_gates(check_gates(session, the_plan))
+    except GateFailedError as exc:
+        print_gates({exc.model: exc.results})
+        raise
+    try:
         state = apply(session, the_plan, on_progress=_progress)
+        state = drive_rollouts(session, wait=wait) or state
     finally:
         _print_warnings(session)
     applied = len(the_plan.changes)

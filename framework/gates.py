@@ -40,6 +40,7 @@ class GateFailedError(MlopsError):
 
     def __init__(self, model: str, version: str, results: Sequence[GateResult]) -> None:
         self.results = list(results)
+        self.model = f"{model}@{version}"
         failed = [r for r in results if not r.passed]
         lines = [f"{r.gate}: {r.detail}" for r in failed]
         super().__init__(

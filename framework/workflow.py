@@ -86,8 +86,12 @@ def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
     store = StateStore(s3=s3, bucket=bucket, project=ws.project, stage=ws.stage,
                        cache_dir=ws.home / "state")
     audit = AuditLog(s3=s3, bucket=bucket, local_file=ws.home / "audit.jsonl")
-    return Session(ws=ws, target=target, provider=AwsProvider(target.conn, ws.root),
-                   store=store, audit=audit)
+    session = Session(ws=ws, target=target, provider=AwsProvider(target.conn, ws.root),
+                      store=store, audit=audit)
+    from framework.rollout.session import install
+
+    install(session)
+    return session
 
 
 def compile_workspace(ws: Workspace, account_id: str, region: str,
@@ -198,10 +202,57 @@ def find_endpoint(session: Session, state: State, name: str) -> EndpointInfo:
         hint=f"declared endpoints: {declared}; run `mlops deploy` first")], source="invoke")
 
 
-
 def synth(ws: Workspace) -> dict[str, Any]:
     """The CloudFormation template of the workspace's stage, for any account and region."""
     from framework.synth import ACCOUNT, REGION, synthesize
 
     graph = compile_workspace(ws, ACCOUNT, REGION)
     return synthesize(graph, description=f"mlops project {ws.project}, stage {ws.stage}")
+
+
+def gate_models(session: Session, the_plan: Plan) -> list[str]:
+    """Models whose plan registers a new version: those must pass their gates first."""
+    return sorted({str(a.props["name"]) for a in the_plan.changes
+                   if a.kind == "model_version" and a.props is not None
+                   and a.op.value in ("create", "replace")})
+
+
+def run_gates(ws: Workspace, name: str, previous: Mapping[str, Any] | None) -> list[Any]:
+    """Evaluate one model's gates against its declared artifact (see ``framework.gates``)."""
+    from framework.artifacts import build_metadata
+    from framework.gates import evaluate
+    from framework.latency import handler_latency
+
+    model = ws.loaded.config.models[name]
+    metadata = build_metadata(name, model, ws.root / model.artifact)
+    return evaluate(name, model, ws.root, metadata, previous,
+                    latency=lambda: handler_latency(ws, name, metadata))
+
+
+def previous_metadata(session: Session | None, name: str, version: str,
+                      ) -> Mapping[str, Any] | None:
+    """metadata.json of the newest registered version of ``name`` below ``version``."""
+    if session is None or not session.store.bucket_exists():
+        return None
+    from framework.config.semver import SemVer
+
+    reg = registry(session)
+    lower = [v for v in reg.versions(name) if SemVer.parse(v) < SemVer.parse(version)]
+    if not lower:
+        return None
+    newest = max(lower, key=SemVer.parse)
+    return reg.metadata(name, newest)
+
+
+def check_gates(session: Session, the_plan: Plan) -> dict[str, list[Any]]:
+    """Gates of every model the plan ships; raises GateFailedError on the first failure."""
+    from framework.gates import GateFailedError
+
+    results: dict[str, list[Any]] = {}
+    for name in gate_models(session, the_plan):
+        model = session.ws.loaded.config.models[name]
+        got = run_gates(session.ws, name, previous_metadata(session, name, model.version))
+        results[name] = got
+        if not all(r.passed for r in got):
+            raise GateFailedError(name, model.version, got)
+    return results

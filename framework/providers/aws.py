@@ -54,10 +54,16 @@ def _ignore_missing(call: Callable[[], Any]) -> None:
             raise
 
 
+# Called when an alias with a rollout policy must move to a new version: starts the rollout
+# (first traffic step) and returns the alias' outputs, or None to move it at once.
+RolloutHook = Callable[[dict[str, Any], str], dict[str, Any] | None]
+
+
 @dataclass
 class AwsProvider:
     conn: Connection
     root: Path  # project root: relative artifact paths are read from here
+    rollout_hook: RolloutHook | None = None
 
     def client(self, service: str) -> Any:
         return self.conn.client(service)
@@ -383,9 +389,18 @@ class AwsProvider:
         return {"arn": resp["AliasArn"], "version": resp["FunctionVersion"]}
 
     def update_lambda_alias(self, p: Props, _before: Entry | None) -> Outputs:
-        resp = self.client("lambda").update_alias(
-            FunctionName=p["function_name"], Name=p["alias"],
-            FunctionVersion=str(p["function_version"]), RoutingConfig={})
+        lam = self.client("lambda")
+        target = str(p["function_version"])
+        current = lam.get_alias(FunctionName=p["function_name"], Name=p["alias"])
+        if current["FunctionVersion"] == target:
+            # Nothing to move; leave any weights of a running rollout alone.
+            return {"arn": current["AliasArn"], "version": target}
+        if self.rollout_hook is not None and p.get("rollout"):
+            started = self.rollout_hook(p, str(current["FunctionVersion"]))
+            if started is not None:
+                return started
+        resp = lam.update_alias(FunctionName=p["function_name"], Name=p["alias"],
+                                FunctionVersion=target, RoutingConfig={})
         return {"arn": resp["AliasArn"], "version": resp["FunctionVersion"]}
 
     def delete_lambda_alias(self, entry: Entry, _destroying: bool) -> None:

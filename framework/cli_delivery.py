@@ -1,0 +1,167 @@
+"""CLI for delivering model versions: ``mlops test`` (gates) and ``mlops rollout``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from framework.rollout.record import COMPLETED, ROLLED_BACK, RUNNING, RolloutRecord
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+rollout_app = typer.Typer(no_args_is_help=True,
+                          help="Progressive rollouts of new model versions on endpoints.")
+
+FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
+StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
+DEFAULT_FILE = Path("mlops.yaml")
+STATUS_STYLE = {RUNNING: "yellow", COMPLETED: "green", ROLLED_BACK: "red", "aborted": "dim"}
+
+
+def print_gates(results: Mapping[str, Sequence[Any]]) -> None:
+    for model, rows in results.items():
+        if not rows:
+            continue
+        table = Table(title=f"gates of {model}", title_justify="left")
+        for col in ("gate", "expected", "measured", "result"):
+            table.add_column(col)
+        for r in rows:
+            mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+            measured = f"{r.measured:.4g}" if isinstance(r.measured, float) else str(r.measured)
+            table.add_row(r.gate, r.expected, measured, mark)
+        out.print(table)
+
+
+def _describe(rec: RolloutRecord) -> str:
+    style = STATUS_STYLE.get(rec.status, "")
+    model = rec.candidate_model if rec.serving == rec.candidate else rec.stable_model
+    where = (f"{rec.weight}% on {rec.candidate_model}" if rec.status == RUNNING
+             else f"serving {model} (Lambda version {rec.serving})")
+    text = (f"rollout of [bold]{rec.endpoint}[/bold] ({rec.strategy}, "
+            f"{rec.stable_model} → {rec.candidate_model}): [{style}]{rec.status}[/{style}], "
+            f"{where}")
+    if rec.reason and rec.status != RUNNING:
+        text += f" — {rec.reason}"
+    return text
+
+
+def _event(rec: RolloutRecord, what: str) -> None:
+    out.print(f"  {time.strftime('%H:%M:%S')} {_describe(rec)}")
+
+
+def drive_rollouts(session: Any, *, wait: bool) -> Any:
+    """After an apply: run the stage's rollouts (printing each step); the new state."""
+    from framework.rollout.session import drive, records
+
+    running = [r for r in records(session) if r.status == RUNNING]
+    if not running:
+        return None
+    for rec in running:
+        out.print(_describe(rec))
+    done = drive(session, wait=wait, on_event=_event)
+    for rec in done:
+        if rec.endpoint in {r.endpoint for r in running}:
+            out.print(_describe(rec))
+    if not wait and any(r.status == RUNNING for r in done):
+        out.print("rollouts keep running: `mlops rollout status`, `mlops rollout resume`")
+    return session.store.load()
+
+
+def _session(file: Path, stage: str | None) -> Any:
+    from framework.workflow import Workspace, open_session
+
+    return open_session(Workspace.open(file, stage))
+
+
+@rollout_app.command("status")
+def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Each endpoint's latest rollout: strategy, step, traffic share, verdicts."""
+    from framework.rollout.session import records
+
+    session = _session(file, stage)
+    found = records(session)
+    if not found:
+        out.print("no rollouts yet")
+    for rec in found:
+        out.print(_describe(rec))
+        for h in rec.history[-6:]:
+            detail = h.get("reason") or h.get("note") or ""
+            out.print(f"    {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(h['time']))}Z "
+                      f"{h['event']} (step {h['step']}) {detail}")
+
+
+def _one(session: Any, endpoint: str) -> RolloutRecord:
+    from framework.errors import ConfigError, Problem
+    from framework.rollout.session import records
+
+    for rec in records(session):
+        if rec.endpoint == endpoint:
+            return rec
+    raise ConfigError([Problem(where=f"endpoints.{endpoint}", what="has no rollout",
+                               hint="`mlops rollout status` lists the rollouts")],
+                      source="rollout")
+
+
+@rollout_app.command("promote")
+def promote(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Give all traffic to the candidate now."""
+    from framework.rollout.session import driver, record_serving
+
+    session = _session(file, stage)
+    rec = driver(session).promote(_one(session, endpoint))
+    record_serving(session, [rec])
+    out.print(_describe(rec))
+
+
+@rollout_app.command("abort")
+def abort(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+          reason: Annotated[str, typer.Option(help="Recorded in the audit log.")]
+          = "aborted by hand") -> None:
+    """Return all traffic to the stable version now."""
+    from framework.rollout.session import driver, record_serving
+
+    session = _session(file, stage)
+    rec = driver(session).abort(_one(session, endpoint), reason)
+    record_serving(session, [rec])
+    out.print(_describe(rec))
+
+
+@rollout_app.command("resume")
+def resume(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+           wait: Annotated[bool, typer.Option(help="Drive to the end.")] = True) -> None:
+    """Pick up rollouts whose driver stopped (e.g. the deploying process was killed)."""
+    session = _session(file, stage)
+    if drive_rollouts(session, wait=wait) is None:
+        out.print("no running rollouts")
+
+
+def test(models: Annotated[list[str] | None, typer.Argument(help="Models (default: all).")]
+         = None, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+         offline: Annotated[bool, typer.Option(
+             help="Do not compare with registered versions (no AWS call).")] = False,
+         ) -> None:
+    """Evaluate the models' gates: hold-out metrics, latency of the packaged handler, size,
+    and contract compatibility with the newest registered version below."""
+    from framework.gates import GateFailedError
+    from framework.workflow import Workspace, open_session, previous_metadata, run_gates
+
+    ws = Workspace.open(file, stage)
+    session = None if offline else open_session(ws)
+    names = models or list(ws.loaded.config.models)
+    failed = []
+    for name in names:
+        model = ws.loaded.config.models[name]
+        results = run_gates(ws, name, previous_metadata(session, name, model.version))
+        print_gates({f"{name}@{model.version}": results})
+        if not all(r.passed for r in results):
+            failed.append(GateFailedError(name, model.version, results))
+    if failed:
+        raise failed[0]
+    out.print(f"[green]all gates passed[/green] for {', '.join(names)}")
