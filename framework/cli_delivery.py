@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from framework.errors import MlopsError
 from framework.rollout.record import COMPLETED, ROLLED_BACK, RUNNING, RolloutRecord
 
 out = Console(highlight=False, soft_wrap=True)
@@ -71,7 +72,20 @@ def drive_rollouts(session: Any, *, wait: bool) -> Any:
             out.print(_describe(rec))
     if not wait and any(r.status == RUNNING for r in done):
         out.print("rollouts keep running: `mlops rollout status`, `mlops rollout resume`")
+    back = [r for r in done if r.status == ROLLED_BACK and r.endpoint in
+            {x.endpoint for x in running}]
+    if back:
+        raise RolledBackError(
+            "; ".join(f"{r.endpoint}: {r.candidate_model} rolled back to {r.stable_model} "
+                      f"({r.reason})" for r in back),
+            hint="the previous version serves all traffic; fix the model and bump its version")
     return session.store.load()
+
+
+class RolledBackError(MlopsError):
+    """A rollout started by this command was rolled back."""
+
+    exit_code = 6
 
 
 def _session(file: Path, stage: str | None) -> Any:

@@ -67,6 +67,7 @@ class Driver:
     clock: Clock
     notify: Notify | None = None
     on_event: Callable[[RolloutRecord, str], None] | None = None
+    after_route: Callable[[], None] | None = None  # e.g. tell the local gateway to re-read
 
     # -- alias ------------------------------------------------------------------------
     def _route(self, record: RolloutRecord, step: dict[str, Any] | None) -> None:
@@ -77,12 +78,14 @@ class Driver:
             self.lam.update_alias(FunctionName=record.function, Name=record.alias,
                                   FunctionVersion=version,
                                   RoutingConfig={"AdditionalVersionWeights": {}})
-            return
-        share = round(step["weight"] / 100.0, 4)
-        self.lam.update_alias(FunctionName=record.function, Name=record.alias,
-                              FunctionVersion=record.stable,
-                              RoutingConfig={"AdditionalVersionWeights": {
-                                  record.candidate: share}})
+        else:
+            share = round(step["weight"] / 100.0, 4)
+            self.lam.update_alias(FunctionName=record.function, Name=record.alias,
+                                  FunctionVersion=record.stable,
+                                  RoutingConfig={"AdditionalVersionWeights": {
+                                      record.candidate: share}})
+        if self.after_route is not None:
+            self.after_route()
 
     def _save(self, record: RolloutRecord, etag: str | None, what: str) -> str:
         etag = self.store.put(record, etag)
@@ -148,7 +151,12 @@ class Driver:
             return record
         if step["bake"] and not verdict.enough and elapsed < 2 * bake:
             return record  # wait for traffic, up to a second bake time
-        note = verdict.reason if verdict.enough else f"advanced on time: {verdict.reason}"
+        if verdict.enough:
+            note = verdict.reason
+        elif step["bake"]:
+            note = f"advanced on time: {verdict.reason}"
+        else:
+            note = f"{step['weight']}% step needs no bake"
         return self._advance(record, etag, note, health)
 
     def _advance(self, record: RolloutRecord, etag: str, note: str,

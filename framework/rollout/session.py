@@ -38,7 +38,7 @@ def driver(session: Session, *, clock: Clock | None = None,
     return Driver(lam=conn.client("lambda"), store=store(session), health=health,
                   audit=session.audit.record, actor=session.target.actor,
                   clock=clock or WallClock(), notify=lambda rec: notify(session, rec),
-                  on_event=on_event)
+                  on_event=on_event, after_route=session.target.refresh_gateway)
 
 
 def _model_version(session: Session, function: str, version: str) -> str:

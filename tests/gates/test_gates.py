@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ def test_breaking_change_needs_a_major_bump() -> None:
 
 
 def _example(tmp_path: Path, gates: str) -> tuple[object, Path]:
-    text = (REPO / "mlops.yaml").read_text().replace(
+    declared = re.sub(r"    gates: \{[^\n]*\}\n", "", (REPO / "mlops.yaml").read_text())
+    declared = re.sub(r"    holdout: \{[^\n]*\}\n", "", declared)
+    text = declared.replace(
         "    task: classification",
         "    task: classification\n"
         "    holdout: {path: examples/breast_cancer/data/holdout.csv, label: diagnosis,"
@@ -100,7 +103,8 @@ def test_metric_gates_without_holdout_are_a_config_error(tmp_path: Path) -> None
     from framework.errors import ConfigError
 
     path = tmp_path / "mlops.yaml"
-    path.write_text((REPO / "mlops.yaml").read_text().replace(
+    declared = re.sub(r"    (gates|holdout): \{[^\n]*\}\n", "", (REPO / "mlops.yaml").read_text())
+    path.write_text(declared.replace(
         "    task: classification", "    task: classification\n    gates: {recall: '>=0.9'}", 1))
     with pytest.raises(ConfigError, match="holdout"):
         load_config(path)

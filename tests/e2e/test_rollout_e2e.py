@@ -1,0 +1,162 @@
+"""Progressive delivery on the embedded local AWS: a canary completes under traffic; a
+candidate that crashes, or is slow, is rolled back by itself — audited and announced."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from framework import workflow
+from tests.e2e.badmodels import crashing, slow
+from tests.e2e.conftest import Project, http
+from tests.e2e.test_deploy import session_for, url_of
+
+GATES_LINE = re.compile(r"    gates: \{[^\n]*\}\n")
+
+
+def canary(project: Project, watch: str, steps: str = "[50, 100]", every: str = "2s") -> None:
+    project.edit("strategy: all_at_once", "strategy: canary")
+    project.edit("steps: [10, 50, 100]", f"steps: {steps}")
+    project.edit("every: 15s", f"every: {every}")
+    text = project.yaml.read_text()
+    text = re.sub(r"      watch: \{[^\n]*\}", f"      watch: {watch}", text)
+    project.yaml.write_text(text)
+
+
+def without_gates(project: Project) -> None:
+    project.yaml.write_text(GATES_LINE.sub("", project.yaml.read_text()))
+
+
+def deploy_under_traffic(project: Project, url: str, limit: float = 120,
+                         ) -> tuple[subprocess.CompletedProcess[str], Counter[str]]:
+    """Run `mlops deploy` while sending single-row requests; the versions that answered."""
+    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "deploy"], cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: Counter[str] = Counter()
+    body = project.sample()
+    started = time.monotonic()
+    while proc.poll() is None and time.monotonic() - started < limit:
+        status, headers, _ = http("POST", url, body)
+        seen[f"{headers.get('x-mlops-executed-version')}:{status}"] += 1
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), seen
+
+
+def rollout_audit(project: Project) -> list[dict[str, object]]:
+    return [r for r in session_for(project).audit.read_local()
+            if str(r.get("action", "")).startswith("rollout")]
+
+
+def test_canary_shifts_traffic_in_steps_and_completes(project: Project) -> None:
+    canary(project, "{error_rate: 0.05, min_requests: 5}")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gates of diagnosis" in done.stdout
+    assert "completed" in done.stdout
+    # Both versions answered while the traffic moved; no errors.
+    assert seen["1:200"] > 0 and seen["2:200"] > 0, seen
+    assert all(key.endswith(":200") for key in seen), seen
+    status, headers, body = http("POST", url, project.sample())
+    assert headers["x-mlops-executed-version"] == "2" and body["version"] == "1.1.0"
+    events = [r["action"] for r in rollout_audit(project)]
+    assert events == ["rollout started", "rollout advanced", "rollout completed"]
+    # The deploy state knows what serves now: a new plan is empty.
+    assert workflow.plan(session_for(project)).changes == ()
+    state = session_for(project).store.load()
+    assert state.resources["alias.predict"].outputs["version"] == "2"
+
+
+def test_crashing_candidate_is_rolled_back(project: Project) -> None:
+    canary(project, "{error_rate: 0.05, min_requests: 5}", every="30s")
+    without_gates(project)  # gates would have stopped it before any traffic
+    project.mlops("deploy")
+    url = url_of(project)
+    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
+    crashing(artifact, artifact)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode != 0
+    assert "rolled_back" in done.stdout and "error rate" in done.stdout
+    assert seen["2:500"] > 0, seen  # some requests hit the candidate before the rollback
+    status, headers, body = http("POST", url, project.sample())
+    assert status == 200 and headers["x-mlops-executed-version"] == "1"
+    assert body["version"] == "1.0.0"
+    audit = rollout_audit(project)
+    assert audit[-1]["action"] == "rollout rolled back"
+    assert "error rate" in str(audit[-1]["reason"])
+    mails = [r for r in session_for(project).audit.read_local() if r.get("kind") == "email"]
+    assert mails and mails[-1]["outcome"] == "succeeded"
+    assert mails[-1]["after"]["recipients"] == ["oncology-ops@example.com"]
+
+
+def test_slow_candidate_is_rolled_back(project: Project) -> None:
+    canary(project, "{error_rate: 0.05, p99_latency_ms: 15, min_requests: 5}", every="30s")
+    without_gates(project)
+    project.mlops("deploy")
+    url = url_of(project)
+    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
+    slow(artifact, artifact)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode != 0
+    assert "p99 latency" in done.stdout, done.stdout
+    assert seen["2:200"] > 0
+    status, headers, _ = http("POST", url, project.sample())
+    assert status == 200 and headers["x-mlops-executed-version"] == "1"
+
+
+def test_failed_gate_stops_the_deploy_before_any_traffic(project: Project) -> None:
+    project.mlops("deploy")
+    url = url_of(project)
+    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
+    slow(artifact, artifact)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    project.edit('p99_latency_ms: "<=50"', 'p99_latency_ms: "<=15"')
+    proc = project.mlops("deploy", check=False)
+    assert proc.returncode == 5
+    assert "p99_latency_ms" in proc.stdout and "FAIL" in proc.stdout
+    status, headers, body = http("POST", url, project.sample())
+    assert body["version"] == "1.0.0" and headers["x-mlops-executed-version"] == "1"
+    lam = session_for(project).target.conn.client("lambda")
+    assert len(lam.list_versions_by_function(FunctionName="cancer-dx-dev-predict")
+               ["Versions"]) == 2  # $LATEST and 1: nothing new was published
+
+
+def test_interrupted_rollout_resumes(project: Project) -> None:
+    canary(project, "{error_rate: 0.05, min_requests: 0}", steps="[50, 100]", every="3s")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    started = project.mlops("deploy", "--no-wait")
+    assert "running" in started.stdout
+    assert http("POST", url, project.sample())[0] == 200
+    time.sleep(3.5)
+    resumed = project.mlops("rollout", "resume")
+    assert "completed" in resumed.stdout
+    _, headers, _ = http("POST", url, project.sample())
+    assert headers["x-mlops-executed-version"] == "2"
+    status = project.mlops("rollout", "status")
+    assert "completed" in status.stdout
+
+
+def test_abort_returns_traffic(project: Project) -> None:
+    canary(project, "{error_rate: 0.05, min_requests: 0}", steps="[50, 100]", every="1h")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    project.mlops("deploy", "--no-wait")
+    aborted = project.mlops("rollout", "abort", "predict", "--reason", "smoke test failed")
+    assert "rolled_back" in aborted.stdout and "smoke test failed" in aborted.stdout
+    for _ in range(10):
+        _, headers, _ = http("POST", url, project.sample())
+        assert headers["x-mlops-executed-version"] == "1"
