@@ -1,14 +1,20 @@
 """``mlops monitor run|report|history`` and ``mlops mail list|show``.
 
-``monitor run`` runs the *deployed* monitor's settings (read back from its function's
-environment) in this process against the stage's target, exactly as the function would.
-``mail`` reads the messages monitors kept in the registry (``reports/*/*/message.eml``).
+``monitor run`` on the local target invokes the *deployed* monitor function through the local
+runner (``POST /_mlops/invoke`` on the gateway), so what runs locally is what ships; with
+``--in-process`` (or on other targets, or when no runner answers) it runs the deployed
+monitor's settings (read back from its function's environment) in this process instead.
+``mail`` reads the local outbox (``.mlops/local/outbox/*.eml``: every message sent to the
+local SES) on the local target, else the copies monitors keep in the registry
+(``reports/*/*/message.eml``).
 """
 
 from __future__ import annotations
 
 import email
 import json
+import urllib.error
+import urllib.request
 import webbrowser
 from datetime import UTC, datetime
 from email import policy
@@ -61,9 +67,53 @@ def _store(session: Any) -> Any:
     return S3Store(session.target.conn.client("s3"), session.bucket)
 
 
+def _invoke_deployed(session: Any, name: str, event: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the deployed monitor function through the local runner; None if no runner answers."""
+    from framework.compile import names
+    from framework.compile.compiler import MONITOR_TIMEOUT
+
+    t = session.target
+    fn = names.function_name(session.ws.project, session.ws.stage, names.monitor_unit(name))
+    arn = names.function_arn(t.region, t.account_id, fn, names.ALIAS)
+    try:  # upload the captures still buffered, so the run sees every request made so far
+        flush = urllib.request.Request(f"{t.gateway_url}/_mlops/flush", method="POST", data=b"")
+        urllib.request.urlopen(flush, timeout=30).read()
+    except OSError:
+        pass
+    req = urllib.request.Request(
+        f"{t.gateway_url}/_mlops/invoke", method="POST",
+        data=json.dumps({"function": arn, "event": event}).encode(),
+        headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=MONITOR_TIMEOUT + 30) as resp:
+            outcome: dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None  # a daemon without the invoke route
+        try:
+            detail = json.loads(e.read() or b"{}").get("message", "")
+        except ValueError:
+            detail = f"HTTP {e.code}"
+        raise MonitorError(f"monitor '{name}' could not be invoked ({arn}): {detail}",
+                           hint="run mlops deploy") from e
+    except OSError:
+        return None
+    if not outcome.get("ok"):
+        err = outcome.get("error") or {}
+        raise MonitorError(f"monitor function {arn} failed: {err.get('errorType')}: "
+                           f"{err.get('errorMessage')}", where=arn,
+                           hint="see .mlops/local/logs/ for its log")
+    payload: dict[str, Any] = outcome["payload"]
+    payload["executed_version"] = outcome.get("executed_version")
+    return payload
+
+
 @monitor_app.command("run")
 def run(name: str, window: Annotated[str | None, typer.Option(
             "--window", help="START..END (ISO, UTC); default: the window ending now.")] = None,
+        in_process: Annotated[bool, typer.Option(
+            "--in-process", help="Run the monitor code in this process, not the deployed "
+            "function on the local runner.")] = False,
         file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Run a monitor now and print its verdict."""
     from framework.monitoring.run import Clients, run_monitor
@@ -76,16 +126,27 @@ def run(name: str, window: Annotated[str | None, typer.Option(
                                                                  spec.window_seconds)
     except ValueError as e:
         raise MonitorError(str(e)) from e
-    conn = session.target.conn
-    clients = Clients(ses=conn.client("ses"), cloudwatch=conn.client("cloudwatch"),
-                      lam=conn.client("lambda"), audit=session.audit.record)
-    report = run_monitor(spec, _store(session), win, clients)
-    out.print(report["subject"])
-    out.print(f"report: s3://{session.bucket}/{report['report_key']}")
-    note = report.get("notification") or {}
+    summary = None
+    if session.target.gateway_url and not in_process:
+        summary = _invoke_deployed(session, name, {
+            "source": "mlops.cli", "monitor": name, "window": win.to_dict()})
+    if summary is not None:
+        subject, key, status = summary["subject"], summary["report"], summary["status"]
+        note = summary.get("notification") or {}
+        where = f" (deployed function, version {summary['executed_version']})"
+    else:
+        conn = session.target.conn
+        clients = Clients(ses=conn.client("ses"), cloudwatch=conn.client("cloudwatch"),
+                          lam=conn.client("lambda"), audit=session.audit.record)
+        report = run_monitor(spec, _store(session), win, clients)
+        subject, key, status = report["subject"], report["report_key"], report["status"]
+        note = report.get("notification") or {}
+        where = " (in this process)"
+    out.print(subject)
+    out.print(f"report: s3://{session.bucket}/{key}{where}")
     out.print(f"e-mail: {'sent' if note.get('sent') else 'not sent'} "
               f"({note.get('reason') or ', '.join(note.get('recipients', []))})")
-    if report["status"] == "failure":
+    if status == "failure":
         raise typer.Exit(1)
 
 
@@ -135,19 +196,51 @@ def report(name: str, html: Annotated[Path | None, typer.Option(
         out.print(render_text(body))
 
 
-def _messages(session: Any) -> list[str]:
-    return [k for k in _store(session).list("reports/") if k.endswith("/message.eml")]
+class _Mailbox:
+    """Where ``mail`` reads: the local outbox, or the registry's copies."""
+
+    def __init__(self, session: Any) -> None:
+        from framework.local.mail import outbox_of
+
+        self.outbox = outbox_of(session.ws.local_home) if session.target.gateway_url else None
+        self.files = self.outbox.messages() if self.outbox is not None else []
+        self.store = None if self.files else _store(session)
+        self.keys = [k for k in self.store.list("reports/") if k.endswith("/message.eml")] \
+            if self.store is not None else []
+
+    @property
+    def where(self) -> str:
+        return str(self.outbox.dir) if self.files and self.outbox else "the registry"
+
+    def __len__(self) -> int:
+        return len(self.files) or len(self.keys)
+
+    def read(self, number: int) -> bytes:
+        if self.files:
+            return self.files[number - 1].read_bytes()
+        assert self.store is not None
+        return self.store.get(self.keys[number - 1]) or b""
+
+    def note(self, number: int) -> str:
+        if not self.files or self.outbox is None:
+            return ""
+        meta = self.outbox.meta(self.files[number - 1])
+        relay = (meta.get("relay") or {}).get("state")
+        status = meta.get("status")
+        parts = ["rejected by SES" if status and not 200 <= int(status) < 300 else ""]
+        parts.append(f"relay {relay}" if relay else "")
+        return ", ".join(p for p in parts if p)
 
 
 @mail_app.command("list")
 def mail_list(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """List report e-mails, newest last."""
-    session = _session(file, stage)
-    store = _store(session)
-    table = Table("#", "date", "to", "subject")
-    for i, key in enumerate(_messages(session), start=1):
-        msg = email.message_from_bytes(store.get(key) or b"", policy=policy.default)
-        table.add_row(str(i), str(msg["Date"]), str(msg["To"]), str(msg["Subject"]))
+    box = _Mailbox(_session(file, stage))
+    table = Table("#", "date", "to", "subject", "note", title=f"messages in {box.where}")
+    for i in range(1, len(box) + 1):
+        msg = email.message_from_bytes(box.read(i), policy=policy.default)
+        table.add_row(str(i), str(msg["Date"]), str(msg["To"]), str(msg["Subject"]),
+                      box.note(i))
     out.print(table)
 
 
@@ -155,11 +248,10 @@ def mail_list(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
 def mail_show(number: int, raw: Annotated[bool, typer.Option("--raw")] = False,
               file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Show one e-mail (its text part, or the raw .eml with --raw)."""
-    session = _session(file, stage)
-    keys = _messages(session)
-    if not 1 <= number <= len(keys):
-        raise MonitorError(f"no message #{number}; `mlops mail list` shows {len(keys)}")
-    data = _store(session).get(keys[number - 1]) or b""
+    box = _Mailbox(_session(file, stage))
+    if not 1 <= number <= len(box):
+        raise MonitorError(f"no message #{number}; `mlops mail list` shows {len(box)}")
+    data = box.read(number)
     if raw:
         out.print(data.decode(errors="replace"))
         return

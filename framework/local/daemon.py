@@ -1,9 +1,11 @@
 """The embedded local AWS: one background process, ``python -m framework.local.daemon``.
 
-It hosts moto (the control plane, on ``--port``) behind the write journal, the HTTP gateway
-(on ``--port + 1``) and the Lambda runner. On start it replays ``journal.jsonl``; when ready
-it writes ``daemon.json`` (pid, ports, start time). SIGTERM/SIGINT stop it cleanly: servers
-shut down, runner workers are killed, ``daemon.json`` is removed.
+It hosts moto (the control plane, on ``--port``) behind the write journal and the mail
+outbox (``mail.py``), the HTTP gateway (on ``--port + 1``, with the admin routes of
+``admin.py``), the Lambda runner and the scheduler (``scheduler.py``). On start it replays
+``journal.jsonl``; when ready it writes ``daemon.json`` (pid, ports, start time).
+SIGTERM/SIGINT stop it cleanly: servers shut down, runner workers are killed, ``daemon.json``
+is removed.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import motoapp
+from . import admin, mail, motoapp
 from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
 from .gateway import Gateway, GatewayServer
 from .journal import Journal, JournalMiddleware
 from .runner import Runner
+from .scheduler import Scheduler, load_rules
 
 log = logging.getLogger("framework.local.daemon")
 
@@ -43,6 +46,13 @@ def _regions() -> list[str]:
     if configured:
         return [r.strip() for r in configured.split(",") if r.strip()]
     return motoapp.regions_with_http_apis()
+
+
+def _rule_regions() -> list[str]:
+    configured = os.environ.get("MLOPS_LOCAL_REGIONS")
+    if configured:
+        return [r.strip() for r in configured.split(",") if r.strip()]
+    return motoapp.regions_with_event_rules()
 
 
 def _write_state(home: Path, state: dict[str, Any]) -> None:
@@ -66,10 +76,26 @@ def run(home: Path, port: int) -> int:
     app = JournalMiddleware(
         motoapp.build_app(), Journal(home / JOURNAL_FILE), motoapp.seed, motoapp.prepare
     )
-    control = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+    outbox = mail.outbox_of(home)
+    relay = mail.Relay.from_env(outbox)
+    # Outside the journal: a replayed SendRawEmail is not kept (or relayed) twice.
+    served = mail.MailMiddleware(app, outbox, relay)
+    control = make_server("127.0.0.1", port, served, threaded=True,
+                          request_handler=MotoRequestHandler)
     runner = Runner(home, control_url)
     info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
     gateway = GatewayServer(("127.0.0.1", port + 1), Gateway(runner, control_url, _regions, info))
+    scheduler = Scheduler(
+        home, lambda: load_rules(control_url, _rule_regions()),
+        lambda arn, event: admin.invoke_outcome(runner, arn, None, event),
+        before_fire=runner.capture.flush,  # the monitor sees every request captured so far
+    )
+    gateway.gateway.admin.update({
+        "/_mlops/clock": admin.clock_route(scheduler),
+        "/_mlops/schedules": admin.schedules_route(scheduler),
+        "/_mlops/invoke": admin.invoke_route(runner),
+    })
+    gateway.gateway.on_refresh.append(scheduler.wake)
 
     motoapp.warm_up()
     replayed = app.replay()
@@ -81,6 +107,10 @@ def run(home: Path, port: int) -> int:
     ]
     for thread in threads:
         thread.start()
+    scheduler.start()
+    if relay is not None:
+        relay.start()
+        log.info("mail: relaying to %s", relay.address)
     _write_state(
         home,
         {
@@ -100,6 +130,9 @@ def run(home: Path, port: int) -> int:
         log.info("stopping")
         for server in (gateway, control):
             threading.Thread(target=server.shutdown, daemon=True).start()
+        scheduler.close()
+        if relay is not None:
+            relay.close()
         runner.close()
         for thread in threads:
             thread.join(timeout=5)

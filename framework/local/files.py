@@ -5,3 +5,5 @@ LOG_FILE = "daemon.log"
 JOURNAL_FILE = "journal.jsonl"  # every control-plane write, replayed on start
 CODE_DIR = "code"  # extracted function zips, by sha256
 LOGS_DIR = "logs"  # worker stderr, one file per function
+SCHEDULER_FILE = "scheduler.json"  # the local scheduler's last fire per rule
+OUTBOX_DIR = "outbox"  # every SES message sent to the control plane, as .eml

@@ -9,7 +9,9 @@ matched against that API's routes (``$default`` stage). If the API has a named s
   calls it after each deploy); otherwise routes are reloaded at most every 2 seconds;
 - ``POST /_mlops/flush`` → upload every buffered capture record now (tests, CLI);
 - ``GET /_mlops/workers`` → the pids of the runner's worker processes;
-- ``GET /metrics`` → Prometheus text (see ``metrics.py``).
+- ``GET /metrics`` → Prometheus text (see ``metrics.py``);
+- routes the daemon registers in ``Gateway.admin`` (the scheduler's clock, invoke: see
+  ``admin.py``); ``Gateway.on_refresh`` hooks also run on ``POST /_mlops/refresh``.
 
 Routes with ``AuthorizationType: AWS_IAM`` require a SigV4 ``Authorization`` header (403
 otherwise, like API Gateway). Locally its structure, service and date are checked, not the
@@ -136,6 +138,9 @@ class Gateway:
         self.control_url = control_url
         self.regions = regions
         self.info = info or {}
+        # path -> handler(method, query, body); checked before the built-in routes
+        self.admin: dict[str, Callable[[str, str, bytes], HttpResponse]] = {}
+        self.on_refresh: list[Callable[[], object]] = []
         self._table = RouteTable()
         self._loaded_at = -1e9
         self._lock = threading.Lock()
@@ -178,6 +183,11 @@ class Gateway:
             return json_response(200, {"uploaded": uploaded, "log_events": shipped})
         if path == "/_mlops/refresh" and method == "POST":
             table = self.refresh()
+            for hook in self.on_refresh:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("refresh hook %r failed", hook)
             routes = {api: [r.route_key for r in rs] for api, rs in table.apis.items()}
             return json_response(200, {"refreshed": True, "routes": routes})
         if path.startswith("/_mlops/"):
@@ -194,6 +204,9 @@ class Gateway:
         protocol: str = "HTTP/1.1",
     ) -> HttpResponse:
         path, _, query = target.partition("?")
+        admin = self.admin.get(path)
+        if admin is not None:
+            return admin(method, query, body)
         internal = self.internal(method, path)
         if internal is not None:
             return internal

@@ -90,3 +90,16 @@ def regions_with_http_apis() -> list[str]:
             if getattr(backend, "apis", None):
                 regions.add(region)
     return sorted(regions)
+
+
+def regions_with_event_rules() -> list[str]:
+    """Regions (of any account) whose EventBridge backend holds at least one rule."""
+    from moto.events.models import events_backends
+
+    regions: set[str] = set()
+    for per_account in list(dict.values(events_backends)):
+        for region, backend in list(dict.items(per_account)):
+            buses = getattr(backend, "event_buses", {})
+            if any(getattr(bus, "rules", None) for bus in list(buses.values())):
+                regions.add(region)
+    return sorted(regions)
