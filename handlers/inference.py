@@ -6,13 +6,18 @@ with its onnxruntime session, for every later invocation. See ``Service`` for th
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import Any
+import time
 
-from framework.runtime import http
-from framework.runtime.errors import ModelUnavailableError
-from framework.runtime.service import Service, Settings
+_t0 = time.perf_counter()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
+
+from framework.runtime import http  # noqa: E402
+from framework.runtime.errors import ModelUnavailableError  # noqa: E402
+from framework.runtime.service import Service, Settings  # noqa: E402
 
 _cache: dict[Settings, Service] = {}
 
@@ -40,10 +45,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _preload() -> None:
     """Inside a Lambda (or local worker) load the model during init, not on the first call."""
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("MLOPS_MODEL_NAME"):
+        imported = time.perf_counter()
         try:
             _ = _service().bundle
         except Exception as e:  # reported again, as a 503, on each request until it loads
             print(f"[mlops] model not loaded at init: {e}", file=sys.stderr, flush=True)
+            return
+        loaded = time.perf_counter()
+        print(json.dumps({"level": "INFO", "msg": "init", "import_ms": round(
+            (imported - _t0) * 1000, 1), "load_ms": round((loaded - imported) * 1000, 1)}),
+            flush=True)
 
 
 _preload()

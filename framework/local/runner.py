@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from .capture import SPOOL_DIR, CaptureStore
 from .files import CODE_DIR, LOGS_DIR
 from .logship import LogShipper
 from .pool import Pool, WorkerSpec
+
+log = logging.getLogger(__name__)
 
 REGISTRY_TAG = "mlops:registry"
 CODE_PREFIX = "code/"
@@ -116,6 +120,14 @@ class _TTLCache:
             return None
         return hit[1]
 
+    def lookup(self, key: tuple[str, ...]) -> tuple[Any, bool]:
+        """(value or None, still fresh)."""
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is None:
+            return None, False
+        return hit[1], time.monotonic() - hit[0] <= self.ttl_s
+
     def put(self, key: tuple[str, ...], value: Any) -> None:
         with self._lock:
             self._data[key] = (time.monotonic(), value)
@@ -150,6 +162,7 @@ class Runner:
         self._versions = _TTLCache(cache_ttl_s)
         self._pools: dict[tuple[str, str, str, str], Pool] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[tuple[Any, ...]] = set()
         self._extract_lock = threading.Lock()
         self.memory_limits = os.environ.get("MLOPS_LOCAL_MEMORY_LIMITS", "1") != "0"
         self.capture = CaptureStore(
@@ -176,23 +189,51 @@ class Runner:
         if qualifier == "$LATEST" or qualifier.isdigit():
             return qualifier
         key = (region, name, qualifier)
-        alias = self._aliases.get(key)
-        if alias is None:
+
+        def load() -> tuple[str, dict[str, float]]:
             resp = self._lambda(region).get_alias(FunctionName=name, Name=qualifier)
             weights = (resp.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-            alias = (str(resp["FunctionVersion"]), {str(k): float(v) for k, v in weights.items()})
-            self._aliases.put(key, alias)
-        primary, weights = alias
+            return str(resp["FunctionVersion"]), {str(k): float(v) for k, v in weights.items()}
+
+        primary, weights = self._cached(self._aliases, key, load)
         if not weights:
             return str(primary)
         with self._rng_lock:
             return pick_version(primary, weights, self.rng)
 
+    def _cached(self, cache: _TTLCache, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        """Stale-while-revalidate: a stale entry is served while one thread refreshes it, so
+        no request waits on the control plane once a function has been seen."""
+        value, fresh = cache.lookup(key)
+        if value is None or cache.ttl_s <= 0:  # ttl 0: no caching at all
+            value = load()
+            cache.put(key, value)
+            return value
+        if not fresh:
+            ident = (id(cache), *key)
+            with self._lock:
+                if ident in self._refreshing:
+                    return value
+                self._refreshing.add(ident)
+
+            def refresh() -> None:
+                try:
+                    cache.put(key, load())
+                except Exception as exc:  # keep serving the last known value
+                    log.info("refresh of %s failed: %s", key, exc)
+                finally:
+                    with self._lock:
+                        self._refreshing.discard(ident)
+
+            threading.Thread(target=refresh, name="runner-refresh", daemon=True).start()
+        return value
+
     def describe(self, name: str, region: str, version: str) -> FunctionVersion:
-        key = (region, name, version)
-        cached = self._versions.get(key)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+        spec: FunctionVersion = self._cached(
+            self._versions, (region, name, version), lambda: self._describe(name, region, version))
+        return spec
+
+    def _describe(self, name: str, region: str, version: str) -> FunctionVersion:
         client = self._lambda(region)
         resp = client.get_function(FunctionName=name, Qualifier=version)
         cfg = resp["Configuration"]
@@ -221,7 +262,6 @@ class Runner:
             registry=str(registry),
             reserved_concurrency=int(reserved) if reserved else None,
         )
-        self._versions.put(key, spec)
         return spec
 
     def code_dir(self, fn: FunctionVersion) -> Path:

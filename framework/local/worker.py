@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import decimal
 import importlib
+import io
 import json
 import os
 import struct
@@ -64,8 +65,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, default=_json_default).encode()
+
+
 def send(stream: BinaryIO, message: dict[str, Any]) -> None:
-    data = json.dumps(message, default=_json_default).encode()
+    data = _encode(message)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
@@ -131,28 +136,36 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str) -> int:
         return 1
     send(tx, {"type": "ready", "init_ms": (time.monotonic() - started) * 1000})
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    # The invocation's output (START, the handler's prints, END, REPORT) is buffered and
+    # written once per invocation: one write instead of one per line on the hot path.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logs = io.TextIOWrapper(os.fdopen(os.dup(2), "wb", buffering=1 << 16), encoding="utf-8",
+                            errors="replace", write_through=False)
+    sys.stdout = sys.stderr = logs
     while True:
         request = receive(rx)
         if request is None:
+            logs.flush()
             return 0
         request_id = str(request["request_id"])
         context = Context(request_id, str(request["invoked_arn"]), float(request["remaining_ms"]))
-        print(f"START RequestId: {request_id} Version: {version}", file=sys.stderr, flush=True)
+        logs.write(f"START RequestId: {request_id} Version: {version}\n")
         t0 = time.monotonic()
         try:
             result = handler(request["event"], context)
-            reply = {"type": "result", "payload": result}
-            json.dumps(result, default=_json_default)  # fail here, not while sending
+            data = _encode({"type": "result", "payload": result})  # fails here, not mid-send
         except Exception as exc:
             traceback.print_exc()
             error = error_shape(exc)
             error["requestId"] = request_id
-            reply = {"type": "error", "error": error}
+            data = _encode({"type": "error", "error": error})
         duration = (time.monotonic() - t0) * 1000
-        print(f"END RequestId: {request_id}", file=sys.stderr)
-        print(f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms", file=sys.stderr)
-        sys.stderr.flush()
-        send(tx, reply)
+        logs.write(f"END RequestId: {request_id}\n"
+                   f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\n")
+        logs.flush()
+        tx.write(_HEADER.pack(len(data)) + data)
+        tx.flush()
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from framework.runtime.errors import MAX_DETAILS, RequestError
@@ -201,8 +202,15 @@ def _from_records(records: list[Any], features: Sequence[FeatureSpec]) -> Rows:
             f"{len(shape)} row(s) of 'instances' are not objects", details
         )
     names = {f.name for f in features}
+    fast = _fast_plan(tuple(features))
+    width = len(features)
     out: Rows = []
     for i, rec in enumerate(records):
+        if len(rec) == width:
+            quick = _fast_row(rec, fast)
+            if quick is not None:
+                out.append(quick)
+                continue
         row: list[Value] = []
         for f in features:
             if f.name in rec:
@@ -223,6 +231,43 @@ def _from_records(records: list[Any], features: Sequence[FeatureSpec]) -> Rows:
         out.append(row)
     problems.raise_if_any()
     return out
+
+
+FastPlan = tuple[tuple[str, float, float, FeatureSpec | None], ...]
+_INF = float("inf")
+
+
+@lru_cache(maxsize=32)
+def _fast_plan(features: tuple[FeatureSpec, ...]) -> FastPlan:
+    """Per feature: (name, lo, hi, None) for plain float features, else (..., spec)."""
+    plan: list[tuple[str, float, float, FeatureSpec | None]] = []
+    for f in features:
+        if f.type == "float" and not f.nullable:
+            lo = -_INF if f.min is None else f.min
+            hi = _INF if f.max is None else f.max
+            plan.append((f.name, lo, hi, None))
+        else:
+            plan.append((f.name, -_INF, _INF, f))
+    return tuple(plan)
+
+
+def _fast_row(rec: dict[str, Any], plan: FastPlan) -> list[Value] | None:
+    """The row when every value is plainly valid; None sends it to the precise slow path."""
+    row: list[Value] = []
+    append = row.append
+    try:
+        for name, lo, hi, spec in plan:
+            v = rec[name]
+            if spec is None:
+                t = type(v)
+                if (t is float or t is int) and v - v == 0 and lo <= v <= hi:
+                    append(float(v))
+                    continue
+                return None
+            append(spec.check(v))
+    except (KeyError, _Invalid, OverflowError, TypeError):
+        return None
+    return row
 
 
 def validate_rows(rows: list[Any], features: Sequence[FeatureSpec]) -> Rows:
