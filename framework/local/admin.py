@@ -55,13 +55,13 @@ def clock_route(scheduler: Scheduler) -> AdminRoute:
             return json_response(405, {"message": "Method Not Allowed"})
         try:
             data = _body(body)
+            scheduler.reload()  # rules created since the last read are anchored *before* the move
             if "to" in data:
                 now = clock.set(parse_iso(str(data["to"])))
             else:
                 now = clock.advance(float(data.get("advance", 0)))
         except (ValueError, TypeError) as e:
             return json_response(400, {"message": str(e)})
-        scheduler.reload(now)
         fires = scheduler.tick(now)
         outcomes = ([f.outcome(WAIT_S) for f in fires] if data.get("wait", True)
                     else [f.outcome(0) if f.future and f.future.done() else

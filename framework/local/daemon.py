@@ -95,7 +95,7 @@ def run(home: Path, port: int) -> int:
         "/_mlops/schedules": admin.schedules_route(scheduler),
         "/_mlops/invoke": admin.invoke_route(runner),
     })
-    gateway.gateway.on_refresh.append(scheduler.wake)
+    gateway.gateway.on_refresh.append(scheduler.reload)  # a deploy's rules, anchored now
 
     motoapp.warm_up()
     replayed = app.replay()

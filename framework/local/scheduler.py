@@ -302,6 +302,7 @@ class Scheduler:
             return {}
 
     def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps({"rules": self._state}, indent=2, sort_keys=True))
         with tmp.open("rb") as fh:
@@ -353,7 +354,7 @@ class Scheduler:
             for rule in self.rules:
                 entry = dict(self._state.get(rule.arn, {}))
                 nxt = None
-                if entry and rule.enabled:
+                if entry.get("expression") == rule.expression and rule.enabled:
                     schedule = parse_schedule(rule.expression)
                     anchor = parse_iso(entry["anchor"])
                     due = next_due(schedule, parse_iso(entry["cursor"]),
@@ -375,8 +376,8 @@ class Scheduler:
             changed = False
             for rule in self.rules:
                 entry = self._state.get(rule.arn)
-                if entry is None:
-                    continue
+                if entry is None or entry.get("expression") != rule.expression:
+                    continue  # an expression the scheduler cannot parse: never fired
                 schedule = parse_schedule(rule.expression)
                 anchor = parse_iso(entry["anchor"])
                 when = latest_due(schedule, parse_iso(entry["cursor"]), now,
