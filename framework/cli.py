@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from framework.cli_delivery import retrain as retrain_cmd
 from framework.cli_delivery import rollout_app
 from framework.cli_delivery import test as gate_test
 from framework.cli_models import build as build_cmd
@@ -32,6 +33,7 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(mail_app, name="mail")
 app.add_typer(rollout_app, name="rollout")
 app.command("test")(gate_test)
+app.command("retrain")(retrain_cmd)
 app.command("build")(build_cmd)
 
 out = Console(highlight=False, soft_wrap=True)

@@ -179,3 +179,66 @@ def test(models: Annotated[list[str] | None, typer.Argument(help="Models (defaul
     if failed:
         raise failed[0]
     out.print(f"[green]all gates passed[/green] for {', '.join(names)}")
+
+
+def _params(pairs: list[str] | None) -> dict[str, str]:
+    from framework.errors import ConfigError, Problem
+
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError([Problem(where="--param", what=f"'{pair}' is not KEY=VALUE",
+                                       hint="e.g. --param seed=7")], source="retrain")
+        out[key] = value
+    return out
+
+
+def retrain(model: Annotated[str | None, typer.Argument(help="Model to retrain.")] = None,
+            minor: Annotated[bool, typer.Option(help="Bump the minor version, not the patch.")]
+            = False,
+            param: Annotated[list[str] | None, typer.Option(
+                help="Override a training parameter: KEY=VALUE (repeatable).")] = None,
+            deploy: Annotated[bool, typer.Option(
+                help="Deploy the new version at once (gates, then the endpoint's rollout).")]
+            = False,
+            pending: Annotated[bool, typer.Option(
+                help="Handle the retrain requests monitors left in the registry.")] = False,
+            file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Run a model's training entry point and make the result its next version."""
+    from framework import retrain as rt
+    from framework.errors import ConfigError, Problem
+
+    home = file.resolve().parent / ".mlops"
+    requests: list[tuple[str, dict[str, Any]]] = []
+    session = None
+    if pending:
+        session = _session(file, stage)
+        s3 = session.target.conn.client("s3")
+        requests = rt.pending(s3, session.bucket, model)
+        if not requests:
+            out.print("no pending retrain requests")
+            return
+        names = [str(body["model"]) for _, body in requests]
+    elif model is None:
+        raise ConfigError([Problem(where="retrain", what="name a model, or pass --pending",
+                                   hint="e.g. mlops retrain diagnosis")], source="retrain")
+    else:
+        names = [model]
+    for i, name in enumerate(dict.fromkeys(names)):
+        done = rt.retrain(file, home, name, minor=minor, overrides=_params(param))
+        out.print(f"[green]retrained[/green] {name}: {done.parent} → {done.version} "
+                  f"(sha256 {done.sha256[:12]}…, metrics {done.metrics or 'not reported'}); "
+                  f"mlops.yaml now declares {done.version}")
+        if session is not None:
+            for key, body in requests:
+                if body.get("model") == name:
+                    rt.mark_done(session.target.conn.client("s3"), session.bucket, key,
+                                 {"version": done.version, "sha256": done.sha256,
+                                  "request": body, "index": i})
+    if deploy:
+        from framework.cli import deploy as deploy_command
+
+        deploy_command(None, file, stage, wait=True)
+    else:
+        out.print("next: `mlops deploy` runs the gates and the endpoint's rollout")

@@ -63,6 +63,7 @@ class Project:
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(self.trained[seed], dest)
+        shutil.copy(REPO / EXAMPLE / "train.py", dest / "train.py")  # the training entry point
 
     def edit(self, old: str, new: str) -> None:
         text = self.yaml.read_text()

@@ -160,3 +160,15 @@ def test_abort_returns_traffic(project: Project) -> None:
     for _ in range(10):
         _, headers, _ = http("POST", url, project.sample())
         assert headers["x-mlops-executed-version"] == "1"
+
+
+def test_retrain_registers_next_version_with_lineage_and_ships_it(project: Project) -> None:
+    project.mlops("deploy")
+    url = url_of(project)
+    done = project.mlops("retrain", "diagnosis", "--param", "seed=7", "--deploy")
+    assert "1.0.0 → 1.0.1" in done.stdout and "gates of diagnosis" in done.stdout
+    status, _, body = http("POST", url, project.sample())
+    assert status == 200 and body["version"] == "1.0.1"
+    lineage = project.mlops("models", "lineage", "diagnosis@1.0.1")
+    assert "1.0.0" in lineage.stdout
+    assert "version: 1.0.1" in project.yaml.read_text()
