@@ -196,6 +196,41 @@ def deploy(saved: Annotated[Path | None, typer.Argument(help="A plan saved by `m
     else:
         out.print(f"[green]no changes[/green]: nothing applied, nothing uploaded ({took:.1f}s)")
     _print_endpoints(session, state)
+    _write_lock(session, state)
+
+
+def _write_lock(session: Any, state: Any) -> None:
+    from framework import lockfile
+    from framework.workflow import lock_entry
+
+    path = session.ws.root / "mlops.lock"
+    lockfile.write(path, session.ws.stage, lock_entry(session, state))
+    err.print(f"[dim]recorded what {session.ws.stage} runs in {path.name}[/dim]")
+
+
+@app.command()
+def lock(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+         check: Annotated[bool, typer.Option(
+             help="Fail if the working tree would deploy something else than the lock.")]
+         = False) -> None:
+    """Write mlops.lock for what the stage runs, or check the working tree against it."""
+    from framework import lockfile
+    from framework.workflow import planned_lock_entry
+
+    session = _session(file, stage)
+    if not check:
+        _write_lock(session, session.store.load())
+        return
+    locked = lockfile.read(session.ws.root / "mlops.lock")["stages"].get(session.ws.stage)
+    if locked is None:
+        raise MlopsError(f"mlops.lock has no entry for stage '{session.ws.stage}'",
+                         hint="deploy it, or run `mlops lock`")
+    diffs = lockfile.differences(locked, planned_lock_entry(session))
+    if diffs:
+        raise MlopsError("the working tree differs from mlops.lock: " + "; ".join(diffs),
+                         hint="deploy it (which rewrites the lock), or revert the change")
+    out.print(f"[green]ok[/green] the working tree deploys exactly what mlops.lock records "
+              f"for {session.ws.stage}")
 
 
 @app.command()

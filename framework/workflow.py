@@ -256,3 +256,21 @@ def check_gates(session: Session, the_plan: Plan) -> dict[str, list[Any]]:
         if not all(r.passed for r in got):
             raise GateFailedError(name, model.version, got)
     return results
+
+
+def lock_entry(session: Session, state: State) -> dict[str, Any]:
+    from framework.lockfile import stage_entry
+
+    t = session.target
+    return stage_entry(state, target=t.kind.value, region=t.region, account=t.account_id)
+
+
+def planned_lock_entry(session: Session) -> dict[str, Any]:
+    """The lock entry of what the working tree would deploy now."""
+    from framework.plan.state import Entry
+
+    graph = compile_workspace(session.ws, session.target.account_id, session.target.region,
+                              resolve_models(session))
+    as_state = State(project=session.ws.project, stage=session.ws.stage, resources={
+        rid: Entry(res.kind, res.props, {}) for rid, res in graph.resources.items()})
+    return lock_entry(session, as_state)
