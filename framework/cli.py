@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from framework.cli_delivery import ci_app, rollout_app
 from framework.cli_delivery import retrain as retrain_cmd
-from framework.cli_delivery import rollout_app
 from framework.cli_delivery import test as gate_test
 from framework.cli_models import build as build_cmd
 from framework.cli_models import models_app
@@ -32,6 +32,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(mail_app, name="mail")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(ci_app, name="ci")
 app.command("test")(gate_test)
 app.command("retrain")(retrain_cmd)
 app.command("build")(build_cmd)
@@ -141,7 +142,10 @@ def plan_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
              destroy: Annotated[bool, typer.Option(help="Plan the removal of everything.")]
              = False,
              all_: Annotated[bool, typer.Option("--all", help="Show unchanged resources too.")]
-             = False) -> None:
+             = False,
+             markdown: Annotated[Path | None, typer.Option(
+                 help="Also write the plan as a Markdown table (a pull-request comment).")]
+             = None) -> None:
     """Show what a deploy would change, and why."""
     from framework.workflow import plan
 
@@ -149,6 +153,10 @@ def plan_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     the_plan = plan(session, destroy=destroy)
     print_plan(the_plan, show_noop=all_)
     _print_warnings(session)
+    if markdown is not None:
+        from framework.ci import plan_markdown
+
+        markdown.write_text(plan_markdown(the_plan))
     if output is not None:
         output.write_text(the_plan.to_json())
         out.print(f"saved to {output}; apply it with `mlops deploy {output}`")

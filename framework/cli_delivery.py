@@ -242,3 +242,26 @@ def retrain(model: Annotated[str | None, typer.Argument(help="Model to retrain."
         deploy_command(None, file, stage, wait=True)
     else:
         out.print("next: `mlops deploy` runs the gates and the endpoint's rollout")
+
+
+ci_app = typer.Typer(no_args_is_help=True, help="Continuous integration and delivery.")
+
+
+@ci_app.command("init")
+def ci_init(file: FileOpt = DEFAULT_FILE,
+            stage: Annotated[str, typer.Option("--stage", "-s",
+                                               help="Stage CI deploys.")] = "prod",
+            branch: Annotated[str, typer.Option(help="Branch whose pushes deploy.")] = "main",
+            force: Annotated[bool, typer.Option(help="Overwrite an existing workflow.")]
+            = False) -> None:
+    """Write .github/workflows/mlops.yml: validate → gates → plan on pull requests (the plan
+    as a comment-ready Markdown artifact), deploy on the main branch, daily retraining."""
+    from framework import ci
+    from framework.workflow import Workspace
+
+    ws = Workspace.open(file, stage)
+    config = file.resolve().relative_to(ws.root).as_posix() if file.is_absolute() else str(file)
+    text = ci.workflow(stage=ws.stage, region=ws.loaded.region, branch=branch, config=config)
+    path = ci.write(ws.root, text, force=force)
+    out.print(f"wrote {path}: set the repository variable AWS_DEPLOY_ROLE_ARN to a role "
+              "GitHub's OIDC provider may assume (`mlops doctor` lists what it needs)")
