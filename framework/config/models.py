@@ -388,8 +388,9 @@ class Watch(Strict):
     min_requests: int = Field(
         default=10, ge=0, description="Requests the candidate must answer in a step before it "
         "is judged; fewer means the step waits (up to its bake time twice over).")
-    drift: bool = Field(default=False, description="Roll back when a monitor of this endpoint "
-                        "flags drift in the candidate's traffic.")
+    drift: bool = Field(default=False, description="Roll back when the candidate's answers "
+                        "follow another distribution than the stable version's on the same "
+                        "traffic (chi-squared on labels, KS on numbers, from captures).")
     shadow_agreement: float | None = Field(
         default=None, ge=0, le=1, description="Shadow rollouts: smallest share of requests on "
         "which the candidate's prediction equals the stable version's.")

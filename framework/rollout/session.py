@@ -16,7 +16,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from framework.config.models import Rollout, Strategy
-from framework.rollout.driver import Clock, Driver, WallClock
+from framework.rollout.driver import Clock, Driver, HealthSource, WallClock
 from framework.rollout.health import CloudWatchHealth, GatewayHealth
 from framework.rollout.record import RUNNING, RolloutRecord, RolloutStore
 
@@ -33,8 +33,16 @@ def store(session: Session) -> RolloutStore:
 def driver(session: Session, *, clock: Clock | None = None,
            on_event: Event | None = None) -> Driver:
     conn = session.target.conn
-    health = (GatewayHealth(session.target.gateway_url) if session.target.gateway_url
-              else CloudWatchHealth(conn.client("cloudwatch")))
+    health: HealthSource = (GatewayHealth(session.target.gateway_url)
+                            if session.target.gateway_url
+                            else CloudWatchHealth(conn.client("cloudwatch")))
+    watching = frozenset(name for name, ep in session.ws.loaded.config.endpoints.items()
+                         if ep.rollout.watch.drift)
+    if watching:
+        from framework.monitoring.store import S3Store
+        from framework.rollout.drift import WithOutputDrift
+
+        health = WithOutputDrift(health, S3Store(conn.client("s3"), session.bucket), watching)
     return Driver(lam=conn.client("lambda"), store=store(session), health=health,
                   audit=session.audit.record, actor=session.target.actor,
                   clock=clock or WallClock(), notify=lambda rec: notify(session, rec),

@@ -172,3 +172,23 @@ def test_retrain_registers_next_version_with_lineage_and_ships_it(project: Proje
     lineage = project.mlops("models", "lineage", "diagnosis@1.0.1")
     assert "1.0.0" in lineage.stdout
     assert "version: 1.0.1" in project.yaml.read_text()
+
+
+def test_candidate_whose_outputs_drift_is_rolled_back(project: Project) -> None:
+    from tests.e2e.badmodels import constant
+
+    canary(project, "{error_rate: 0.05, min_requests: 5, drift: true}", steps="[50, 100]",
+           every="30s")
+    without_gates(project)
+    project.mlops("deploy")
+    url = url_of(project)
+    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
+    constant(artifact, artifact)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    # The sample request holds a malignant and a benign case: the stable version answers
+    # half and half, the candidate always the same.
+    done, _ = deploy_under_traffic(project, url)
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "drift" in done.stdout
+    _, headers, _ = http("POST", url, project.sample())
+    assert headers["x-mlops-executed-version"] == "1"

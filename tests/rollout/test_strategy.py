@@ -64,3 +64,19 @@ def test_prometheus_quantile_from_buckets() -> None:
     buckets = sorted((float(labels["le"]), v) for _, labels, v in rows)
     assert _quantile(buckets, 0.5) == pytest.approx(0.01 * 50 / 90)
     assert _quantile(buckets, 0.99) == pytest.approx(0.01 + 0.09 * 9 / 10)
+
+
+def test_output_drift() -> None:
+    import numpy as np
+
+    from framework.rollout.drift import output_drift
+
+    rng = np.random.default_rng(1)
+    mix = list(rng.choice(["a", "b"], size=200, p=[0.6, 0.4]))
+    same = list(rng.choice(["a", "b"], size=200, p=[0.6, 0.4]))
+    assert output_drift(mix, same)[0] is False
+    assert output_drift(mix, ["a"] * 200)[0] is True
+    assert output_drift(mix, ["a"] * 5)[0] is None  # too few to judge
+    nums = list(rng.normal(size=300))
+    assert output_drift(nums, list(rng.normal(size=300)))[0] is False
+    assert output_drift(nums, list(rng.normal(loc=1.0, size=300)))[0] is True
