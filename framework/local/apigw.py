@@ -11,6 +11,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -93,6 +94,11 @@ class RouteTable:
         return None
 
 
+@lru_cache(maxsize=4)
+def _clf_time(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
 def _is_text(content_type: str) -> bool:
     return not content_type or bool(_TEXT_TYPES.match(content_type.strip()))
 
@@ -157,7 +163,7 @@ def build_event(
             "requestId": request_id,
             "routeKey": route.route_key,
             "stage": stage,
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "time": _clf_time(int(now)),
             "timeEpoch": int(now * 1000),
         },
         "isBase64Encoded": not text,

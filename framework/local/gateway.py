@@ -144,6 +144,7 @@ class Gateway:
         self._table = RouteTable()
         self._loaded_at = -1e9
         self._lock = threading.Lock()
+        self._reloading = False
         self.metrics = Metrics()
         capture = runner.capture
         self.metrics.callbacks.update({
@@ -162,11 +163,30 @@ class Gateway:
         return table
 
     def table(self) -> RouteTable:
-        if time.monotonic() - self._loaded_at > ROUTES_TTL_S:
+        """The routes; once loaded, a stale table is served while one thread reloads it."""
+        if time.monotonic() - self._loaded_at <= ROUTES_TTL_S:
+            return self._table
+        if self._loaded_at < 0:  # never loaded: this request has to wait
             try:
                 return self.refresh()
             except Exception:
                 log.exception("could not load routes from the control plane")
+                return self._table
+        with self._lock:
+            if self._reloading:
+                return self._table
+            self._reloading = True
+
+        def reload() -> None:
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("could not load routes from the control plane")
+            finally:
+                with self._lock:
+                    self._reloading = False
+
+        threading.Thread(target=reload, name="routes-reload", daemon=True).start()
         return self._table
 
     def internal(self, method: str, path: str) -> HttpResponse | None:
