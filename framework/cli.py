@@ -268,7 +268,7 @@ def synth(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
               "--output", "-o", help="Default: infra/cloudformation/PROJECT-STAGE.json")]
           = None) -> None:
     """Export the stage's resources as a CloudFormation template (no AWS call)."""
-    from framework.synth import to_json
+    from framework.synth import to_json, to_sam
     from framework.workflow import synth as synthesize
 
     ws = _workspace(file, stage)
@@ -276,6 +276,9 @@ def synth(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     target = output or ws.root / "infra" / "cloudformation" / f"{ws.project}-{ws.stage}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(to_json(template))
+    sam = target.with_name(target.stem + ".sam.json")
+    sam.write_text(to_json(to_sam(template)))
+    out.print(f"wrote {sam} (the same stack as a SAM template)")
     out.print(f"wrote {target} ({len(template['Resources'])} resources); the registry bucket "
               "and its objects listed under Metadata.Mlops::Registry must exist first "
               "(`mlops deploy` creates them)")
@@ -391,9 +394,11 @@ def local_status(file: FileOpt = DEFAULT_FILE) -> None:
               f"{aws.gateway_url}, data in {aws.home}")
 
 
+from framework.cli_dashboard import register as _register_dashboard  # noqa: E402
 from framework.cli_serve import register as _register_serving  # noqa: E402
 
 _register_serving(app)
+_register_dashboard(app)
 
 
 def main() -> None:

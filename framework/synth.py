@@ -214,3 +214,23 @@ def synthesize(graph: ResourceGraph, *, description: str) -> Template:
 
 def to_json(template: Template) -> str:
     return json.dumps(template, indent=2, sort_keys=False) + "\n"
+
+
+def to_sam(template: Template) -> Template:
+    """The same stack as a SAM template: functions become ``AWS::Serverless::Function``
+    (code from the registry's S3 object), everything else stays as it is."""
+    resources: dict[str, Any] = {}
+    for lid, body in template["Resources"].items():
+        if body["Type"] != "AWS::Lambda::Function":
+            resources[lid] = body
+            continue
+        p = dict(body["Properties"])
+        code = p.pop("Code")
+        tags = {t["Key"]: t["Value"] for t in p.pop("Tags", [])}
+        sam = {"Type": "AWS::Serverless::Function",
+               "Properties": {**p, "CodeUri": {"Bucket": code["S3Bucket"], "Key": code["S3Key"]},
+                              "Tags": tags}}
+        if "DependsOn" in body:
+            sam["DependsOn"] = body["DependsOn"]
+        resources[lid] = sam
+    return {**template, "Transform": "AWS::Serverless-2016-10-31", "Resources": resources}

@@ -40,6 +40,21 @@ def test_cfn_lint_accepts_the_template(tmp_path: Path) -> None:
     assert problems == []
 
 
+def test_sam_template_passes_cfn_lint(tmp_path: Path) -> None:
+    from framework.synth import to_sam
+
+    cfnlint = pytest.importorskip("cfnlint.api")
+    sam = to_sam(template())
+    kinds = {r["Type"] for r in sam["Resources"].values()}
+    assert "AWS::Serverless::Function" in kinds and "AWS::Lambda::Function" not in kinds
+    path = tmp_path / "sam.json"
+    path.write_text(to_json(sam))
+    matches = cfnlint.lint_file(path, config=cfnlint.ManualArgs(regions=["us-east-1"]))
+    problems = [f"{m.rule.id} {m.message} ({m.path})" for m in matches
+                if m.rule.id.startswith(("E", "W"))]
+    assert problems == []
+
+
 def test_refs_become_intrinsics() -> None:
     res = template()["Resources"]
     route = res[logical_id("route.score")]["Properties"]
