@@ -314,9 +314,37 @@ def keys_revoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
     out.print(f"revoked key {key_id} of endpoint {endpoint}")
 
 
+# -- layer --------------------------------------------------------------------------------
+
+layer_app = typer.Typer(no_args_is_help=True,
+                        help="The Lambda layer with onnxruntime and numpy (for --target aws).")
+
+
+@layer_app.command("build")
+def layer_build(arch: Annotated[str, typer.Option(help="x86_64 or arm64.")] = "x86_64",
+                python: Annotated[str, typer.Option(help="Lambda Python version.")] = "3.11",
+                out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")]
+                = Path(".mlops/build"),
+                package: Annotated[list[str] | None, typer.Option(
+                    "--package", "-p", help="Packages (default: onnxruntime numpy).")] = None,
+                ) -> None:
+    """Download manylinux wheels with pip and build the layer zip; check the 250 MB limit."""
+    from framework.package import LAYER_PACKAGES, SOURCE_ROOT, _bundle_files, build_layer
+
+    code_bytes = sum(path.stat().st_size for _, path in _bundle_files(SOURCE_ROOT))
+    packages = tuple(package) if package else LAYER_PACKAGES
+    err.print(f"downloading {', '.join(packages)} for {arch} (python {python}) ...")
+    path, size = build_layer(out_dir, arch=arch, python=python, packages=packages,
+                             code_bytes=code_bytes)
+    mb = 1024 * 1024
+    out.print(f"layer {path} ({path.stat().st_size / mb:.1f} MB zipped, {size / mb:.1f} MB "
+              f"unzipped; with the function code {(size + code_bytes) / mb:.1f} MB of 250 MB)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("invoke")(invoke)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(layer_app, name="layer")
 
 
 __all__ = ["bodies", "register", "run_bench"]
