@@ -20,14 +20,19 @@ from framework.runtime.errors import ModelUnavailableError  # noqa: E402
 from framework.runtime.service import Service, Settings  # noqa: E402
 
 _cache: dict[Settings, Service] = {}
+_seen: list[Any] = [None, None]  # (environment fingerprint, service): skips re-parsing
 
 
 def _service() -> Service:
+    fingerprint = tuple(os.environ.get(n) for n in Settings.ENV)
+    if _cache and _seen[0] == fingerprint and _seen[1] in _cache.values():
+        return _seen[1]  # type: ignore[no-any-return]
     settings = Settings.from_env(os.environ)
     service = _cache.get(settings)
     if service is None:
         _cache.clear()
         service = _cache[settings] = Service(settings)
+    _seen[:] = [fingerprint, service]
     return service
 
 

@@ -71,11 +71,19 @@ class Metrics:
     def request(self, endpoint: str, version: str, code: int, seconds: float, cold: bool,
                 error_kind: str | None, init_s: float | None = None) -> None:
         ev = (("endpoint", endpoint), ("version", version))
-        self.inc("mlops_requests_total", (*ev, ("code", str(code))))
-        self.observe("mlops_request_duration_seconds", ev, seconds)
-        self.inc("mlops_invocations_total", (*ev, ("start", "cold" if cold else "warm")))
+        counters = [("mlops_requests_total", (*ev, ("code", str(code)))),
+                    ("mlops_invocations_total", (*ev, ("start", "cold" if cold else "warm")))]
         if error_kind is not None:
-            self.inc("mlops_errors_total", (*ev, ("kind", error_kind)))
+            counters.append(("mlops_errors_total", (*ev, ("kind", error_kind))))
+        with self._lock:  # one lock round per request
+            for name, labels in counters:
+                series = self._counters.setdefault(name, {})
+                series[labels] = series.get(labels, 0) + 1
+            hists = self._histograms.setdefault("mlops_request_duration_seconds", {})
+            hist = hists.get(ev)
+            if hist is None:
+                hist = hists[ev] = _Histogram(BUCKETS)
+            hist.observe(seconds)
         if init_s is not None:
             self.observe("mlops_init_duration_seconds", ev, init_s, INIT_BUCKETS)
 

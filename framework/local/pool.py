@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import select
 import struct
@@ -106,7 +107,12 @@ class Worker:
         return message
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode()
+        # Requests travel as marshal (same interpreter on both ends; ~5x cheaper than JSON),
+        # tagged b"M"; anything marshal refuses goes as JSON, tagged b"J". Replies are JSON.
+        try:
+            data = b"M" + marshal.dumps(message)
+        except ValueError:
+            data = b"J" + json.dumps(message).encode()
         try:
             self._tx.write(_HEADER.pack(len(data)) + data)
             self._tx.flush()

@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from framework.runtime import auth, capture, feedback, http, oip, openapi
 from framework.runtime.clients import Connection
@@ -53,6 +53,12 @@ class Settings:
     sample_rate: float
     sink: str
     lambda_version: str
+
+    ENV: ClassVar[tuple[str, ...]] = (
+        "MLOPS_REGISTRY_BUCKET", "MLOPS_MODEL_NAME", "MLOPS_MODEL_VERSION", "MLOPS_MODEL_SHA256",
+        "MLOPS_ENDPOINT", "AWS_LAMBDA_FUNCTION_NAME", "MLOPS_ROUTE", "MLOPS_AUTH",
+        "MLOPS_MAX_BATCH_ROWS", "MLOPS_CAPTURE_SAMPLE_RATE", "MLOPS_CAPTURE_STREAM",
+        "MLOPS_CAPTURE_SINK", "AWS_LAMBDA_FUNCTION_VERSION")  # everything from_env reads
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
