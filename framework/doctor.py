@@ -1,0 +1,379 @@
+"""``mlops doctor``: is the stage's target ready for a first deploy?
+
+One cheap read call per concern, all through ``framework.runtime.clients.Connection``:
+credentials (``sts get_caller_identity``), region, the registry bucket, each service the
+provider uses, Lambda quotas, SES (sending enabled, the sandbox, verified addresses of every
+monitor) and the onnxruntime layer a function needs on AWS. Each check says ok, warn or fail
+with a detail and a hint; a check whose API the control plane does not answer (moto does not
+implement every call) says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+)
+from botocore.parsers import ResponseParserError
+
+from framework.compile import names
+from framework.config.models import TargetKind
+from framework.errors import MlopsError
+from framework.runtime.clients import Connection
+
+if TYPE_CHECKING:
+    from framework.config.models import Config
+    from framework.targets import Target
+    from framework.workflow import Workspace
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+STYLE = {OK: "green", WARN: "yellow", FAIL: "red"}
+SES_SANDBOX_QUOTA = 200.0  # Max24HourSend of every account still in the SES sandbox
+LOW_CONCURRENCY = 100  # new accounts may start with 10 concurrent executions, not 1000
+DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+          "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
+          "ExpiredTokenException", "SignatureDoesNotMatch", "403"}
+UNANSWERED = {"404", "NotImplemented", "InternalFailure", "500", "501"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    hint: str = ""
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _unanswered(exc: Exception) -> bool:
+    """The control plane does not implement the call (moto answers 404 'Not yet implemented',
+    or a 500 HTML page that botocore cannot parse, for actions it lacks)."""
+    if isinstance(exc, ResponseParserError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    return _code(exc) in UNANSWERED or status in (404, 500, 501) or "implemented" in message
+
+
+def _call_failed(name: str, exc: Exception, action: str, where: str) -> Check:
+    if isinstance(exc, EndpointConnectionError):
+        return Check(name, FAIL, f"cannot reach {where}: {exc}",
+                     "check the network, the region, or the stage's endpoint_url")
+    if isinstance(exc, ClientError) and _code(exc) in DENIED:
+        return Check(name, FAIL, f"{action} denied: {exc.response['Error'].get('Message', '')}",
+                     f"allow {action} for this identity (a deploy needs it)")
+    return Check(name, FAIL, f"{action} failed: {exc}", "run again with --debug for details")
+
+
+# -- credentials and region ----------------------------------------------------------------
+
+
+def connect_check(ws: Workspace) -> tuple[Check, Target | None]:
+    """Connect to the stage's target; the check says who we are there."""
+    from framework.targets import connect
+
+    cfg = ws.loaded
+    try:
+        target = connect(cfg.target, cfg.region, local_home=ws.local_home,
+                         endpoint_url=cfg.endpoint_url, profile=cfg.profile)
+    except MlopsError as exc:
+        return Check("credentials", FAIL, exc.what, exc.hint), None
+    how = {TargetKind.local: "the embedded local AWS (any keys)",
+           TargetKind.localstack: f"LocalStack at {target.conn.endpoint_url} (test keys)",
+           TargetKind.aws: f"profile {cfg.profile}" if cfg.profile else
+           "the standard credential chain (AWS_PROFILE, environment, SSO, instance role)"}
+    return Check("credentials", OK, f"account {target.account_id} as {target.actor}, via "
+                 f"{how[cfg.target]}"), target
+
+
+def known_regions() -> set[str]:
+    """Regions botocore knows Lambda in (its bundled endpoint data; no call made)."""
+    import botocore.session
+
+    regions: set[str] = set()
+    session = botocore.session.get_session()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("lambda", partition_name=partition))
+    return regions
+
+
+def region_check(kind: TargetKind, region: str) -> Check:
+    if kind is not TargetKind.aws:
+        return Check("region", OK, f"{region} (the {kind.value} target accepts any region)")
+    if region in known_regions():
+        return Check("region", OK, f"{region}: Lambda, API Gateway, EventBridge and S3 are "
+                     "offered there")
+    return Check("region", WARN, f"{region} is not a Lambda region this botocore knows",
+                 "check the spelling (e.g. eu-west-1), or upgrade boto3 for a new region")
+
+
+# -- registry bucket -----------------------------------------------------------------------
+
+
+def bucket_check(conn: Connection, bucket: str, region: str) -> Check:
+    s3 = conn.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = _code(exc)
+        if code in {"404", "NoSuchBucket", "NotFound"}:
+            return Check("registry bucket", OK, f"s3://{bucket} does not exist yet; "
+                         "`mlops deploy` creates it (versioned)")
+        if code in {"403", "AccessDenied"}:
+            return Check("registry bucket", FAIL, f"s3://{bucket} exists but this identity "
+                         "may not use it (owned by another account, or no s3 permission)",
+                         "set registry.bucket in mlops.yaml to a bucket you own, or grant "
+                         "s3:ListBucket/GetObject/PutObject on it")
+        return _call_failed("registry bucket", exc, "s3:HeadBucket", "S3")
+    except BotoCoreError as exc:
+        return _call_failed("registry bucket", exc, "s3:HeadBucket", "S3")
+    try:
+        where = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+    except (ClientError, BotoCoreError):
+        where = None
+    if where is not None and where != region:
+        return Check("registry bucket", WARN, f"s3://{bucket} exists in {where}, the stage is "
+                     f"in {region}", "cross-region reads are slower and cost transfer; "
+                     "consider a bucket in the stage's region")
+    return Check("registry bucket", OK, f"s3://{bucket} exists and is accessible")
+
+
+# -- services ------------------------------------------------------------------------------
+
+Probe = tuple[str, str, str, Callable[[Any], Any]]
+SERVICES: tuple[Probe, ...] = (
+    ("Lambda", "lambda", "lambda:ListFunctions", lambda c: c.list_functions(MaxItems=1)),
+    ("IAM", "iam", "iam:ListRoles", lambda c: c.list_roles(MaxItems=1)),
+    ("API Gateway", "apigatewayv2", "apigateway:GET /apis",
+     lambda c: c.get_apis(MaxResults="1")),
+    ("EventBridge", "events", "events:ListRules", lambda c: c.list_rules(Limit=1)),
+    ("SES", "ses", "ses:GetSendQuota", lambda c: c.get_send_quota()),
+    ("CloudWatch", "cloudwatch", "cloudwatch:DescribeAlarms",
+     lambda c: c.describe_alarms(MaxRecords=1)),
+    ("CloudWatch Logs", "logs", "logs:DescribeLogGroups",
+     lambda c: c.describe_log_groups(limit=1)),
+)
+
+
+def service_checks(conn: Connection) -> list[Check]:
+    out = []
+    for label, service, action, probe in SERVICES:
+        try:
+            probe(conn.client(service))
+        except (ClientError, BotoCoreError) as exc:
+            out.append(_call_failed(label, exc, action, f"{label} in {conn.region}"))
+            continue
+        out.append(Check(label, OK, f"reachable ({action})"))
+    return out
+
+
+# -- quotas --------------------------------------------------------------------------------
+
+
+def quota_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Check]:
+    workers = sum(ep.concurrency for ep in config.endpoints.values())
+    if kind is TargetKind.local:
+        return [Check("Lambda quotas", OK, f"the local runner: up to {workers} worker(s) "
+                      "across endpoints (each endpoint's `concurrency`); no account quota")]
+    try:
+        settings = conn.client("lambda").get_account_settings()
+    except (ClientError, ResponseParserError) as exc:
+        if _unanswered(exc):
+            return [Check("Lambda quotas", WARN, "this control plane does not answer "
+                          "lambda:GetAccountSettings, so quotas are unknown",
+                          "on AWS: Service Quotas console → AWS Lambda")]
+        return [_call_failed("Lambda quotas", exc, "lambda:GetAccountSettings", "Lambda")]
+    except BotoCoreError as exc:
+        return [_call_failed("Lambda quotas", exc, "lambda:GetAccountSettings", "Lambda")]
+    limit = settings.get("AccountLimit", {})
+    usage = settings.get("AccountUsage", {})
+    out = []
+    concurrent = int(limit.get("ConcurrentExecutions", 0))
+    unreserved = limit.get("UnreservedConcurrentExecutions")
+    detail = (f"{concurrent} concurrent executions ({unreserved} unreserved); endpoints "
+              f"declare {workers}")
+    if concurrent < LOW_CONCURRENCY:
+        out.append(Check("Lambda concurrency", WARN, detail,
+                         "new accounts may start at 10: request more in Service Quotas "
+                         "(AWS Lambda → Concurrent executions) before load or rollouts"))
+    else:
+        out.append(Check("Lambda concurrency", OK, detail))
+    total, used = int(limit.get("TotalCodeSize", 0)), int(usage.get("TotalCodeSize", 0))
+    if total:
+        share = used / total
+        detail = (f"{used / 2**20:.1f} MiB of {total / 2**30:.1f} GiB code storage used "
+                  f"({share:.0%}); {usage.get('FunctionCount', '?')} function(s)")
+        out.append(Check("Lambda code storage", WARN if share > 0.9 else OK, detail,
+                         "delete old function versions" if share > 0.9 else ""))
+    else:
+        out.append(Check("Lambda code storage", WARN, "the answer has no TotalCodeSize"))
+    return out
+
+
+# -- SES -----------------------------------------------------------------------------------
+
+
+def addresses(config: Config) -> dict[str, list[str]]:
+    """Every address a monitor mails from or to → the monitors that use it."""
+    out: dict[str, list[str]] = {}
+    for name, mon in sorted(config.monitors.items()):
+        for address in (*mon.notify.email, *([mon.notify.sender] if mon.notify.sender else [])):
+            out.setdefault(address, []).append(name)
+    return dict(sorted(out.items()))
+
+
+def ses_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Check]:
+    ses = conn.client("ses")
+    out: list[Check] = []
+    sandbox = False
+    try:
+        quota = ses.get_send_quota()
+    except (ClientError, BotoCoreError) as exc:
+        return [_call_failed("SES sandbox", exc, "ses:GetSendQuota", "SES")]
+    max24 = float(quota.get("Max24HourSend", 0))
+    rate = quota.get("MaxSendRate")
+    if kind is TargetKind.local:
+        out.append(Check("SES sandbox", OK, "the local SES keeps every message as an .eml in "
+                         ".mlops/local/outbox (`mlops mail list`); no sandbox applies, whatever "
+                         f"quota it reports ({max24:g}/24h)"))
+    elif kind is TargetKind.localstack:
+        out.append(Check("SES sandbox", OK, f"LocalStack keeps sent messages (GET /_aws/ses); "
+                         f"no sandbox (reported quota {max24:g}/24h)"))
+    elif max24 == SES_SANDBOX_QUOTA:
+        sandbox = True
+        out.append(Check("SES sandbox", WARN, f"in the SES sandbox ({max24:g} messages per "
+                         f"24 h, {rate} per second): mail goes only to verified addresses, so "
+                         "every recipient of every report must be verified too",
+                         "request production access: SES console → Account dashboard → "
+                         "Request production access (then only the sender needs verifying)"))
+    else:
+        out.append(Check("SES sandbox", OK, f"production access ({max24:g} messages per "
+                         f"24 h, {rate} per second)"))
+    out.append(_sending_enabled(ses, kind))
+    out += _verified(ses, kind, config, sandbox)
+    return out
+
+
+def _sending_enabled(ses: Any, kind: TargetKind) -> Check:
+    try:
+        enabled = bool(ses.get_account_sending_enabled().get("Enabled"))
+    except (ClientError, ResponseParserError) as exc:
+        if not _unanswered(exc):
+            return _call_failed("SES sending", exc, "ses:GetAccountSendingEnabled", "SES")
+        if kind is TargetKind.local:
+            return Check("SES sending", OK, "the local SES always accepts mail (it does not "
+                         "implement GetAccountSendingEnabled)")
+        return Check("SES sending", WARN, "this control plane does not answer "
+                     "ses:GetAccountSendingEnabled", "check the SES console")
+    except BotoCoreError as exc:
+        return _call_failed("SES sending", exc, "ses:GetAccountSendingEnabled", "SES")
+    if enabled:
+        return Check("SES sending", OK, "sending is enabled for the account")
+    return Check("SES sending", FAIL, "sending is disabled for this account in this region "
+                 "(paused by AWS, e.g. for bounces or complaints)",
+                 "see the SES console's reputation dashboard; monitors cannot mail reports")
+
+
+def _verified(ses: Any, kind: TargetKind, config: Config, sandbox: bool) -> list[Check]:
+    wanted = addresses(config)
+    if not wanted:
+        return [Check("SES addresses", OK, "no monitor sends e-mail")]
+    try:
+        got = ses.get_identity_verification_attributes(Identities=list(wanted))
+    except (ClientError, BotoCoreError) as exc:
+        return [_call_failed("SES addresses", exc, "ses:GetIdentityVerificationAttributes",
+                             "SES")]
+    attrs = got.get("VerificationAttributes", {})
+    senders = {mon.notify.sender or (mon.notify.email[0] if mon.notify.email else "")
+               for mon in config.monitors.values()}
+    out = []
+    for address, monitors in wanted.items():
+        status = str(attrs.get(address, {}).get("VerificationStatus", "NotStarted"))
+        role = "sender" if address in senders else "recipient"
+        name = f"SES {address}"
+        used = f"{role} of {', '.join(monitors)}"
+        if status == "Success":
+            out.append(Check(name, OK, f"verified ({used})"))
+        elif kind is TargetKind.local:
+            out.append(Check(name, OK, f"not an identity yet ({status}); `mlops deploy` "
+                             f"creates it and the local SES verifies it at once ({used})"))
+        elif role == "sender" or sandbox:
+            why = "the sender must be verified" if role == "sender" else \
+                "in the sandbox every recipient must be verified"
+            out.append(Check(name, WARN, f"{status.lower()}: {why} ({used})",
+                             "`mlops deploy` creates the identity and SES e-mails a link to "
+                             "the address: click it before the first report is due"))
+        else:
+            out.append(Check(name, OK, f"{status.lower()}; outside the sandbox a recipient "
+                             f"needs no verification ({used})"))
+    return out
+
+
+# -- the onnxruntime layer -----------------------------------------------------------------
+
+
+def layer_check(ws: Workspace, kind: TargetKind) -> Check:
+    """Whether the functions a deploy creates can import onnxruntime where they run."""
+    if kind is TargetKind.local:
+        try:
+            version = metadata.version("onnxruntime")
+        except metadata.PackageNotFoundError:
+            return Check("onnxruntime", FAIL, "onnxruntime is not installed in this "
+                         "environment; the local runner imports it from here",
+                         "pip install onnxruntime (bash scripts/setup.sh does)")
+        return Check("onnxruntime", OK, f"the local runner imports onnxruntime {version} from "
+                     "this environment (no layer needed)")
+    from framework.workflow import compile_workspace
+
+    try:
+        graph = compile_workspace(ws, "123456789012", ws.loaded.region)
+    except MlopsError as exc:
+        return Check("onnxruntime layer", WARN, f"cannot compile the stage to look: {exc.what}",
+                     "fix `mlops validate` first")
+    functions = [r for r in graph.resources.values() if r.kind == "lambda_function"]
+    endpoint_fns = [r for r in functions if r.id.removeprefix("function.")
+                    in ws.loaded.config.endpoints]
+    missing = [r.id for r in endpoint_fns if not r.props.get("layers")]
+    if not endpoint_fns:
+        return Check("onnxruntime layer", OK, "no endpoint functions to serve models")
+    if missing:
+        return Check("onnxruntime layer", FAIL, "the handler zip holds handlers/ and framework/ "
+                     "only (framework/package.py builds no layer) and Lambda's Python runtime "
+                     f"has neither onnxruntime nor numpy: {', '.join(missing)} would fail at "
+                     "import", "attach a Lambda layer with onnxruntime and numpy built for "
+                     "the function's runtime and architecture (manylinux x86_64)")
+    layers = sorted({str(x) for r in endpoint_fns for x in r.props["layers"]})
+    return Check("onnxruntime layer", OK, f"endpoint functions use layer(s) {', '.join(layers)}")
+
+
+# -- all together --------------------------------------------------------------------------
+
+
+def diagnose(ws: Workspace) -> list[Check]:
+    """Every check for the workspace's stage, in reading order."""
+    cfg = ws.loaded
+    first, target = connect_check(ws)
+    checks = [first, region_check(cfg.target, cfg.region)]
+    if target is None:
+        return [*checks, Check("the rest", WARN, "skipped: nothing else can be checked "
+                               "without working credentials")]
+    bucket = cfg.config.registry.bucket or names.registry_bucket(
+        ws.project, target.account_id, target.region)
+    conn = replace(target.conn, max_attempts=1)  # a diagnosis wants answers, not retries
+    checks.append(bucket_check(conn, bucket, target.region))
+    checks += service_checks(conn)
+    checks += quota_checks(conn, cfg.target, cfg.config)
+    checks += ses_checks(conn, cfg.target, cfg.config)
+    checks.append(layer_check(ws, cfg.target))
+    return checks
