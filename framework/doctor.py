@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -344,17 +345,29 @@ def layer_check(ws: Workspace, kind: TargetKind) -> Check:
     functions = [r for r in graph.resources.values() if r.kind == "lambda_function"]
     endpoint_fns = [r for r in functions if r.id.removeprefix("function.")
                     in ws.loaded.config.endpoints]
-    missing = [r.id for r in endpoint_fns if not r.props.get("layers")]
     if not endpoint_fns:
         return Check("onnxruntime layer", OK, "no endpoint functions to serve models")
+    built = built_layers(ws)
+    have = (f"built: {', '.join(f'{p.name} ({p.stat().st_size / 2**20:.1f} MB)' for p in built)}"
+            if built else "none built in .mlops/build")
+    missing = [r.id for r in endpoint_fns if not r.props.get("layers")]
     if missing:
-        return Check("onnxruntime layer", FAIL, "the handler zip holds handlers/ and framework/ "
-                     "only (framework/package.py builds no layer) and Lambda's Python runtime "
-                     f"has neither onnxruntime nor numpy: {', '.join(missing)} would fail at "
-                     "import", "attach a Lambda layer with onnxruntime and numpy built for "
-                     "the function's runtime and architecture (manylinux x86_64)")
+        return Check("onnxruntime layer", FAIL, "Lambda's Python runtime has neither onnxruntime "
+                     "nor numpy and the handler zip holds handlers/ and framework/ only, but "
+                     f"{', '.join(missing)} attach no layer, so they would fail at import "
+                     f"(layer zips {have})",
+                     "build the layer with `mlops layer build` (pip downloads manylinux "
+                     "wheels), and attach it to the endpoint functions" if not built else
+                     "attach the built layer to the endpoint functions (publish it with "
+                     "`aws lambda publish-layer-version`)")
     layers = sorted({str(x) for r in endpoint_fns for x in r.props["layers"]})
-    return Check("onnxruntime layer", OK, f"endpoint functions use layer(s) {', '.join(layers)}")
+    return Check("onnxruntime layer", OK, f"endpoint functions use layer(s) {', '.join(layers)}"
+                 f" (layer zips {have})")
+
+
+def built_layers(ws: Workspace) -> list[Path]:
+    """Layer zips ``mlops layer build`` wrote (``framework.package.build_layer``)."""
+    return sorted((ws.home / "build").glob("layer-*.zip"))
 
 
 # -- all together --------------------------------------------------------------------------

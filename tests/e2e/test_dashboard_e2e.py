@@ -111,4 +111,11 @@ def test_doctor_layer_check_for_aws(project: Project) -> None:
     fn = graph.resources["function.predict"]
     assert check.status == (OK if fn.props.get("layers") else FAIL), check
     if check.status == FAIL:
-        assert "onnxruntime" in check.detail and "layer" in check.hint
+        assert "onnxruntime" in check.detail and "mlops layer build" in check.hint
+        assert "none built" in check.detail
+    built = project.root / ".mlops" / "build" / "layer-x86_64-0123456789abcdef.zip"
+    built.write_bytes(b"PK\x05\x06" + bytes(18))  # what `mlops layer build` names its zip
+    again = layer_check(ws, TargetKind.aws)
+    assert built.name in again.detail
+    if again.status == FAIL:
+        assert "attach the built layer" in again.hint
