@@ -24,6 +24,13 @@ TRAINING = """    training:
 """
 
 
+def drop_declared_training(project: Project) -> None:
+    """The example declares its own training block; these tests declare a fuller one."""
+    text = project.yaml.read_text()
+    project.yaml.write_text(re.sub(r"    # How to train it again[^\n]*\n    training:\n(      [^\n]*\n)+",
+                                   "", text))
+
+
 def served_version(project: Project) -> str:
     status, _, body = http("POST", url_of(project), project.sample())
     assert status == 200, body
@@ -33,6 +40,7 @@ def served_version(project: Project) -> str:
 def test_alias_flow_rollback_and_tampered_version(project: Project,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")  # wide tables in captured output
+    drop_declared_training(project)
     project.edit("    tags: {dataset", TRAINING + "    tags: {dataset")
     project.edit("model: diagnosis  ", "model: diagnosis@production  ")
 
@@ -98,6 +106,7 @@ def test_alias_flow_rollback_and_tampered_version(project: Project,
 
 
 def test_reproduce_and_diff(project: Project) -> None:
+    drop_declared_training(project)
     project.edit("    tags: {dataset", TRAINING + "    tags: {dataset")
     shutil.copy(REPO / EXAMPLE / "train.py", project.root / EXAMPLE / "train.py")
     project.mlops("models", "register")
