@@ -27,8 +27,8 @@ TRAINING = """    training:
 def drop_declared_training(project: Project) -> None:
     """The example declares its own training block; these tests declare a fuller one."""
     text = project.yaml.read_text()
-    project.yaml.write_text(re.sub(r"    # How to train it again[^\n]*\n    training:\n(      [^\n]*\n)+",
-                                   "", text))
+    block = r"    # How to train it again[^\n]*\n    training:\n(      [^\n]*\n)+"
+    project.yaml.write_text(re.sub(block, "", text))
 
 
 def served_version(project: Project) -> str:
