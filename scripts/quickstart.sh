@@ -15,4 +15,21 @@ echo "==> deploying to the embedded local AWS"
 mlops deploy
 echo "==> calling the endpoint over HTTP"
 mlops invoke predict --input examples/breast_cancer/data/sample_request.json
-echo "==> done in $(( $(date +%s) - start ))s. Try: mlops plan, mlops status, mlops destroy"
+url=$(python - <<'PY'
+from pathlib import Path
+from framework import workflow
+session = workflow.open_session(workflow.Workspace.open(Path("mlops.yaml")))
+print(workflow.find_endpoint(session, session.store.load(), "predict").url)
+PY
+)
+echo "==> sending traffic from a new scanner whose size measurements read 35% high"
+python examples/breast_cancer/simulate_drift.py "$url" --rows 300
+echo "==> running the drift monitor (its schedule would fire it daily)"
+mlops monitor run diagnosis-drift
+mkdir -p reports
+mlops monitor report diagnosis-drift --html reports/diagnosis-drift.html > /dev/null
+echo "==> the e-mailed report:"
+mlops mail list
+echo "==> done in $(( $(date +%s) - start ))s."
+echo "    report: reports/diagnosis-drift.html (open it in a browser); dashboard: mlops dashboard --open"
+echo "    next: mlops plan, mlops status, mlops rollout status, mlops destroy"
