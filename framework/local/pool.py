@@ -134,6 +134,8 @@ class Worker:
 
 
 _LOST = Outcome(None, None, False, False)  # sentinel: the worker was killed by a signal
+_KILLED_IN_INIT: dict[str, Any] = {"errorType": "Runtime.ExitError",
+                                   "errorMessage": "worker killed during init", "stackTrace": []}
 
 
 def _runtime_error(kind: str, message: str) -> dict[str, Any]:
@@ -161,6 +163,8 @@ class Pool:
             ready = worker.receive(time.monotonic() + max(INIT_TIMEOUT_S, self.spec.timeout_s))
         except (WorkerTimeout, WorkerDied) as exc:
             self._discard(worker)
+            if isinstance(exc, WorkerDied) and (worker.proc.returncode or 0) < 0:
+                return None, _KILLED_IN_INIT  # killed from outside while starting
             kind = "Runtime.InitTimeout" if isinstance(exc, WorkerTimeout) else "Runtime.ExitError"
             return None, _runtime_error(kind, f"worker init failed: {exc or 'timed out'}")
         if ready.get("type") != "ready":
@@ -195,6 +199,9 @@ class Pool:
         if worker is None:
             worker, init_error = self._start()
             if worker is None:
+                if init_error is _KILLED_IN_INIT and not replay:
+                    self.lost += 1
+                    return _LOST
                 return Outcome(None, init_error, True, False)
         deadline = time.monotonic() + self.spec.timeout_s
         message = {

@@ -182,6 +182,27 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
     requests = [json.loads(e["message"]) for e in events if '"msg":"request"' in e["message"]]
     assert requests and {"status", "latency_ms", "cold_start", "request_id"} <= set(requests[0])
 
+    # fuzz over real HTTP (gateway + runner + worker): no 5xx, no traceback
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    targets = [d.url, d.v2("/infer"), f"{d.url}/feedback"]
+    values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(
+        max_size=6), lambda c: st.lists(c, max_size=4) | st.dictionaries(
+        st.sampled_from([*names[:3], "instances", "inputs", "data", "shape", "label"]), c,
+        max_size=4), max_leaves=15)
+
+    @settings(max_examples=60, deadline=None)
+    @given(target=st.sampled_from(targets), payload=values,
+           content_type=st.sampled_from(["application/json", "text/plain"]))
+    def fuzz(target: str, payload: Any, content_type: str) -> None:
+        status, _, answer = http("POST", target, json.dumps(payload).encode(),
+                                 {"content-type": content_type})
+        assert status < 500, answer
+        assert "Traceback" not in json.dumps(answer)
+
+    fuzz()
+
     # the CLI: one call, then a small benchmark
     called = d.project.mlops("invoke", "predict", "--data", d.project.sample().decode())
     assert '"predictions"' in called.stdout
@@ -248,6 +269,7 @@ def _load(d: Deployed, seconds: float, clients: int, kill_after: float | None,
     rows = len(json.loads(body)["instances"])
     served: list[str] = []
     statuses: list[int] = []
+    failures: list[bytes] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
@@ -260,6 +282,8 @@ def _load(d: Deployed, seconds: float, clients: int, kill_after: float | None,
                     statuses.append(status)
                     if status == 200:
                         served.append(json.loads(raw)["request_id"])
+                    elif status >= 500:
+                        failures.append(raw[:300])
         finally:
             c.close()
 
@@ -273,6 +297,7 @@ def _load(d: Deployed, seconds: float, clients: int, kill_after: float | None,
         os.kill(pids[0], signal.SIGKILL)
     for t in threads:
         t.join()
+    assert not failures, failures[:3]
     return served, statuses, rows
 
 
