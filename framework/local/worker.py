@@ -14,6 +14,7 @@ protocol.
 from __future__ import annotations
 
 import decimal
+import gc
 import importlib
 import io
 import json
@@ -138,6 +139,8 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str) -> int:
         traceback.print_exc()
         send(tx, {"type": "init_error", "error": error_shape(exc, kind)})
         return 1
+    gc.collect()
+    gc.freeze()  # what init built (model, sessions, clients) is never garbage: stop scanning it
     send(tx, {"type": "ready", "init_ms": (time.monotonic() - started) * 1000})
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
     # The invocation's output (START, the handler's prints, END, REPORT) is buffered and
