@@ -282,6 +282,8 @@ def run_check(spec: MonitorSpec, store: Store, window: Window,
     """The check's findings (no history, no side effects besides the prediction baseline)."""
     reference, _types = load_reference(store, spec)
     log = ReadLog()
+    # Scores are the declared positive class's probability (not the last class's).
+    positive = positive or (spec.performance or {}).get("positive")
     current, facts = profile_window(store, spec, window, reference, log, positive)
     min_rows = int(spec.drift.get("min_rows", 30))
     alpha = float(spec.drift.get("alpha", 0.05))

@@ -247,3 +247,17 @@ def test_classification_and_regression_metrics() -> None:
     r = performance.regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
     assert r["mae"] == pytest.approx(1 / 3) and r["rmse"] == pytest.approx((1 / 3) ** 0.5)
     assert r["r2"] == pytest.approx(0.5)
+
+
+def test_roc_auc_scores_the_declared_positive_class_not_the_last() -> None:
+    # Classes ["no", "yes"]: "yes" is last. With performance.positive "no" the scores must be
+    # P(no); scoring P(yes) against "no" labels would turn a perfect ranking into AUC 0.
+    store = store_with_reference()
+    rows = records(np.random.default_rng(6), 400)
+    put_capture(store, rows)
+    put_feedback(store, rows)
+    perf = {"metric": "roc_auc", "min": 0.9, "positive": "no", "min_labels": 20}
+    report = run_monitor(spec(performance=perf), store, WINDOW, _clients())
+    assert report["performance"]["positive"] == "no"
+    assert report["performance"]["value"] == pytest.approx(1.0)
+    assert report["performance"]["degraded"] is False
