@@ -3,8 +3,8 @@
 Rollback moves the endpoint function's alias to the newest published version below the one
 it points at, and records an audit entry. Retrain cannot run inside the monitor Lambda (the
 training entry point lives with the project's code): it writes a request object
-``retrain/{model}/{run_id}.json`` that ``mlops monitor retrain`` (or a CI job) picks up; see
-``RETRAIN_INTEGRATION``.
+``retrain/{model}/{run_id}.json`` that ``mlops retrain --pending`` (or the CI job of
+``mlops ci init``) picks up; see ``RETRAIN_INTEGRATION``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from framework.monitoring.spec import MonitorSpec
 from framework.monitoring.store import Store
 
 AuditFn = Callable[..., Any]
-# The registry's API that turns a retrain request into a registered candidate version.
-RETRAIN_INTEGRATION = "framework.registry (candidate registration) via `mlops monitor retrain`"
+# What turns a retrain request into a new version (the monitor Lambda cannot train).
+RETRAIN_INTEGRATION = ("`mlops retrain --pending --deploy` trains, gates and rolls out the next "
+                       "version")
 
 
 def rollback(lam: Any, spec: MonitorSpec, audit: AuditFn | None, run_id: str) -> dict[str, Any]:
@@ -50,4 +51,4 @@ def request_retrain(store: Store, spec: MonitorSpec, run_id: str,
             "run_id": run_id, "report": report_key, "status": "requested"}
     store.put(key, json.dumps(body, sort_keys=True).encode(), "application/json")
     return {"action": "retrain", "ok": True, "request": key,
-            "outcome": f"retrain requested ({key}); integration point: {RETRAIN_INTEGRATION}"}
+            "outcome": f"retrain requested ({key}); {RETRAIN_INTEGRATION}"}
