@@ -1,7 +1,8 @@
 """Where a rollout's health signals come from.
 
 - ``GatewayHealth``: the local data plane's Prometheus metrics (``/metrics`` of the gateway),
-  per endpoint and executed version: answers, 4xx, 5xx/crashes/timeouts, latency histogram.
+  per endpoint and executed version: answers, 4xx, 5xx/crashes/timeouts, latency histogram
+  (p99 without the cold starts, as Lambda's Duration metric leaves out init time).
   Counters are cumulative, so each step is judged on the difference from its baseline.
 - ``CloudWatchHealth``: Lambda's own metrics in CloudWatch (``AWS/Lambda`` Invocations,
   Errors, Duration p99 by ``ExecutedVersion``) on AWS and LocalStack.
@@ -33,11 +34,15 @@ def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
     return out
 
 
-def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
-    """Quantile from cumulative (upper bound, count) buckets, interpolated within a bucket."""
-    if not buckets or buckets[-1][1] <= 0:
+def _quantile(buckets: list[tuple[float, float]], q: float,
+              slowest_excluded: float = 0.0) -> float | None:
+    """Quantile from cumulative (upper bound, count) buckets, interpolated within a bucket.
+
+    ``slowest_excluded`` leaves out that many of the slowest observations: cold starts, whose
+    init time Lambda's own Duration metric does not count either."""
+    if not buckets or buckets[-1][1] - slowest_excluded <= 0:
         return None
-    total = buckets[-1][1]
+    total = buckets[-1][1] - slowest_excluded
     rank = q * total
     prev_bound, prev_count = 0.0, 0.0
     for bound, count in buckets:
@@ -60,7 +65,7 @@ class GatewayHealth:
             text = resp.read().decode()
         want = {"endpoint": record.endpoint, "version": record.candidate}
         figures: dict[str, Any] = {"requests": 0.0, "invalid": 0.0, "errors": 0.0,
-                                   "buckets": {}}
+                                   "cold": 0.0, "buckets": {}}
         for name, labels, value in parse_prometheus(text):
             if any(labels.get(k) != v for k, v in want.items()):
                 continue
@@ -71,6 +76,8 @@ class GatewayHealth:
                 figures[key] += value
             elif name == "mlops_request_duration_seconds_bucket":
                 figures["buckets"][labels["le"]] = value
+            elif name == "mlops_invocations_total" and labels.get("start") == "cold":
+                figures["cold"] += value
         return figures
 
     def health(self, record: RolloutRecord, since: float,
@@ -78,11 +85,12 @@ class GatewayHealth:
         now = self.sample(record)
         if now["requests"] < baseline.get("requests", 0):
             baseline = {}  # the gateway restarted: its counters began again
-        delta = {k: now[k] - baseline.get(k, 0.0) for k in ("requests", "invalid", "errors")}
+        delta = {k: now[k] - baseline.get(k, 0.0)
+                 for k in ("requests", "invalid", "errors", "cold")}
         base_buckets = baseline.get("buckets", {})
         buckets = sorted(((float(le), c - base_buckets.get(le, 0.0))
                           for le, c in now["buckets"].items()), key=lambda b: b[0])
-        p99 = _quantile(buckets, 0.99)
+        p99 = _quantile(buckets, 0.99, slowest_excluded=delta["cold"])
         return Health(requests=int(delta["requests"]), errors=int(delta["errors"]),
                       invalid=int(delta["invalid"]),
                       p99_ms=None if p99 is None else p99 * 1000.0)
