@@ -70,10 +70,17 @@ def mlops_check(reference: Any, chunks: Callable[[], Any]) -> list[int]:
 def evidently(ref: np.ndarray, cur: np.ndarray) -> list[int] | None:
     try:
         import pandas as pd
-        from evidently.metric_preset import DataDriftPreset
-        from evidently.report import Report
     except ImportError:
         return None
+    try:  # Evidently 0.7 keeps the classic Report API under evidently.legacy
+        from evidently.legacy.metric_preset import DataDriftPreset
+        from evidently.legacy.report import Report
+    except ImportError:
+        try:
+            from evidently.metric_preset import DataDriftPreset  # type: ignore[no-redef]
+            from evidently.report import Report  # type: ignore[no-redef]
+        except ImportError:
+            return None
     cols = [f"f{j}" for j in range(FEATURES)]
     report = Report(metrics=[DataDriftPreset()])
     report.run(reference_data=pd.DataFrame(ref, columns=cols),
