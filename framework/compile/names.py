@@ -18,6 +18,7 @@ LIMITS = {
 }
 
 ALIAS = "live"  # the alias every endpoint's route invokes
+SHADOW_TAG = "mlops:shadow"  # function tag: the version mirrored with a copy of its traffic
 DEFAULT_STAGE = "dev"
 
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,7 +47,7 @@ from .apigw import (
     translate_result,
 )
 from .metrics import Metrics
-from .runner import Runner
+from .runner import Invocation, Runner
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._reloading = False
         self.metrics = Metrics()
+        self.mirror = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
         capture = runner.capture
         self.metrics.callbacks.update({
             "mlops_capture_records_total": ("counter", lambda: capture.records),
@@ -311,7 +314,40 @@ class Gateway:
         self.metrics.request(result.endpoint or route.function_uri, result.executed_version,
                              status, time.perf_counter() - started, result.cold_start, kind,
                              None if result.init_ms is None else result.init_ms / 1000)
+        shadow = result.shadow_version
+        if shadow and shadow != result.executed_version and status < 400:
+            self.mirror.submit(self._shadow, route.function_uri, shadow, event, result)
         return HttpResponse(response.status, [*response.headers, *extra], response.body)
+
+    def _shadow(self, function: str, version: str, event: dict[str, Any],
+                primary: Invocation) -> None:
+        """Shadow rollouts: the candidate answers a copy of the request (its answer is
+        captured by its own handler, never returned); count how often it agrees."""
+        try:
+            copy = self.runner.invoke(function, version, event)
+        except Exception:
+            log.exception("shadow invoke of %s:%s failed", function, version)
+            return
+        labels = (("endpoint", primary.endpoint or function), ("version", version))
+        ours, theirs = _predictions(primary.payload), _predictions(copy.payload)
+        if copy.error is not None or copy.timed_out or theirs is None:
+            self.metrics.inc("mlops_shadow_errors_total", labels)
+            return
+        if ours is None or len(ours) != len(theirs):
+            return
+        self.metrics.inc("mlops_shadow_compared_total", labels, len(ours))
+        self.metrics.inc("mlops_shadow_agreed_total", labels,
+                         sum(1 for a, b in zip(ours, theirs, strict=True) if a == b))
+
+
+def _predictions(payload: Any) -> list[Any] | None:
+    """The ``predictions`` of a handler's v2 response, if it has them."""
+    try:
+        body = json.loads(payload["body"]) if isinstance(payload, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    got = body.get("predictions") if isinstance(body, dict) else None
+    return got if isinstance(got, list) else None
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from framework.compile import names
 from framework.errors import MlopsError
 from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
@@ -58,6 +59,7 @@ class Invocation:
     endpoint: str = ""  # MLOPS_ENDPOINT of the function, else its name
     init_ms: float | None = None  # cold starts: the worker's init duration
     captured: int = 0  # capture records committed for this invocation
+    shadow_version: str | None = None  # the function's shadow version, if one is set
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class FunctionVersion:
     env: dict[str, str]
     registry: str
     reserved_concurrency: int | None
+    shadow: str | None = None  # version mirrored with a copy of this function's traffic
 
 
 def parse_function(function: str, qualifier: str | None, region: str) -> tuple[str, str, str]:
@@ -261,6 +264,7 @@ class Runner:
             env=dict((cfg.get("Environment") or {}).get("Variables") or {}),
             registry=str(registry),
             reserved_concurrency=int(reserved) if reserved else None,
+            shadow=tags.get(names.SHADOW_TAG) or None,
         )
         return spec
 
@@ -379,6 +383,7 @@ class Runner:
             endpoint=fn.env.get("MLOPS_ENDPOINT") or fn.name,
             init_ms=outcome.init_ms,
             captured=captured,
+            shadow_version=fn.shadow,
         )
 
     def refresh(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from framework.compile import names
 from framework.config.models import Rollout, parse_duration
 from framework.rollout.record import (
     ABORTED,
@@ -84,8 +85,18 @@ class Driver:
                                   FunctionVersion=record.stable,
                                   RoutingConfig={"AdditionalVersionWeights": {
                                       record.candidate: share}})
+        self._mirror(record, bool(step and step.get("mirror")))
         if self.after_route is not None:
             self.after_route()
+
+    def _mirror(self, record: RolloutRecord, on: bool) -> None:
+        """Shadow steps: tag the function with the version that gets a copy of the traffic
+        (the local data plane mirrors requests to it); any other step removes the tag."""
+        arn = self.lam.get_function(FunctionName=record.function)["Configuration"]["FunctionArn"]
+        if on:
+            self.lam.tag_resource(Resource=arn, Tags={names.SHADOW_TAG: record.candidate})
+        else:
+            self.lam.untag_resource(Resource=arn, TagKeys=[names.SHADOW_TAG])
 
     def _save(self, record: RolloutRecord, etag: str | None, what: str) -> str:
         etag = self.store.put(record, etag)

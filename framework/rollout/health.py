@@ -65,7 +65,8 @@ class GatewayHealth:
             text = resp.read().decode()
         want = {"endpoint": record.endpoint, "version": record.candidate}
         figures: dict[str, Any] = {"requests": 0.0, "invalid": 0.0, "errors": 0.0,
-                                   "cold": 0.0, "buckets": {}}
+                                   "cold": 0.0, "compared": 0.0, "agreed": 0.0,
+                                   "buckets": {}}
         for name, labels, value in parse_prometheus(text):
             if any(labels.get(k) != v for k, v in want.items()):
                 continue
@@ -78,6 +79,13 @@ class GatewayHealth:
                 figures["buckets"][labels["le"]] = value
             elif name == "mlops_invocations_total" and labels.get("start") == "cold":
                 figures["cold"] += value
+            elif name == "mlops_shadow_compared_total":
+                figures["compared"] += value
+            elif name == "mlops_shadow_agreed_total":
+                figures["agreed"] += value
+            elif name == "mlops_shadow_errors_total":
+                figures["errors"] += value  # a mirrored request the candidate failed
+                figures["requests"] += value
         return figures
 
     def health(self, record: RolloutRecord, since: float,
@@ -86,14 +94,16 @@ class GatewayHealth:
         if now["requests"] < baseline.get("requests", 0):
             baseline = {}  # the gateway restarted: its counters began again
         delta = {k: now[k] - baseline.get(k, 0.0)
-                 for k in ("requests", "invalid", "errors", "cold")}
+                 for k in ("requests", "invalid", "errors", "cold", "compared", "agreed")}
         base_buckets = baseline.get("buckets", {})
         buckets = sorted(((float(le), c - base_buckets.get(le, 0.0))
                           for le, c in now["buckets"].items()), key=lambda b: b[0])
         p99 = _quantile(buckets, 0.99, slowest_excluded=delta["cold"])
-        return Health(requests=int(delta["requests"]), errors=int(delta["errors"]),
+        compared = int(delta["compared"])
+        return Health(requests=int(delta["requests"]) + compared, errors=int(delta["errors"]),
                       invalid=int(delta["invalid"]),
-                      p99_ms=None if p99 is None else p99 * 1000.0)
+                      p99_ms=None if p99 is None else p99 * 1000.0, compared=compared,
+                      agreement=delta["agreed"] / compared if compared else None)
 
 
 @dataclass

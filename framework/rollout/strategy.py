@@ -64,13 +64,13 @@ class Verdict:
 def judge(health: Health, watch: Watch, *, shadow: bool = False) -> Verdict:
     """Healthy, unhealthy (with the reason), or not enough traffic yet."""
     n = health.compared if shadow else health.requests
-    if n > 0 and not shadow:
-        error_rate = health.errors / n
+    if health.requests > 0:  # shadow steps count the mirrored requests too
+        error_rate = health.errors / health.requests
         if error_rate > watch.error_rate:
             return Verdict(False, True, f"error rate {error_rate:.1%} > {watch.error_rate:.1%} "
-                                        f"({health.errors} of {n} requests)")
+                                        f"({health.errors} of {health.requests} requests)")
         if watch.invalid_rate is not None:
-            invalid_rate = health.invalid / n
+            invalid_rate = health.invalid / health.requests
             if invalid_rate > watch.invalid_rate:
                 return Verdict(False, True, f"invalid-input rate {invalid_rate:.1%} > "
                                             f"{watch.invalid_rate:.1%}")

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 
 from framework import workflow
@@ -35,7 +36,7 @@ def deploy_under_traffic(project: Project, url: str, limit: float = 120,
     """Run `mlops deploy` while sending single-row requests; the versions that answered."""
     proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "deploy"], cwd=project.root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: Counter[str] = Counter()
+    seen: Counter[str] = Counter()  # "version:status" → count, in arrival order
     body = project.sample()
     started = time.monotonic()
     while proc.poll() is None and time.monotonic() - started < limit:
@@ -192,3 +193,51 @@ def test_candidate_whose_outputs_drift_is_rolled_back(project: Project) -> None:
     assert "drift" in done.stdout
     _, headers, _ = http("POST", url, project.sample())
     assert headers["x-mlops-executed-version"] == "1"
+
+
+def shadow(project: Project, watch: str, every: str = "3s") -> None:
+    project.edit("strategy: all_at_once", "strategy: shadow")
+    project.edit("every: 15s", f"every: {every}")
+    project.yaml.write_text(re.sub(r"      watch: \{[^\n]*\}", f"      watch: {watch}",
+                                   project.yaml.read_text()))
+
+
+def test_shadow_candidate_sees_traffic_but_never_answers_then_takes_over(
+        project: Project) -> None:
+    shadow(project, "{error_rate: 0.05, min_requests: 10, shadow_agreement: 0.9}")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "completed" in done.stdout
+    assert seen["1:200"] > 0 and set(seen) <= {"1:200", "2:200"}
+    # Callers met version 1 first, then version 2: never a mix (Counter keeps arrival order).
+    assert list(seen)[0] == "1:200"
+    status = project.mlops("rollout", "status").stdout
+    assert "healthy over" in status, status  # judged on mirrored requests, agreement high
+    _, headers, body = http("POST", url, project.sample())
+    assert headers["x-mlops-executed-version"] == "2" and body["version"] == "1.1.0"
+    # The candidate's answers to the mirrored requests were captured under its version.
+    metrics = urllib.request.urlopen(url.split("/", 3)[0] + "//" + url.split("/")[2]
+                                     + "/metrics").read().decode()
+    assert re.search(r'mlops_shadow_compared_total\{endpoint="predict",version="2"\} [1-9]',
+                     metrics), metrics
+
+
+def test_shadow_candidate_that_disagrees_is_rolled_back(project: Project) -> None:
+    from tests.e2e.badmodels import constant
+
+    shadow(project, "{error_rate: 0.05, min_requests: 10, shadow_agreement: 0.9}",
+           every="30s")
+    without_gates(project)
+    project.mlops("deploy")
+    url = url_of(project)
+    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
+    constant(artifact, artifact)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "shadow agreement" in done.stdout
+    assert set(seen) == {"1:200"}  # the candidate never answered a caller
