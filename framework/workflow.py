@@ -133,7 +133,26 @@ def refresh(session: Session, state: State) -> dict[str, bool]:
         return dict(zip(state.resources, found, strict=True))
 
 
+def check_target_support(session: Session) -> None:
+    """Settings the stage's target cannot honour are refused before anything changes."""
+    from framework.config.models import Strategy, TargetKind
+
+    if session.target.kind is TargetKind.local:
+        return
+    problems = [Problem(
+        where=f"endpoints.{name}.rollout.strategy",
+        what=f"shadow rollouts need request mirroring, which {session.target.kind.value} "
+             "does not do (API Gateway has none; the local data plane mirrors)",
+        hint="use canary or linear on this stage")
+        for name, ep in session.ws.loaded.config.endpoints.items()
+        if ep.rollout.strategy is Strategy.shadow]
+    if problems:
+        raise ConfigError(problems, source=str(session.ws.loaded.path))
+
+
 def plan(session: Session, *, destroy: bool = False) -> Plan:
+    if not destroy:
+        check_target_support(session)
     state = session.store.load()
     graph = (ResourceGraph() if destroy else
              compile_workspace(session.ws, session.target.account_id, session.target.region,

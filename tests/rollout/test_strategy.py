@@ -82,3 +82,23 @@ def test_output_drift() -> None:
     nums = list(rng.normal(size=300))
     assert output_drift(nums, list(rng.normal(size=300)))[0] is False
     assert output_drift(nums, list(rng.normal(loc=1.0, size=300)))[0] is True
+
+
+def test_shadow_is_refused_where_nothing_mirrors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from framework.config.models import TargetKind
+    from framework.errors import ConfigError
+    from framework.workflow import Workspace, check_target_support
+
+    repo = Path(__file__).resolve().parents[2]
+    path = tmp_path / "mlops.yaml"
+    path.write_text((repo / "mlops.yaml").read_text().replace("strategy: canary",
+                                                              "strategy: shadow"))
+    ws = Workspace.open(path, "prod")
+    aws = SimpleNamespace(ws=ws, target=SimpleNamespace(kind=TargetKind.aws))
+    with pytest.raises(ConfigError, match="shadow rollouts need request mirroring"):
+        check_target_support(aws)  # type: ignore[arg-type]
+    local = SimpleNamespace(ws=ws, target=SimpleNamespace(kind=TargetKind.local))
+    check_target_support(local)  # type: ignore[arg-type]
