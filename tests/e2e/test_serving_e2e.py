@@ -210,6 +210,13 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
                             "examples/breast_cancer/data/sample_request.json", "--bench", "30",
                             "-n", "2")
     assert "p50 ms" in bench.stdout and '{"200": 30}' in bench.stdout
+    meta_cli = d.project.mlops("invoke", "predict", "--path", "v2")
+    assert '"platform": "onnxruntime_onnx"' in meta_cli.stdout
+    lines = d.project.root / "requests.jsonl"
+    lines.write_text(json.dumps({"instances": [row]}) + "\n" + json.dumps({"inputs": [
+        list(row.values())]}) + "\n")
+    two = d.project.mlops("invoke", "predict", "--file", str(lines))
+    assert two.stdout.count('"predictions"') == 2
 
 
 def test_api_keys(project: Project) -> None:
