@@ -335,10 +335,12 @@ def layer_check(ws: Workspace, kind: TargetKind) -> Check:
                          "pip install onnxruntime (bash scripts/setup.sh does)")
         return Check("onnxruntime", OK, f"the local runner imports onnxruntime {version} from "
                      "this environment (no layer needed)")
+    from framework.package import find_layer
     from framework.workflow import compile_workspace
 
     try:
-        graph = compile_workspace(ws, "123456789012", ws.loaded.region)
+        graph = compile_workspace(ws, "123456789012", ws.loaded.region,
+                                  layer=find_layer(ws.root, ws.home / "build"))
     except MlopsError as exc:
         return Check("onnxruntime layer", WARN, f"cannot compile the stage to look: {exc.what}",
                      "fix `mlops validate` first")
@@ -356,10 +358,8 @@ def layer_check(ws: Workspace, kind: TargetKind) -> Check:
                      "nor numpy and the handler zip holds handlers/ and framework/ only, but "
                      f"{', '.join(missing)} attach no layer, so they would fail at import "
                      f"(layer zips {have})",
-                     "build the layer with `mlops layer build` (pip downloads manylinux "
-                     "wheels), and attach it to the endpoint functions" if not built else
-                     "attach the built layer to the endpoint functions (publish it with "
-                     "`aws lambda publish-layer-version`)")
+                     "build it with `mlops layer build` (pip downloads manylinux wheels; "
+                     "`mlops deploy` also builds it on first need), and deploy again")
     layers = sorted({str(x) for r in endpoint_fns for x in r.props["layers"]})
     return Check("onnxruntime layer", OK, f"endpoint functions use layer(s) {', '.join(layers)}"
                  f" (layer zips {have})")

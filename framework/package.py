@@ -98,7 +98,7 @@ def describe_artifacts(config: Config, root: Path) -> dict[str, ArtifactInfo]:
 
 # -- the dependency layer (explicit step for --target aws) ------------------------------------
 
-LAYER_PACKAGES = ("onnxruntime", "numpy")
+LAYER_PACKAGES = ("onnxruntime", "numpy", "scipy")  # inference needs the first two, monitors scipy
 LAYER_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 LAYER_PRUNE = ("__pycache__", "tests", "testing")
 
@@ -177,3 +177,25 @@ def build_layer(out_dir: Path, *, arch: str = "x86_64", python: str = "3.11",
     target = out_dir / f"layer-{arch}-{hashlib.sha256(data).hexdigest()[:16]}.zip"
     target.write_bytes(data)
     return target, size
+
+
+def find_layer(project_root: Path, build_dir: Path, arch: str = "x86_64") -> CodeBundle | None:
+    """The newest layer zip ``mlops layer build`` wrote for ``arch``, described for compile."""
+    built = sorted(build_dir.glob(f"layer-{arch}-*.zip"), key=lambda p: p.stat().st_mtime)
+    if not built:
+        return None
+    data = built[-1].read_bytes()
+    return CodeBundle(sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                      source=relative_to(built[-1], project_root))
+
+
+def ensure_layer(project_root: Path, build_dir: Path, arch: str = "x86_64") -> CodeBundle:
+    """A built layer, building it (pip downloads manylinux wheels) when there is none."""
+    found = find_layer(project_root, build_dir, arch)
+    if found is not None:
+        return found
+    code_bytes = sum(path.stat().st_size for _, path in _bundle_files(SOURCE_ROOT))
+    build_layer(build_dir, arch=arch, code_bytes=code_bytes)
+    built = find_layer(project_root, build_dir, arch)
+    assert built is not None
+    return built

@@ -56,7 +56,8 @@ def _value(value: Any) -> Any:
 
 
 # Output names of the graph → CloudFormation attribute names ("Ref" means the Ref value).
-ATTRS = {"api_id": "Ref", "integration_id": "Ref", "version": "Version", "arn": "Arn"}
+ATTRS = {"api_id": "Ref", "integration_id": "Ref", "version": "Version", "arn": "Arn",
+         "layer_version_arn": "Ref"}  # a LayerVersion's Ref is its ARN
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -76,8 +77,17 @@ def _log_group(p: dict[str, Any]) -> dict[str, Any]:
         "Tags": _tags(p["tags"])}}
 
 
+def _layer(p: dict[str, Any]) -> dict[str, Any]:
+    return {"Type": "AWS::Lambda::LayerVersion", "DeletionPolicy": "Retain",
+            "Properties": {"LayerName": p["layer_name"], "Description": p["description"],
+                           "Content": {"S3Bucket": p["bucket"], "S3Key": p["key"]},
+                           "CompatibleRuntimes": p["runtimes"],
+                           "CompatibleArchitectures": p["architectures"]}}
+
+
 def _function(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::Lambda::Function", "Properties": {
+    layers = {"Layers": p["layers"]} if p.get("layers") else {}
+    return {"Type": "AWS::Lambda::Function", "Properties": {**layers,
         "FunctionName": p["function_name"], "Runtime": p["runtime"], "Handler": p["handler"],
         "Role": p["role_arn"], "MemorySize": p["memory"], "Timeout": p["timeout"],
         "Description": p["description"], "ReservedConcurrentExecutions": p["concurrency"],
@@ -142,6 +152,7 @@ RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | object] = {
     "s3_bucket": REGISTRY,
     "s3_object": REGISTRY,
     "model_version": REGISTRY,
+    "lambda_layer": _layer,
     "iam_role": _role,
     "log_group": _log_group,
     "lambda_function": _function,

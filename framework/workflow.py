@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from framework.apply.audit import AuditLog
 from framework.apply.executor import Executor, Progress
 from framework.apply.store import StateStore
-from framework.compile import CompileContext, ResourceGraph, compile_config, names
+from framework.compile import CodeBundle, CompileContext, ResourceGraph, compile_config, names
 from framework.compile.compiler import ResolvedModel
 from framework.config.loader import LoadedConfig, load_config
 from framework.errors import ConfigError, Problem
@@ -95,7 +95,8 @@ def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
 
 
 def compile_workspace(ws: Workspace, account_id: str, region: str,
-                      resolved: Mapping[str, ResolvedModel] | None = None) -> ResourceGraph:
+                      resolved: Mapping[str, ResolvedModel] | None = None,
+                      layer: CodeBundle | None = None) -> ResourceGraph:
     """Check artifacts, build the code bundle, compile. Raises ConfigError on bad input.
 
     ``resolved`` holds the registry versions that endpoints' NAME@ALIAS / NAME@VERSION name
@@ -104,7 +105,7 @@ def compile_workspace(ws: Workspace, account_id: str, region: str,
     code = build_code_bundle(ws.root, ws.home / "build")
     ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,
                          account_id=account_id, artifacts=artifacts, code=code,
-                         resolved=dict(resolved or {}))
+                         resolved=dict(resolved or {}), layer=layer)
     return compile_config(ws.loaded.config, ctx)
 
 
@@ -133,6 +134,17 @@ def refresh(session: Session, state: State) -> dict[str, bool]:
         return dict(zip(state.resources, found, strict=True))
 
 
+def runtime_layer(session: Session) -> CodeBundle | None:
+    """The onnxruntime/numpy/scipy layer for targets whose Lambda runtime lacks them (built
+    on first need: pip downloads manylinux wheels); the local data plane provides them."""
+    from framework.config.models import TargetKind
+    from framework.package import ensure_layer
+
+    if session.target.kind is TargetKind.local:
+        return None
+    return ensure_layer(session.ws.root, session.ws.home / "build")
+
+
 def check_target_support(session: Session) -> None:
     """Settings the stage's target cannot honour are refused before anything changes."""
     from framework.config.models import Strategy, TargetKind
@@ -156,7 +168,7 @@ def plan(session: Session, *, destroy: bool = False) -> Plan:
     state = session.store.load()
     graph = (ResourceGraph() if destroy else
              compile_workspace(session.ws, session.target.account_id, session.target.region,
-                               resolve_models(session)))
+                               resolve_models(session), runtime_layer(session)))
     live = refresh(session, state)
     if not state.project:
         state = State(project=session.ws.project, stage=session.ws.stage, lineage="")
@@ -223,9 +235,10 @@ def find_endpoint(session: Session, state: State, name: str) -> EndpointInfo:
 
 def synth(ws: Workspace) -> dict[str, Any]:
     """The CloudFormation template of the workspace's stage, for any account and region."""
+    from framework.package import find_layer
     from framework.synth import ACCOUNT, REGION, synthesize
 
-    graph = compile_workspace(ws, ACCOUNT, REGION)
+    graph = compile_workspace(ws, ACCOUNT, REGION, layer=find_layer(ws.root, ws.home / "build"))
     return synthesize(graph, description=f"mlops project {ws.project}, stage {ws.stage}")
 
 
@@ -289,7 +302,7 @@ def planned_lock_entry(session: Session) -> dict[str, Any]:
     from framework.plan.state import Entry
 
     graph = compile_workspace(session.ws, session.target.account_id, session.target.region,
-                              resolve_models(session))
+                              resolve_models(session), runtime_layer(session))
     as_state = State(project=session.ws.project, stage=session.ws.stage, resources={
         rid: Entry(res.kind, res.props, {}) for rid, res in graph.resources.items()})
     return lock_entry(session, as_state)

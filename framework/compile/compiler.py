@@ -66,6 +66,9 @@ class CompileContext:
     artifacts: Mapping[str, ArtifactInfo]  # by model name
     code: CodeBundle
     resolved: Mapping[str, ResolvedModel] = field(default_factory=dict)  # by "NAME@REF"
+    # The runtime layer (onnxruntime, numpy, scipy) for targets whose Lambda lacks them;
+    # None where the functions run on the local data plane, which provides them.
+    layer: CodeBundle | None = None
 
     @property
     def bucket(self) -> str:
@@ -140,39 +143,77 @@ def _is_semver(text: str) -> bool:
     return True
 
 
-def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
-              ) -> Iterator[Resource]:
-    bucket = config.registry.bucket or ctx.bucket
-    fn = names.function_name(ctx.project, ctx.stage, ep_name)
-    role = names.role_name(ctx.project, ctx.stage, ep_name)
-    log_group = names.log_group(fn)
-    version, model_sha256, declared = _served_version(config, ctx, ep_name, ep)
-    model_name = ep.model_name
+@dataclass(frozen=True)
+class FunctionUnit:
+    """One Lambda function with its role, log group, published version and ``live`` alias."""
 
-    yield Resource("iam_role", f"role.{ep_name}", {
+    unit: str  # logical suffix: the endpoint's name, or mon-<monitor>
+    policy: dict[str, Any]
+    handler: str
+    memory: int
+    timeout: int
+    concurrency: int
+    description: str
+    environment: dict[str, str]
+    tags: dict[str, str]
+    depends_on: tuple[str, ...] = ()
+    alias_props: dict[str, Any] = field(default_factory=dict)
+
+
+def _function_unit(ctx: CompileContext, bucket: str, u: FunctionUnit) -> Iterator[Resource]:
+    fn = names.function_name(ctx.project, ctx.stage, u.unit)
+    role = names.role_name(ctx.project, ctx.stage, u.unit)
+    yield Resource("iam_role", f"role.{u.unit}", {
         "role_name": role,
         "trust_policy": _template("lambda-trust.json"),
-        "policy_name": names.policy_name(ctx.project, ctx.stage, ep_name),
-        "policy": _template("inference-function.json", bucket=bucket, model=model_name,
-                            endpoint=ep_name, region=ctx.region, account=ctx.account_id,
-                            log_group=log_group),
+        "policy_name": names.policy_name(ctx.project, ctx.stage, u.unit),
+        "policy": u.policy,
         "tags": ctx.tags(),
     })
-    yield Resource("log_group", f"logs.{ep_name}", {
-        "name": log_group, "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags(),
+    yield Resource("log_group", f"logs.{u.unit}", {
+        "name": names.log_group(fn), "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags(),
     })
     function_props: dict[str, Any] = {
         "function_name": fn,
         "runtime": RUNTIME,
-        "handler": HANDLER,
+        "handler": u.handler,
         "role_arn": names.role_arn(ctx.account_id, role),
         "code": {"bucket": bucket, "key": names.code_key(ctx.code.sha256),
                  "sha256": ctx.code.sha256},
-        "memory": ep.memory,
-        "timeout": ep.timeout,
-        "concurrency": ep.concurrency,
-        "description": ep.description or f"{ctx.project} endpoint {ep_name}",
-        "environment": {
+        "memory": u.memory,
+        "timeout": u.timeout,
+        "concurrency": u.concurrency,
+        "description": u.description,
+        "environment": u.environment,
+        "tags": {**ctx.tags(), "mlops:registry": bucket, **u.tags},
+    }
+    deps = [f"role.{u.unit}", f"logs.{u.unit}", "code", *u.depends_on]
+    if ctx.layer is not None:
+        function_props["layers"] = [ref("layer", "layer_version_arn")]
+    yield Resource("lambda_function", f"function.{u.unit}", function_props, tuple(deps))
+    yield Resource("lambda_version", f"version.{u.unit}", {
+        "function_name": fn, "function_digest": digest(function_props),
+    }, (f"function.{u.unit}",))
+    yield Resource("lambda_alias", f"alias.{u.unit}", {
+        "function_name": fn, "alias": names.ALIAS,
+        "function_version": ref(f"version.{u.unit}", "version"), **u.alias_props,
+    })
+
+
+def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
+              ) -> Iterator[Resource]:
+    bucket = config.registry.bucket or ctx.bucket
+    fn = names.function_name(ctx.project, ctx.stage, ep_name)
+    version, model_sha256, declared = _served_version(config, ctx, ep_name, ep)
+    model_name = ep.model_name
+    yield from _function_unit(ctx, bucket, FunctionUnit(
+        unit=ep_name,
+        policy=_template("inference-function.json", bucket=bucket, model=model_name,
+                         endpoint=ep_name, region=ctx.region, account=ctx.account_id,
+                         log_group=names.log_group(fn)),
+        handler=HANDLER, memory=ep.memory, timeout=ep.timeout, concurrency=ep.concurrency,
+        description=ep.description or f"{ctx.project} endpoint {ep_name}",
+        environment={
             "MLOPS_ENDPOINT": ep_name,
             "MLOPS_MODEL_NAME": model_name,
             "MLOPS_MODEL_SHA256": model_sha256,
@@ -183,20 +224,10 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
             "MLOPS_MAX_BATCH_ROWS": str(ep.max_batch_rows),
             "MLOPS_CAPTURE_SAMPLE_RATE": f"{ep.capture.sample_rate:g}" if ep.capture else "0",
         },
-        "tags": {**ctx.tags(), "mlops:registry": bucket, "mlops:endpoint": ep_name},
-    }
-    model_dep = (f"model.{model_name}@{version}",) if declared else ()
-    yield Resource("lambda_function", f"function.{ep_name}", function_props, (
-        f"role.{ep_name}", f"logs.{ep_name}", "code", *model_dep,
+        tags={"mlops:endpoint": ep_name},
+        depends_on=(f"model.{model_name}@{version}",) if declared else (),
+        alias_props={"endpoint": ep_name, "rollout": ep.rollout.model_dump(mode="json")},
     ))
-    yield Resource("lambda_version", f"version.{ep_name}", {
-        "function_name": fn, "function_digest": digest(function_props),
-    }, (f"function.{ep_name}",))
-    yield Resource("lambda_alias", f"alias.{ep_name}", {
-        "function_name": fn, "alias": names.ALIAS,
-        "function_version": ref(f"version.{ep_name}", "version"),
-        "endpoint": ep_name, "rollout": ep.rollout.model_dump(mode="json"),
-    })
     alias_arn = names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS)
     yield Resource("api_integration", f"integration.{ep_name}", {
         "api_id": ref("api", "api_id"), "integration_uri": alias_arn,
@@ -219,6 +250,23 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
         "source_arn": ref("api", "api_id",
                           f"arn:aws:execute-api:{ctx.region}:{ctx.account_id}:{{}}/*/*"),
     }, (f"alias.{ep_name}",))
+
+
+def _layer(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    if ctx.layer is None:
+        return
+    bucket = config.registry.bucket or ctx.bucket
+    key = names.layer_key(ctx.layer.sha256)
+    yield Resource("s3_object", "layer-zip", {
+        "bucket": bucket, "key": key, "sha256": ctx.layer.sha256, "size": ctx.layer.size,
+        "source": ctx.layer.source, "content_type": "application/zip", "immutable": True,
+        "retain": True,
+    }, ("registry",))
+    yield Resource("lambda_layer", "layer", {
+        "layer_name": names.layer_name(ctx.project, ctx.stage), "bucket": bucket, "key": key,
+        "sha256": ctx.layer.sha256, "runtimes": [RUNTIME], "architectures": ["x86_64"],
+        "description": "onnxruntime, numpy and scipy for the mlops runtime",
+    }, ("layer-zip",))
 
 
 def _api(config: Config, ctx: CompileContext) -> Iterator[Resource]:
@@ -257,50 +305,20 @@ def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
     bucket = config.registry.bucket or ctx.bucket
     unit = names.monitor_unit(name)
     fn = names.function_name(ctx.project, ctx.stage, unit)
-    role = names.role_name(ctx.project, ctx.stage, unit)
-    log_group = names.log_group(fn)
     ep = config.endpoints[mon.endpoint]
     version, _sha, _declared = _served_version(config, ctx, mon.endpoint, ep)
     spec = monitor_spec(config, ctx, name, mon, version)
-    yield Resource("iam_role", f"role.{unit}", {
-        "role_name": role,
-        "trust_policy": _template("lambda-trust.json"),
-        "policy_name": names.policy_name(ctx.project, ctx.stage, unit),
-        "policy": _template("monitor-function.json", bucket=bucket, model=ep.model_name,
-                            endpoint=mon.endpoint, monitor=name, region=ctx.region,
-                            account=ctx.account_id, log_group=log_group, project=ctx.project,
-                            endpoint_function=spec["endpoint_function"]),
-        "tags": ctx.tags(),
-    })
-    yield Resource("log_group", f"logs.{unit}", {
-        "name": log_group, "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags(),
-    })
-    function_props: dict[str, Any] = {
-        "function_name": fn,
-        "runtime": RUNTIME,
-        "handler": MONITOR_HANDLER,
-        "role_arn": names.role_arn(ctx.account_id, role),
-        "code": {"bucket": bucket, "key": names.code_key(ctx.code.sha256),
-                 "sha256": ctx.code.sha256},
-        "memory": MONITOR_MEMORY,
-        "timeout": MONITOR_TIMEOUT,
-        "concurrency": 1,
-        "description": f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
-        "environment": {
-            "MLOPS_MONITOR": canonical_json(spec),
-            "MLOPS_REGISTRY_BUCKET": bucket,
-        },
-        "tags": {**ctx.tags(), "mlops:registry": bucket, "mlops:monitor": name},
-    }
-    yield Resource("lambda_function", f"function.{unit}", function_props,
-                   (f"role.{unit}", f"logs.{unit}", "code"))
-    yield Resource("lambda_version", f"version.{unit}", {
-        "function_name": fn, "function_digest": digest(function_props),
-    }, (f"function.{unit}",))
-    yield Resource("lambda_alias", f"alias.{unit}", {
-        "function_name": fn, "alias": names.ALIAS,
-        "function_version": ref(f"version.{unit}", "version"),
-    })
+    yield from _function_unit(ctx, bucket, FunctionUnit(
+        unit=unit,
+        policy=_template("monitor-function.json", bucket=bucket, model=ep.model_name,
+                         endpoint=mon.endpoint, monitor=name, region=ctx.region,
+                         account=ctx.account_id, log_group=names.log_group(fn),
+                         project=ctx.project, endpoint_function=spec["endpoint_function"]),
+        handler=MONITOR_HANDLER, memory=MONITOR_MEMORY, timeout=MONITOR_TIMEOUT, concurrency=1,
+        description=f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
+        environment={"MLOPS_MONITOR": canonical_json(spec), "MLOPS_REGISTRY_BUCKET": bucket},
+        tags={"mlops:monitor": name},
+    ))
     rule = names.schedule_rule(ctx.project, ctx.stage, name)
     yield Resource("schedule_rule", f"schedule.{name}", {
         "rule_name": rule,
@@ -346,6 +364,7 @@ def _monitors(config: Config, ctx: CompileContext) -> Iterator[Resource]:
 RULES: tuple[Rule, ...] = (
     _bucket,
     _model_objects,
+    _layer,
     _api,
     _endpoints,
     _monitors,

@@ -19,6 +19,7 @@ KINDS: tuple[str, ...] = (
     "s3_bucket",
     "s3_object",
     "model_version",
+    "lambda_layer",
     "iam_role",
     "log_group",
     "lambda_function",

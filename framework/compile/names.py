@@ -71,6 +71,14 @@ def code_key(sha256: str) -> str:
     return f"code/{sha256}.zip"
 
 
+def layer_key(sha256: str) -> str:
+    return f"layers/{sha256}.zip"
+
+
+def layer_name(project: str, stage: str) -> str:
+    return _fit(f"{project}-{stage}-runtime", LIMITS["function"])
+
+
 def state_key(stage: str) -> str:
     return f"state/{stage}.json"
 

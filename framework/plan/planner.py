@@ -32,6 +32,7 @@ REPLACE_ON: dict[str, frozenset[str]] = {
     "s3_bucket": frozenset({"bucket", "region"}),
     "s3_object": frozenset({"bucket", "key"}),
     "model_version": frozenset({"bucket", "name", "version"}),
+    "lambda_layer": frozenset({"*"}),
     "iam_role": frozenset({"role_name"}),
     "log_group": frozenset({"name"}),
     "lambda_function": frozenset({"function_name"}),

@@ -25,8 +25,8 @@ from framework.runtime.clients import Connection
 CONFLICT = {"ResourceConflictException", "ConflictException"}  # AWS says the first, moto both
 Props = dict[str, Any]
 SERVICES: dict[str, tuple[str, ...]] = {
-    "s3_bucket": ("s3",), "s3_object": ("s3",), "iam_role": ("iam",), "log_group": ("logs",),
-    "model_version": ("s3",),
+    "s3_bucket": ("s3",), "s3_object": ("s3",), "model_version": ("s3",),
+    "lambda_layer": ("lambda",), "iam_role": ("iam",), "log_group": ("logs",),
     "lambda_function": ("lambda",), "lambda_version": ("lambda",), "lambda_alias": ("lambda",),
     "http_api": ("apigatewayv2",), "api_integration": ("apigatewayv2",),
     "api_route": ("apigatewayv2",), "lambda_permission": ("lambda",),
@@ -238,6 +238,29 @@ class AwsProvider:
                                       Key=f"{entry.props['prefix']}/metadata.json")
         return True
 
+    # -- lambda_layer: a published layer version is immutable; a change publishes another
+    def create_lambda_layer(self, p: Props) -> Outputs:
+        resp = self.client("lambda").publish_layer_version(
+            LayerName=p["layer_name"], Description=p["description"],
+            Content={"S3Bucket": p["bucket"], "S3Key": p["key"]},
+            CompatibleRuntimes=p["runtimes"], CompatibleArchitectures=p["architectures"])
+        return {"layer_version_arn": resp["LayerVersionArn"], "version": resp["Version"]}
+
+    def update_lambda_layer(self, p: Props, _before: Entry) -> Outputs:
+        return self.create_lambda_layer(p)
+
+    def replace_lambda_layer(self, p: Props, _before: Entry) -> Outputs:
+        return self.create_lambda_layer(p)  # older versions stay: published versions use them
+
+    def delete_lambda_layer(self, entry: Entry, _destroying: bool) -> None:
+        _ignore_missing(lambda: self.client("lambda").delete_layer_version(
+            LayerName=entry.props["layer_name"], VersionNumber=int(entry.outputs["version"])))
+
+    def exists_lambda_layer(self, entry: Entry) -> bool:
+        self.client("lambda").get_layer_version(
+            LayerName=entry.props["layer_name"], VersionNumber=int(entry.outputs["version"]))
+        return True
+
     # -- iam_role ---------------------------------------------------------------------
     def create_iam_role(self, p: Props) -> Outputs:
         iam = self.client("iam")
@@ -305,7 +328,7 @@ class AwsProvider:
         return {
             "FunctionName": p["function_name"], "Role": p["role_arn"], "Handler": p["handler"],
             "Runtime": p["runtime"], "MemorySize": p["memory"], "Timeout": p["timeout"],
-            "Description": p["description"],
+            "Description": p["description"], "Layers": list(p.get("layers", [])),
             "Environment": {"Variables": dict(sorted(p["environment"].items()))},
         }
 

@@ -114,3 +114,19 @@ def test_pinned_undeclared_version_is_a_config_error() -> None:
     spec["endpoints"]["score"]["model"] = "fraud-clf@9.9.9"
     with pytest.raises(ConfigError, match="9.9.9"):
         compile_config(Config.model_validate(spec), context())
+
+
+def test_runtime_layer_is_published_and_attached_to_every_function() -> None:
+    layer = CodeBundle(sha256="d" * 64, size=99, source=".mlops/build/layer-x86_64-d.zip")
+    graph = compile_config(Config.model_validate(SPEC), context(layer=layer))
+    assert graph.resources["layer"].kind == "lambda_layer"
+    assert graph.resources["layer-zip"].props["key"] == f"layers/{'d' * 64}.zip"
+    functions = [r for r in graph.resources.values() if r.kind == "lambda_function"]
+    assert functions and all(r.props["layers"] == [ref("layer", "layer_version_arn")]
+                             for r in functions)
+    order = graph.order()
+    assert order.index("layer") < min(order.index(r.id) for r in functions)
+    # Without a layer (the local data plane provides the packages) nothing changes.
+    plain = compile_config(Config.model_validate(SPEC), context())
+    assert "layer" not in plain.resources
+    assert all("layers" not in r.props for r in plain.resources.values())

@@ -55,7 +55,7 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
           "role_arn": role_arn, "code": {"bucket": BUCKET, "key": "code/x.zip",
                                          "sha256": _sha(code)},
           "memory": 256, "timeout": 5, "concurrency": 2, "description": "rt",
-          "environment": {"A": "1"}, "tags": tags}
+          "environment": {"A": "1"}, "tags": tags, "layers": "@layer"}
     policy = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]}]}
     trust = {"Version": "2012-10-17", "Statement": [
@@ -73,6 +73,10 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
                            "size": len(code), "source": "code.zip", "reference": None,
                            "metadata": {"name": "rt-model", "version": "1.0.0",
                                         "sha256": _sha(code), "size": len(code)}}, {}),
+        ("lambda_layer", {"layer_name": "rt-runtime", "bucket": BUCKET, "key": "code/x.zip",
+                          "sha256": _sha(code), "runtimes": ["python3.11"],
+                          "architectures": ["x86_64"], "description": "rt"},
+         {"description": "rt 2"}),
         ("iam_role", {"role_name": "rt-fn", "trust_policy": trust, "policy_name": "rt-access",
                       "policy": policy, "tags": tags}, {"policy_name": "rt-access-2"}),
         ("log_group", {"name": "/aws/lambda/rt-fn", "retention_days": 30, "tags": tags},
@@ -107,6 +111,8 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 def _fill(props: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out = dict(props)
+    if out.get("layers") == "@layer":
+        out["layers"] = [outputs["lambda_layer"]["layer_version_arn"]]
     if out.get("api_id") == "@api":
         out["api_id"] = outputs["http_api"]["api_id"]
     if out.get("target") == "@target":
@@ -125,7 +131,8 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
         entry = Entry(kind, props, out)
         assert provider.exists(entry), kind
         # Creating again adopts the existing resource (a crashed apply re-run).
-        if kind not in {"lambda_version", "http_api", "api_integration", "api_route"}:
+        if kind not in {"lambda_version", "lambda_layer", "http_api", "api_integration",
+                        "api_route"}:
             again = provider.create(kind, props)
             assert provider.exists(Entry(kind, props, again)), kind
         if changed:
@@ -137,7 +144,10 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
         entries[kind] = entry
 
     lam = provider.client("lambda")
-    assert lam.get_function_configuration(FunctionName="rt-fn")["MemorySize"] == 512
+    cfg = lam.get_function_configuration(FunctionName="rt-fn")
+    assert cfg["MemorySize"] == 512
+    assert [layer["Arn"] for layer in cfg["Layers"]] == [
+        outputs["lambda_layer"]["layer_version_arn"]]
     assert lam.get_alias(FunctionName="rt-fn", Name="live")["FunctionVersion"] == "2"
     rule = provider.client("events").describe_rule(Name="rt-mon")
     assert rule["ScheduleExpression"] == "rate(2 days)"

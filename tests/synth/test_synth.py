@@ -75,3 +75,20 @@ def test_registry_content_is_listed_not_created() -> None:
     assert listed["model.fraud-clf@1.2.0"]["Sha256"] == "a" * 64
     assert listed["code"]["Key"].startswith("code/")
     json.dumps(t)  # JSON-serialisable throughout
+
+
+def test_layer_becomes_a_layer_version(tmp_path: Path) -> None:
+    from framework.compile import CodeBundle
+
+    cfnlint = pytest.importorskip("cfnlint.api")
+    graph = compile_config(Config.model_validate(SPEC), context(
+        account_id=ACCOUNT, region=REGION,
+        layer=CodeBundle(sha256="d" * 64, size=1, source="layer.zip")))
+    t = synthesize(graph, description="with layer")
+    assert t["Resources"]["Layer"]["Type"] == "AWS::Lambda::LayerVersion"
+    fn = t["Resources"][logical_id("function.score")]["Properties"]
+    assert fn["Layers"] == [{"Ref": "Layer"}]
+    path = tmp_path / "t.json"
+    path.write_text(to_json(t))
+    matches = cfnlint.lint_file(path, config=cfnlint.ManualArgs(regions=["us-east-1"]))
+    assert [m for m in matches if m.rule.id.startswith(("E", "W"))] == []
