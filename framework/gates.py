@@ -166,9 +166,16 @@ def contract_breaks(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
             out.append(f"feature '{name}' changed type {feature.get('type')} → "
                        f"{after[name].get('type')}")
         else:
-            lost = sorted(set(feature.get("values") or []) - set(after[name].get("values") or []))
+            new = after[name]
+            lost = sorted(set(feature.get("values") or []) - set(new.get("values") or []))
             if lost:
                 out.append(f"feature '{name}' no longer accepts {', '.join(lost)}")
+            for bound, sign in (("min", 1), ("max", -1)):  # a higher min, a lower max
+                old_b, new_b = feature.get(bound), new.get(bound)
+                if new_b is not None and (old_b is None or sign * (new_b - old_b) > 0):
+                    out.append(f"feature '{name}' {bound} narrowed {old_b} → {new_b}")
+            if feature.get("nullable") and not new.get("nullable"):
+                out.append(f"feature '{name}' no longer accepts missing values")
     for name, feature in after.items():
         if name not in before and not feature.get("nullable"):
             out.append(f"feature '{name}' is new and required")
@@ -216,9 +223,17 @@ def evaluate(name: str, model: Model, root: Path, metadata: Mapping[str, Any],
         data = artifact.read_bytes()
         bundle = ModelBundle.from_bytes(metadata, data, str(metadata["sha256"]),
                                         max_rows=BATCH)
-        measured = holdout_metrics(bundle, model, root)
-        for gate, expression in sorted(metric_gates.items()):
-            results.append(check_threshold(gate, expression, measured.get(gate)))
+        from framework.runtime.errors import RequestError
+
+        try:
+            measured = holdout_metrics(bundle, model, root)
+        except RequestError as exc:  # the hold-out data breaks the version's own contract
+            detail = f"the hold-out set does not fit the input contract: {exc.message}"
+            results += [GateResult(gate, expression, None, False, detail)
+                        for gate, expression in sorted(metric_gates.items())]
+        else:
+            for gate, expression in sorted(metric_gates.items()):
+                results.append(check_threshold(gate, expression, measured.get(gate)))
     timing = {g: e for g, e in gates.items() if g.endswith("_latency_ms")}
     if timing:
         figures = latency() if latency is not None else {}

@@ -241,3 +241,41 @@ def test_shadow_candidate_that_disagrees_is_rolled_back(project: Project) -> Non
     assert done.returncode == 6, done.stdout + done.stderr
     assert "shadow agreement" in done.stdout
     assert set(seen) == {"1:200"}  # the candidate never answered a caller
+
+
+def test_candidate_that_rejects_what_callers_send_is_rolled_back(project: Project) -> None:
+    # 2.0.0 narrows mean_radius to at most 10 (a breaking change a major bump allows); the
+    # callers keep sending larger tumours, which the candidate answers with 422.
+    canary(project, "{error_rate: 0.05, invalid_rate: 0.2, min_requests: 5}", every="30s")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 2.0.0")
+    project.edit("{name: mean_radius, type: float, min: 0}",
+                 "{name: mean_radius, type: float, min: 0, max: 10}")
+    # The hold-out set has larger tumours too: the metric gates say so and stop the deploy.
+    gated = project.mlops("deploy", check=False)
+    assert gated.returncode == 5
+    assert "does not fit the input contract" in gated.stderr + gated.stdout
+    without_gates(project)  # ship it anyway, to see the rollout catch it
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "invalid-input rate" in done.stdout
+    assert seen["2:422"] > 0, seen
+    _, headers, _ = http("POST", url, project.sample())
+    assert headers["x-mlops-executed-version"] == "1"
+
+
+def test_blue_green_switches_at_once_and_keeps_the_old_version_ready(project: Project) -> None:
+    project.edit("strategy: all_at_once", "strategy: blue_green")
+    project.edit("every: 15s", "every: 2s")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "completed" in done.stdout
+    assert list(seen)[0] == "1:200" and seen["2:200"] > 0 and set(seen) <= {"1:200", "2:200"}
+    events = [r["action"] for r in rollout_audit(project)]
+    assert events == ["rollout started", "rollout completed"]

@@ -58,6 +58,12 @@ def test_contract_breaks() -> None:
         "feature 'd' is new and required",
     ]
     assert contract_breaks(old, old) == []
+    ranged = {"features": [feature("x", min=0, max=10, nullable=True)]}
+    narrowed = {"features": [feature("x", min=1, max=5)]}
+    assert contract_breaks(ranged, narrowed) == [
+        "feature 'x' min narrowed 0 → 1", "feature 'x' max narrowed 10 → 5",
+        "feature 'x' no longer accepts missing values"]
+    assert contract_breaks(narrowed, ranged) == []  # widening breaks nobody
 
 
 def test_breaking_change_needs_a_major_bump() -> None:
