@@ -9,9 +9,11 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 from framework import workflow
-from tests.e2e.badmodels import crashing, slow
+from tests.e2e.badmodels import constant, crashing, slow
 from tests.e2e.conftest import Project, http
 from tests.e2e.test_deploy import session_for, url_of
 
@@ -29,6 +31,21 @@ def canary(project: Project, watch: str, steps: str = "[50, 100]", every: str = 
 
 def without_gates(project: Project) -> None:
     project.yaml.write_text(GATES_LINE.sub("", project.yaml.read_text()))
+
+
+def first_then_candidate(project: Project, *, seed: int | None = None,
+                         make: Callable[[Path, Path], None] | None = None) -> str:
+    """Deploy 1.0.0, then declare 1.1.0 with another seed's model or the model changed by
+    ``make``; returns the endpoint's URL."""
+    project.mlops("deploy")
+    url = url_of(project)
+    if seed is not None:
+        project.use_model(seed)
+    if make is not None:
+        artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
+        make(artifact, artifact)
+    project.edit("version: 1.0.0", "version: 1.1.0")
+    return url
 
 
 def deploy_under_traffic(project: Project, url: str, limit: float = 120,
@@ -54,10 +71,7 @@ def rollout_audit(project: Project) -> list[dict[str, object]]:
 
 def test_canary_shifts_traffic_in_steps_and_completes(project: Project) -> None:
     canary(project, "{error_rate: 0.05, min_requests: 5}")
-    project.mlops("deploy")
-    url = url_of(project)
-    project.use_model(7)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, seed=7)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gates of diagnosis" in done.stdout
@@ -78,11 +92,7 @@ def test_canary_shifts_traffic_in_steps_and_completes(project: Project) -> None:
 def test_crashing_candidate_is_rolled_back(project: Project) -> None:
     canary(project, "{error_rate: 0.05, min_requests: 5}", every="30s")
     without_gates(project)  # gates would have stopped it before any traffic
-    project.mlops("deploy")
-    url = url_of(project)
-    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
-    crashing(artifact, artifact)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, make=crashing)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode != 0
     assert "rolled_back" in done.stdout and "error rate" in done.stdout
@@ -101,11 +111,7 @@ def test_crashing_candidate_is_rolled_back(project: Project) -> None:
 def test_slow_candidate_is_rolled_back(project: Project) -> None:
     canary(project, "{error_rate: 0.05, p99_latency_ms: 15, min_requests: 5}", every="30s")
     without_gates(project)
-    project.mlops("deploy")
-    url = url_of(project)
-    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
-    slow(artifact, artifact)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, make=slow)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode != 0
     assert "p99 latency" in done.stdout, done.stdout
@@ -115,11 +121,7 @@ def test_slow_candidate_is_rolled_back(project: Project) -> None:
 
 
 def test_failed_gate_stops_the_deploy_before_any_traffic(project: Project) -> None:
-    project.mlops("deploy")
-    url = url_of(project)
-    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
-    slow(artifact, artifact)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, make=slow)
     project.edit('p99_latency_ms: "<=50"', 'p99_latency_ms: "<=15"')
     proc = project.mlops("deploy", check=False)
     assert proc.returncode == 5
@@ -133,10 +135,7 @@ def test_failed_gate_stops_the_deploy_before_any_traffic(project: Project) -> No
 
 def test_interrupted_rollout_resumes(project: Project) -> None:
     canary(project, "{error_rate: 0.05, min_requests: 0}", steps="[50, 100]", every="3s")
-    project.mlops("deploy")
-    url = url_of(project)
-    project.use_model(7)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, seed=7)
     started = project.mlops("deploy", "--no-wait")
     assert "running" in started.stdout
     assert http("POST", url, project.sample())[0] == 200
@@ -151,10 +150,7 @@ def test_interrupted_rollout_resumes(project: Project) -> None:
 
 def test_abort_returns_traffic(project: Project) -> None:
     canary(project, "{error_rate: 0.05, min_requests: 0}", steps="[50, 100]", every="1h")
-    project.mlops("deploy")
-    url = url_of(project)
-    project.use_model(7)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, seed=7)
     project.mlops("deploy", "--no-wait")
     aborted = project.mlops("rollout", "abort", "predict", "--reason", "smoke test failed")
     assert "rolled_back" in aborted.stdout and "smoke test failed" in aborted.stdout
@@ -176,16 +172,10 @@ def test_retrain_registers_next_version_with_lineage_and_ships_it(project: Proje
 
 
 def test_candidate_whose_outputs_drift_is_rolled_back(project: Project) -> None:
-    from tests.e2e.badmodels import constant
-
     canary(project, "{error_rate: 0.05, min_requests: 5, drift: true}", steps="[50, 100]",
            every="30s")
     without_gates(project)
-    project.mlops("deploy")
-    url = url_of(project)
-    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
-    constant(artifact, artifact)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, make=constant)
     # The sample request holds a malignant and a benign case: the stable version answers
     # half and half, the candidate always the same.
     done, _ = deploy_under_traffic(project, url)
@@ -205,10 +195,7 @@ def shadow(project: Project, watch: str, every: str = "3s") -> None:
 def test_shadow_candidate_sees_traffic_but_never_answers_then_takes_over(
         project: Project) -> None:
     shadow(project, "{error_rate: 0.05, min_requests: 10, shadow_agreement: 0.9}")
-    project.mlops("deploy")
-    url = url_of(project)
-    project.use_model(7)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, seed=7)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout
@@ -227,16 +214,10 @@ def test_shadow_candidate_sees_traffic_but_never_answers_then_takes_over(
 
 
 def test_shadow_candidate_that_disagrees_is_rolled_back(project: Project) -> None:
-    from tests.e2e.badmodels import constant
-
     shadow(project, "{error_rate: 0.05, min_requests: 10, shadow_agreement: 0.9}",
            every="30s")
     without_gates(project)
-    project.mlops("deploy")
-    url = url_of(project)
-    artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
-    constant(artifact, artifact)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, make=constant)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode == 6, done.stdout + done.stderr
     assert "shadow agreement" in done.stdout
@@ -269,10 +250,7 @@ def test_candidate_that_rejects_what_callers_send_is_rolled_back(project: Projec
 def test_blue_green_switches_at_once_and_keeps_the_old_version_ready(project: Project) -> None:
     project.edit("strategy: all_at_once", "strategy: blue_green")
     project.edit("every: 15s", "every: 2s")
-    project.mlops("deploy")
-    url = url_of(project)
-    project.use_model(7)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    url = first_then_candidate(project, seed=7)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout
