@@ -438,11 +438,6 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Re-read the rules on the scheduler's thread soon (after a deploy)."""
-        self._loaded = False
-        self._wake.set()
-
     def _run(self) -> None:
         last_reload = -1e18
         while not self._stop.is_set():
