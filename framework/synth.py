@@ -71,6 +71,18 @@ def _role(p: dict[str, Any]) -> dict[str, Any]:
         "Tags": _tags(p["tags"])}}
 
 
+def _stream(p: dict[str, Any]) -> dict[str, Any]:
+    return {"Type": "AWS::KinesisFirehose::DeliveryStream", "Properties": {
+        "DeliveryStreamName": p["stream_name"], "DeliveryStreamType": "DirectPut",
+        "ExtendedS3DestinationConfiguration": {
+            "RoleARN": p["role_arn"], "BucketARN": f"arn:aws:s3:::{p['bucket']}",
+            "Prefix": p["prefix"], "ErrorOutputPrefix": p["error_prefix"],
+            "BufferingHints": {"IntervalInSeconds": p["buffer_seconds"],
+                               "SizeInMBs": p["buffer_mb"]},
+            "CompressionFormat": p["compression"], "FileExtension": p["extension"]},
+        "Tags": _tags(p["tags"])}}
+
+
 def _log_group(p: dict[str, Any]) -> dict[str, Any]:
     return {"Type": "AWS::Logs::LogGroup", "Properties": {
         "LogGroupName": p["name"], "RetentionInDays": p["retention_days"],
@@ -154,6 +166,7 @@ RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | object] = {
     "model_version": REGISTRY,
     "lambda_layer": _layer,
     "iam_role": _role,
+    "firehose_stream": _stream,
     "log_group": _log_group,
     "lambda_function": _function,
     "lambda_version": _version,

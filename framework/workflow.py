@@ -96,7 +96,7 @@ def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
 
 def compile_workspace(ws: Workspace, account_id: str, region: str,
                       resolved: Mapping[str, ResolvedModel] | None = None,
-                      layer: CodeBundle | None = None) -> ResourceGraph:
+                      layer: CodeBundle | None = None, cloud: bool = False) -> ResourceGraph:
     """Check artifacts, build the code bundle, compile. Raises ConfigError on bad input.
 
     ``resolved`` holds the registry versions that endpoints' NAME@ALIAS / NAME@VERSION name
@@ -105,7 +105,8 @@ def compile_workspace(ws: Workspace, account_id: str, region: str,
     code = build_code_bundle(ws.root, ws.home / "build")
     ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,
                          account_id=account_id, artifacts=artifacts, code=code,
-                         resolved=dict(resolved or {}), layer=layer)
+                         resolved=dict(resolved or {}), layer=layer,
+                         capture_streams=cloud)
     return compile_config(ws.loaded.config, ctx)
 
 
@@ -132,6 +133,13 @@ def refresh(session: Session, state: State) -> dict[str, bool]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = pool.map(session.provider.exists, state.resources.values())
         return dict(zip(state.resources, found, strict=True))
+
+
+def is_cloud(session: Session) -> bool:
+    """AWS or LocalStack: the managed services do what the local data plane does itself."""
+    from framework.config.models import TargetKind
+
+    return session.target.kind is not TargetKind.local
 
 
 def runtime_layer(session: Session) -> CodeBundle | None:
@@ -168,7 +176,8 @@ def plan(session: Session, *, destroy: bool = False) -> Plan:
     state = session.store.load()
     graph = (ResourceGraph() if destroy else
              compile_workspace(session.ws, session.target.account_id, session.target.region,
-                               resolve_models(session), runtime_layer(session)))
+                               resolve_models(session), runtime_layer(session),
+                               cloud=is_cloud(session)))
     live = refresh(session, state)
     if not state.project:
         state = State(project=session.ws.project, stage=session.ws.stage, lineage="")
@@ -238,7 +247,8 @@ def synth(ws: Workspace) -> dict[str, Any]:
     from framework.package import find_layer
     from framework.synth import ACCOUNT, REGION, synthesize
 
-    graph = compile_workspace(ws, ACCOUNT, REGION, layer=find_layer(ws.root, ws.home / "build"))
+    graph = compile_workspace(ws, ACCOUNT, REGION, layer=find_layer(ws.root, ws.home / "build"),
+                              cloud=True)
     return synthesize(graph, description=f"mlops project {ws.project}, stage {ws.stage}")
 
 
@@ -302,7 +312,8 @@ def planned_lock_entry(session: Session) -> dict[str, Any]:
     from framework.plan.state import Entry
 
     graph = compile_workspace(session.ws, session.target.account_id, session.target.region,
-                              resolve_models(session), runtime_layer(session))
+                              resolve_models(session), runtime_layer(session),
+                              cloud=is_cloud(session))
     as_state = State(project=session.ws.project, stage=session.ws.stage, resources={
         rid: Entry(res.kind, res.props, {}) for rid, res in graph.resources.items()})
     return lock_entry(session, as_state)

@@ -27,6 +27,8 @@ MONITOR_HANDLER = "handlers.monitor.handler"
 MONITOR_MEMORY = 1024
 MONITOR_TIMEOUT = 300
 LOG_RETENTION_DAYS = 30
+CAPTURE_BUFFER_S = 60  # Firehose delivers a batch at least this often...
+CAPTURE_BUFFER_MB = 5  # ...or when this much has arrived
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class CompileContext:
     # The runtime layer (onnxruntime, numpy, scipy) for targets whose Lambda lacks them;
     # None where the functions run on the local data plane, which provides them.
     layer: CodeBundle | None = None
+    # Cloud targets batch captured predictions through a Firehose stream per endpoint; the
+    # local data plane batches them itself.
+    capture_streams: bool = False
 
     @property
     def bucket(self) -> str:
@@ -200,17 +205,51 @@ def _function_unit(ctx: CompileContext, bucket: str, u: FunctionUnit) -> Iterato
     })
 
 
+def _capture_stream(ctx: CompileContext, bucket: str, ep_name: str,
+                    stream: str) -> Iterator[Resource]:
+    """A Firehose stream batching the endpoint's captured rows into gzip JSON lines under
+    ``capture/{endpoint}/dt=YYYY-MM-DD/`` — the layout the monitors read."""
+    unit = f"{ep_name}-capture"
+    role = names.role_name(ctx.project, ctx.stage, unit)
+    yield Resource("iam_role", f"role.{unit}", {
+        "role_name": role,
+        "trust_policy": _template("firehose-trust.json"),
+        "policy_name": names.policy_name(ctx.project, ctx.stage, unit),
+        "policy": _template("capture-stream.json", bucket=bucket, endpoint=ep_name),
+        "tags": ctx.tags(),
+    })
+    yield Resource("firehose_stream", f"stream.{ep_name}", {
+        "stream_name": stream, "bucket": bucket, "role_arn": names.role_arn(ctx.account_id, role),
+        "prefix": f"capture/{ep_name}/dt=!{{timestamp:yyyy-MM-dd}}/",
+        "error_prefix": f"capture-errors/{ep_name}/!{{firehose:error-output-type}}/",
+        "buffer_seconds": CAPTURE_BUFFER_S, "buffer_mb": CAPTURE_BUFFER_MB,
+        "compression": "GZIP", "extension": ".jsonl.gz", "tags": ctx.tags(),
+    }, (f"role.{unit}", "registry"))
+
+
 def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
               ) -> Iterator[Resource]:
     bucket = config.registry.bucket or ctx.bucket
     fn = names.function_name(ctx.project, ctx.stage, ep_name)
     version, model_sha256, declared = _served_version(config, ctx, ep_name, ep)
     model_name = ep.model_name
+    policy = _template("inference-function.json", bucket=bucket, model=model_name,
+                       endpoint=ep_name, region=ctx.region, account=ctx.account_id,
+                       log_group=names.log_group(fn))
+    stream_env: dict[str, str] = {}
+    stream_deps: tuple[str, ...] = ()
+    if ctx.capture_streams and ep.capture and ep.capture.sample_rate > 0:
+        stream = names.capture_stream(ctx.project, ctx.stage, ep_name)
+        yield from _capture_stream(ctx, bucket, ep_name, stream)
+        policy["Statement"].append({
+            "Sid": "SendOwnCapture", "Effect": "Allow", "Action": ["firehose:PutRecordBatch"],
+            "Resource": [f"arn:aws:firehose:{ctx.region}:{ctx.account_id}:deliverystream/"
+                         f"{stream}"]})
+        stream_env = {"MLOPS_CAPTURE_STREAM": stream}
+        stream_deps = (f"stream.{ep_name}",)
     yield from _function_unit(ctx, bucket, FunctionUnit(
         unit=ep_name,
-        policy=_template("inference-function.json", bucket=bucket, model=model_name,
-                         endpoint=ep_name, region=ctx.region, account=ctx.account_id,
-                         log_group=names.log_group(fn)),
+        policy=policy,
         handler=HANDLER, memory=ep.memory, timeout=ep.timeout, concurrency=ep.concurrency,
         description=ep.description or f"{ctx.project} endpoint {ep_name}",
         environment={
@@ -223,9 +262,10 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
             "MLOPS_AUTH": ep.auth.value,
             "MLOPS_MAX_BATCH_ROWS": str(ep.max_batch_rows),
             "MLOPS_CAPTURE_SAMPLE_RATE": f"{ep.capture.sample_rate:g}" if ep.capture else "0",
+            **stream_env,
         },
         tags={"mlops:endpoint": ep_name},
-        depends_on=(f"model.{model_name}@{version}",) if declared else (),
+        depends_on=((f"model.{model_name}@{version}",) if declared else ()) + stream_deps,
         alias_props={"endpoint": ep_name, "rollout": ep.rollout.model_dump(mode="json")},
     ))
     alias_arn = names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS)

@@ -21,6 +21,7 @@ KINDS: tuple[str, ...] = (
     "model_version",
     "lambda_layer",
     "iam_role",
+    "firehose_stream",
     "log_group",
     "lambda_function",
     "lambda_version",

@@ -71,6 +71,10 @@ def code_key(sha256: str) -> str:
     return f"code/{sha256}.zip"
 
 
+def capture_stream(project: str, stage: str, endpoint: str) -> str:
+    return _fit(f"{project}-{stage}-{endpoint}-capture", LIMITS["function"])
+
+
 def layer_key(sha256: str) -> str:
     return f"layers/{sha256}.zip"
 

@@ -34,6 +34,7 @@ REPLACE_ON: dict[str, frozenset[str]] = {
     "model_version": frozenset({"bucket", "name", "version"}),
     "lambda_layer": frozenset({"*"}),
     "iam_role": frozenset({"role_name"}),
+    "firehose_stream": frozenset({"*"}),
     "log_group": frozenset({"name"}),
     "lambda_function": frozenset({"function_name"}),
     "lambda_version": frozenset({"*"}),

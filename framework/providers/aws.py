@@ -27,6 +27,7 @@ Props = dict[str, Any]
 SERVICES: dict[str, tuple[str, ...]] = {
     "s3_bucket": ("s3",), "s3_object": ("s3",), "model_version": ("s3",),
     "lambda_layer": ("lambda",), "iam_role": ("iam",), "log_group": ("logs",),
+    "firehose_stream": ("firehose",),
     "lambda_function": ("lambda",), "lambda_version": ("lambda",), "lambda_alias": ("lambda",),
     "http_api": ("apigatewayv2",), "api_integration": ("apigatewayv2",),
     "api_route": ("apigatewayv2",), "lambda_permission": ("lambda",),
@@ -298,6 +299,43 @@ class AwsProvider:
 
     def exists_iam_role(self, entry: Entry) -> bool:
         self.client("iam").get_role(RoleName=entry.props["role_name"])
+        return True
+
+    # -- firehose_stream: capture batching on cloud targets ---------------------------------
+    def create_firehose_stream(self, p: Props) -> Outputs:
+        fh = self.client("firehose")
+        try:
+            resp = fh.create_delivery_stream(
+                DeliveryStreamName=p["stream_name"], DeliveryStreamType="DirectPut",
+                ExtendedS3DestinationConfiguration={
+                    "RoleARN": p["role_arn"], "BucketARN": f"arn:aws:s3:::{p['bucket']}",
+                    "Prefix": p["prefix"], "ErrorOutputPrefix": p["error_prefix"],
+                    "BufferingHints": {"IntervalInSeconds": p["buffer_seconds"],
+                                       "SizeInMBs": p["buffer_mb"]},
+                    "CompressionFormat": p["compression"], "FileExtension": p["extension"]},
+                Tags=[{"Key": k, "Value": v} for k, v in sorted(p["tags"].items())])
+            arn = resp["DeliveryStreamARN"]
+        except ClientError as exc:
+            if _code(exc) != "ResourceInUseException":
+                raise
+            arn = fh.describe_delivery_stream(DeliveryStreamName=p["stream_name"])[
+                "DeliveryStreamDescription"]["DeliveryStreamARN"]
+        return {"arn": arn, "stream_name": p["stream_name"]}
+
+    def update_firehose_stream(self, p: Props, before: Entry) -> Outputs:
+        return self.replace_firehose_stream(p, before)
+
+    def replace_firehose_stream(self, p: Props, before: Entry) -> Outputs:
+        self.delete_firehose_stream(before, False)
+        return self.create_firehose_stream(p)
+
+    def delete_firehose_stream(self, entry: Entry, _destroying: bool) -> None:
+        _ignore_missing(lambda: self.client("firehose").delete_delivery_stream(
+            DeliveryStreamName=entry.props["stream_name"]))
+
+    def exists_firehose_stream(self, entry: Entry) -> bool:
+        self.client("firehose").describe_delivery_stream(
+            DeliveryStreamName=entry.props["stream_name"])
         return True
 
     # -- log_group --------------------------------------------------------------------

@@ -130,3 +130,26 @@ def test_runtime_layer_is_published_and_attached_to_every_function() -> None:
     plain = compile_config(Config.model_validate(SPEC), context())
     assert "layer" not in plain.resources
     assert all("layers" not in r.props for r in plain.resources.values())
+
+
+def test_cloud_targets_capture_through_a_firehose_stream() -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec["endpoints"]["score"]["capture"] = {"sample_rate": 0.5}
+    graph = compile_config(Config.model_validate(spec), context(capture_streams=True))
+    stream = graph.resources["stream.score"]
+    assert stream.kind == "firehose_stream"
+    assert stream.props["prefix"] == "capture/score/dt=!{timestamp:yyyy-MM-dd}/"
+    assert stream.props["compression"] == "GZIP" and stream.props["extension"] == ".jsonl.gz"
+    fn = graph.resources["function.score"]
+    assert fn.props["environment"]["MLOPS_CAPTURE_STREAM"] == stream.props["stream_name"]
+    assert "stream.score" in fn.depends_on
+    actions = [a for s in graph.resources["role.score"].props["policy"]["Statement"]
+               for a in s["Action"]]
+    assert "firehose:PutRecordBatch" in actions
+    role = graph.resources["role.score-capture"].props
+    assert role["trust_policy"]["Statement"][0]["Principal"] == {
+        "Service": "firehose.amazonaws.com"}
+    # No capture declared, or the local data plane: no stream.
+    assert "stream.score-iam" not in graph.resources
+    local = compile_config(Config.model_validate(spec), context())
+    assert not any(r.kind == "firehose_stream" for r in local.resources.values())

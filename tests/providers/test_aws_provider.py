@@ -79,6 +79,12 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
          {"description": "rt 2"}),
         ("iam_role", {"role_name": "rt-fn", "trust_policy": trust, "policy_name": "rt-access",
                       "policy": policy, "tags": tags}, {"policy_name": "rt-access-2"}),
+        ("firehose_stream", {"stream_name": "rt-capture", "bucket": BUCKET, "role_arn": role_arn,
+                             "prefix": "capture/rt/dt=!{timestamp:yyyy-MM-dd}/",
+                             "error_prefix": "capture-errors/rt/!{firehose:error-output-type}/",
+                             "buffer_seconds": 60, "buffer_mb": 5, "compression": "GZIP",
+                             "extension": ".jsonl.gz", "tags": tags},
+         {"buffer_seconds": 120}),
         ("log_group", {"name": "/aws/lambda/rt-fn", "retention_days": 30, "tags": tags},
          {"retention_days": 7}),
         ("lambda_function", fn, {"memory": 512}),
@@ -144,6 +150,11 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
         entries[kind] = entry
 
     lam = provider.client("lambda")
+    stream = provider.client("firehose").describe_delivery_stream(
+        DeliveryStreamName="rt-capture")["DeliveryStreamDescription"]
+    dest = stream["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert dest["BufferingHints"]["IntervalInSeconds"] == 120
+    assert dest["Prefix"] == "capture/rt/dt=!{timestamp:yyyy-MM-dd}/"
     cfg = lam.get_function_configuration(FunctionName="rt-fn")
     assert cfg["MemorySize"] == 512
     assert [layer["Arn"] for layer in cfg["Layers"]] == [

@@ -92,3 +92,19 @@ def test_layer_becomes_a_layer_version(tmp_path: Path) -> None:
     path.write_text(to_json(t))
     matches = cfnlint.lint_file(path, config=cfnlint.ManualArgs(regions=["us-east-1"]))
     assert [m for m in matches if m.rule.id.startswith(("E", "W"))] == []
+
+
+def test_capture_stream_passes_cfn_lint(tmp_path: Path) -> None:
+    cfnlint = pytest.importorskip("cfnlint.api")
+    spec = json.loads(json.dumps(SPEC))
+    spec["endpoints"]["score"]["capture"] = {"sample_rate": 1.0}
+    graph = compile_config(Config.model_validate(spec), context(
+        account_id=ACCOUNT, region=REGION, capture_streams=True))
+    t = synthesize(graph, description="with capture")
+    kinds = {r["Type"] for r in t["Resources"].values()}
+    assert "AWS::KinesisFirehose::DeliveryStream" in kinds
+    path = tmp_path / "t.json"
+    path.write_text(to_json(t))
+    matches = cfnlint.lint_file(path, config=cfnlint.ManualArgs(regions=["us-east-1"]))
+    assert [f"{m.rule.id} {m.message}" for m in matches
+            if m.rule.id.startswith(("E", "W"))] == []
