@@ -19,20 +19,11 @@ from botocore.exceptions import ClientError
 from framework.compile import names
 from framework.errors import StateLockedError
 from framework.plan.state import State, now_iso
+from framework.procs import pid_alive
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -119,7 +110,7 @@ class StateStore:
                     raise
             other = self.holder() or {}
             pid = int(other.get("pid", 0))
-            if other.get("host") == holder["host"] and (pid == os.getpid() or not _pid_alive(pid)):
+            if other.get("host") == holder["host"] and (pid == os.getpid() or not pid_alive(pid)):
                 self.warnings.append(
                     f"took over the lock left by pid {pid} (since {other.get('since')}), "
                     "whose apply stopped without releasing it")

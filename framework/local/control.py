@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framework.errors import TargetUnavailableError
+from framework.procs import pid_alive
 from framework.runtime.clients import Connection
 
 from .files import LOG_FILE, STATE_FILE
@@ -39,22 +40,6 @@ class LocalAWS:
 
 def default_port() -> int:
     return int(os.environ.get("MLOPS_LOCAL_PORT") or DEFAULT_PORT)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our own exited child (a zombie still answers kill(0)).
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _health(gateway_url: str, timeout: float = 1.0) -> dict[str, object] | None:
@@ -81,7 +66,7 @@ def status(home: Path) -> LocalAWS | None:
     if state is None:
         return None
     pid = int(str(state["pid"]))
-    if not _alive(pid):
+    if not pid_alive(pid):
         return None
     aws = LocalAWS(str(state["control_url"]), str(state["gateway_url"]), pid, home)
     health = _health(aws.gateway_url)
@@ -177,14 +162,14 @@ def _terminate(pid: int) -> None:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    while _alive(pid):
+    while pid_alive(pid):
         time.sleep(0.02)
 
 
@@ -206,7 +191,7 @@ def stop(home: Path) -> bool:
     state = _read_state(home)
     if state is not None:
         pid = int(str(state["pid"]))
-        if _alive(pid) and _is_daemon(pid):
+        if pid_alive(pid) and _is_daemon(pid):
             _terminate(pid)
             return True
     return False
