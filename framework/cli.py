@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, err, open_stage, out, workspace
 from framework.cli_delivery import ci_app, rollout_app
 from framework.cli_delivery import retrain as retrain_cmd
 from framework.cli_delivery import test as gate_test
@@ -37,32 +37,10 @@ app.command("test")(gate_test)
 app.command("retrain")(retrain_cmd)
 app.command("build")(build_cmd)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
-StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
-DEFAULT_FILE = Path("mlops.yaml")
 
 OP_STYLE = {Op.create: "green", Op.update: "yellow", Op.replace: "magenta", Op.delete: "red",
             Op.noop: "dim"}
-
-
-def _workspace(file: Path, stage: str | None) -> Any:
-    from framework.workflow import Workspace
-
-    return Workspace.open(file, stage)
-
-
-def _session(file: Path, stage: str | None, *, start_local: bool = True) -> Any:
-    from framework.workflow import open_session
-
-    ws = _workspace(file, stage)
-    session = open_session(ws, start_local=start_local)
-    if session.target.gateway_url:
-        err.print(f"[dim]local AWS: control plane {session.target.conn.endpoint_url}, "
-                  f"gateway {session.target.gateway_url}[/dim]")
-    return session
 
 
 def _print_warnings(session: Any) -> None:
@@ -115,7 +93,7 @@ def validate(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Check mlops.yaml and the model artifacts it names; report every problem at once."""
     from framework.package import describe_artifacts
 
-    ws = _workspace(file, stage)
+    ws = workspace(file, stage)
     describe_artifacts(ws.loaded.config, ws.root)
     cfg = ws.loaded.config
     out.print(f"[green]ok[/green] {ws.loaded.path.name}: project {cfg.project}, stage "
@@ -149,7 +127,7 @@ def plan_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     """Show what a deploy would change, and why."""
     from framework.workflow import plan
 
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     the_plan = plan(session, destroy=destroy)
     print_plan(the_plan, show_noop=all_)
     _print_warnings(session)
@@ -175,7 +153,7 @@ def deploy(saved: Annotated[Path | None, typer.Argument(help="A plan saved by `m
     from framework.gates import GateFailedError
     from framework.workflow import apply, check_gates, check_plan_matches, plan
 
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     started = time.perf_counter()
     if saved is not None:
         if not saved.exists():
@@ -225,7 +203,7 @@ def lock(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     from framework import lockfile
     from framework.workflow import planned_lock_entry
 
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     if not check:
         _write_lock(session, session.store.load())
         return
@@ -248,7 +226,7 @@ def destroy(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     """Remove everything the project created on the stage's target, registry included."""
     from framework.workflow import apply, plan
 
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     the_plan = plan(session, destroy=True)
     print_plan(the_plan)
     if not the_plan.changes:
@@ -271,7 +249,7 @@ def synth(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     from framework.synth import to_json, to_sam
     from framework.workflow import synth as synthesize
 
-    ws = _workspace(file, stage)
+    ws = workspace(file, stage)
     template = synthesize(ws)
     target = output or ws.root / "infra" / "cloudformation" / f"{ws.project}-{ws.stage}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +265,7 @@ def synth(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
 @app.command()
 def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """What is deployed on the stage, and where its endpoints answer."""
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     state = session.store.load()
     out.print(f"{session.ws.project}/{session.ws.stage} on {session.target.kind.value}: "
               f"state #{state.serial}, {len(state.resources)} resource(s), registry "
@@ -300,7 +278,7 @@ def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
 @app.command()
 def unlock(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Remove the stage's deploy lock (after a deploy died on another machine)."""
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     holder = session.store.holder()
     if holder is None:
         out.print("not locked")
@@ -322,7 +300,7 @@ def audit(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     from framework.registry.audit_query import read_registry, select
     from framework.registry.service import parse_time
 
-    ws = _workspace(file, stage)
+    ws = workspace(file, stage)
     when = parse_time(since) if since else None
     source = "the registry"
     try:

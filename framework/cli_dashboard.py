@@ -7,15 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
-StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
-DEFAULT_FILE = Path("mlops.yaml")
+from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, err, open_stage, out
 
 
 def dashboard(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
@@ -31,9 +25,8 @@ def dashboard(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     A static, self-contained HTML site (no server, nothing loaded from the network)."""
     from framework import dashboard as dash
     from framework.dashboard.site import PREFIX
-    from framework.workflow import Workspace, open_session
 
-    session = open_session(Workspace.open(file, stage))
+    session = open_stage(file, stage, announce=False)
     data = dash.collect(session)
     pages = dash.render_site(data)
     folder = output or session.ws.home / "dashboard"

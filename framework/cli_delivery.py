@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, open_stage, out
 from framework.errors import MlopsError
 from framework.rollout.record import COMPLETED, ROLLED_BACK, RUNNING, RolloutRecord
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 rollout_app = typer.Typer(no_args_is_help=True,
                           help="Progressive rollouts of new model versions on endpoints.")
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
-StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
-DEFAULT_FILE = Path("mlops.yaml")
 STATUS_STYLE = {RUNNING: "yellow", COMPLETED: "green", ROLLED_BACK: "red", "aborted": "dim"}
 
 
@@ -88,10 +81,6 @@ class RolledBackError(MlopsError):
     exit_code = 6
 
 
-def _session(file: Path, stage: str | None) -> Any:
-    from framework.workflow import Workspace, open_session
-
-    return open_session(Workspace.open(file, stage))
 
 
 @rollout_app.command("status")
@@ -99,7 +88,7 @@ def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Each endpoint's latest rollout: strategy, step, traffic share, verdicts."""
     from framework.rollout.session import records
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     found = records(session)
     if not found:
         out.print("no rollouts yet")
@@ -128,7 +117,7 @@ def promote(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None)
     """Give all traffic to the candidate now."""
     from framework.rollout.session import driver, record_serving
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     rec = driver(session).promote(_one(session, endpoint))
     record_serving(session, [rec])
     out.print(_describe(rec))
@@ -141,7 +130,7 @@ def abort(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     """Return all traffic to the stable version now."""
     from framework.rollout.session import driver, record_serving
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     rec = driver(session).abort(_one(session, endpoint), reason)
     record_serving(session, [rec])
     out.print(_describe(rec))
@@ -151,7 +140,7 @@ def abort(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
 def resume(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
            wait: Annotated[bool, typer.Option(help="Drive to the end.")] = True) -> None:
     """Pick up rollouts whose driver stopped (e.g. the deploying process was killed)."""
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     if drive_rollouts(session, wait=wait) is None:
         out.print("no running rollouts")
 
@@ -213,7 +202,7 @@ def retrain(model: Annotated[str | None, typer.Argument(help="Model to retrain."
     requests: list[tuple[str, dict[str, Any]]] = []
     session = None
     if pending:
-        session = _session(file, stage)
+        session = open_stage(file, stage, announce=False)
         s3 = session.target.conn.client("s3")
         requests = rt.pending(s3, session.bucket, model)
         if not requests:

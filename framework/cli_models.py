@@ -11,28 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, err, open_stage, out
 from framework.errors import MlopsError
 
 models_app = typer.Typer(no_args_is_help=True,
                          help="The model registry: versions, aliases, approvals, lineage, cards.")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
-StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
 RefArg = Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")]
 DeployOpt = Annotated[bool, typer.Option("--deploy", help="Deploy at once so endpoints follow.")]
-DEFAULT_FILE = Path("mlops.yaml")
 
 
-def _session(file: Path, stage: str | None) -> Any:
-    from framework.workflow import Workspace, open_session
-
-    return open_session(Workspace.open(file, stage))
 
 
 def _registry(session: Any) -> Any:
@@ -69,7 +60,7 @@ def _deploy_now(file: Path, stage: str | None) -> None:
 @models_app.command("list")
 def list_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Every registered model: versions, latest, aliases."""
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     table = Table(title=f"registry s3://{reg.bucket}/models/", title_justify="left")
     for col in ("model", "versions", "latest", "aliases"):
         table.add_column(col)
@@ -87,7 +78,7 @@ def show(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="Print metadata.json.")] = False,
          ) -> None:
     """A version's metadata (the latest, or the one an alias points at)."""
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     pinned = _pinned(reg, ref)
     meta = reg.verify(pinned.name, pinned.version) if verify else \
         reg.metadata(pinned.name, pinned.version)
@@ -124,7 +115,7 @@ def register(names: Annotated[list[str] | None, typer.Argument(
     """Register the versions mlops.yaml declares (a no-op for identical bytes)."""
     from framework.registry.service import register_declared
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     reg = _registry(session)
     reg.ensure_bucket(session.target.region)
     config = session.ws.loaded.config
@@ -149,7 +140,7 @@ def promote(ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the a
     """Point an alias at a version (compare-and-swap; approvals from mlops.yaml apply)."""
     from framework.registry.service import promote as do_promote
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     reg = _registry(session)
     before = reg.alias(_ref(ref).name, alias).version
     doc = do_promote(reg, session.ws.loaded.config, _ref(ref), alias, reason)
@@ -171,7 +162,7 @@ def approve(ref: Annotated[str, typer.Argument(help="NAME@VERSION to approve.")]
                 "--alias", "-a", help="Approve for this alias only (default: any).")] = None,
             file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Record an approval of a version (immutable; audited)."""
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     pinned = _pinned(reg, ref)
     rec = reg.approve(pinned.name, pinned.version, by, note, alias)
     out.print(f"[green]approved[/green] {pinned.name}@{pinned.version} by {rec['by']}"
@@ -190,7 +181,7 @@ def rollback(name: Annotated[str, typer.Argument(help="Model name.")],
     """Move an alias back to the version it pointed at before."""
     from framework.registry.service import rollback as do_rollback
 
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     doc = do_rollback(reg, _ref(name).name, alias, to, reason)
     out.print(f"[yellow]rolled back[/yellow] '{alias}' of {name}: {doc['previous']} → "
               f"{doc['version']}; endpoints serving {name}@{alias} follow on the next deploy")
@@ -208,7 +199,7 @@ def history(name: Annotated[str, typer.Argument(help="Model name.")],
     """Every alias change (who, when, from → to), or the aliases at a point in time."""
     from framework.registry.service import at_time, parse_time
 
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     records = reg.history(_ref(name).name, alias)
     if at is not None:
         when = parse_time(at)
@@ -235,7 +226,7 @@ def lineage(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -
     """The chain of parent versions, with the data and code each came from."""
     from framework.registry.service import lineage as chain_of
 
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     pinned = _pinned(reg, ref)
     chain = chain_of(reg, pinned.name, pinned.version)
     for depth, meta in enumerate(chain):
@@ -255,7 +246,7 @@ def diff(a: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")]
     """Metadata and metric differences between two versions."""
     from framework.registry.service import diff as diff_of
 
-    reg = _registry(_session(file, stage))
+    reg = _registry(open_stage(file, stage, announce=False))
     left = _pinned(reg, a)
     right = _pinned(reg, b if "@" in b else f"{left.name}@{b}")
     ma = reg.metadata(left.name, left.version)
@@ -282,7 +273,7 @@ def card(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     from framework.registry import card as cards
     from framework.registry.service import lineage as chain_of
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     reg = _registry(session)
     pinned = _pinned(reg, ref)
     meta = reg.metadata(pinned.name, pinned.version)
@@ -309,7 +300,7 @@ def reproduce(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
     """Re-run the training entry point with the recorded parameters and data; compare."""
     from framework.registry.reproduce import reproduce as run
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     reg = _registry(session)
     pinned = _pinned(reg, ref)
     result = run(reg, session.ws.root, pinned.name, pinned.version, tolerance)

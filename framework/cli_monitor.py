@@ -22,28 +22,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, open_stage, out
 from framework.errors import MlopsError
 
 monitor_app = typer.Typer(no_args_is_help=True, help="Run monitors and read their reports.")
 mail_app = typer.Typer(no_args_is_help=True, help="Report e-mails the monitors sent.")
-out = Console(highlight=False, soft_wrap=True)
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
-StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
-DEFAULT_FILE = Path("mlops.yaml")
 
 
 class MonitorError(MlopsError):
     """A monitor command could not proceed."""
 
 
-def _session(file: Path, stage: str | None) -> Any:
-    from framework.workflow import Workspace, open_session
-
-    return open_session(Workspace.open(file, stage))
 
 
 def _spec(session: Any, name: str) -> Any:
@@ -119,7 +111,7 @@ def run(name: str, window: Annotated[str | None, typer.Option(
     from framework.monitoring.run import Clients, run_monitor
     from framework.monitoring.spec import Window
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     spec = _spec(session, name)
     try:
         win = Window.parse(window) if window else Window.ending(datetime.now(UTC),
@@ -160,7 +152,7 @@ def _history(session: Any, name: str) -> list[dict[str, Any]]:
 @monitor_app.command("history")
 def history(name: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """List past runs of a monitor."""
-    runs = _history(_session(file, stage), name)
+    runs = _history(open_stage(file, stage, announce=False), name)
     table = Table("run", "window end", "status", "rows", "drift share", "report")
     for h in runs:
         f = h.get("figures", {})
@@ -178,7 +170,7 @@ def report(name: str, html: Annotated[Path | None, typer.Option(
     """Print (or write / open) the latest report of a monitor."""
     from framework.monitoring.report import render_text
 
-    session = _session(file, stage)
+    session = open_stage(file, stage, announce=False)
     runs = _history(session, name)
     if not runs:
         raise MonitorError(f"no reports of '{name}' yet; run `mlops monitor run {name}`")
@@ -235,7 +227,7 @@ class _Mailbox:
 @mail_app.command("list")
 def mail_list(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """List report e-mails, newest last."""
-    box = _Mailbox(_session(file, stage))
+    box = _Mailbox(open_stage(file, stage, announce=False))
     table = Table("#", "date", "to", "subject", "note", title=f"messages in {box.where}")
     for i in range(1, len(box) + 1):
         msg = email.message_from_bytes(box.read(i), policy=policy.default)
@@ -248,7 +240,7 @@ def mail_list(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
 def mail_show(number: int, raw: Annotated[bool, typer.Option("--raw")] = False,
               file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
     """Show one e-mail (its text part, or the raw .eml with --raw)."""
-    box = _Mailbox(_session(file, stage))
+    box = _Mailbox(open_stage(file, stage, announce=False))
     if not 1 <= number <= len(box):
         raise MonitorError(f"no message #{number}; `mlops mail list` shows {len(box)}")
     data = box.read(number)

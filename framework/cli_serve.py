@@ -18,27 +18,17 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, err, open_stage, out
 from framework.errors import ConfigError, Problem
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 keys_app = typer.Typer(no_args_is_help=True,
                        help="API keys of endpoints with auth: api_key (stored only as hashes).")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path of mlops.yaml.")]
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Path of mlops.yaml.")]
-StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage to act on.")]
-DEFAULT_FILE = Path("mlops.yaml")
 
 
-def _session(file: Path, stage: str | None) -> Any:
-    from framework.cli import _session as open_session
-
-    return open_session(file, stage)
 
 
 # -- invoke -------------------------------------------------------------------------------
@@ -173,7 +163,7 @@ def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlop
     from framework.compile import names
     from framework.workflow import find_endpoint
 
-    session = _session(config, stage)
+    session = open_stage(config, stage)
     info = find_endpoint(session, session.store.load(), endpoint)
     method, route_path = info.route.split(" ", 1)
     url = info.url
@@ -231,7 +221,7 @@ def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlop
 
 
 def _keys_context(file: Path, stage: str | None, endpoint: str) -> tuple[Any, Any]:
-    session = _session(file, stage)
+    session = open_stage(file, stage)
     endpoints = session.ws.loaded.config.endpoints
     if endpoint not in endpoints:
         declared = ", ".join(endpoints) or "none"
