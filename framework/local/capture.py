@@ -105,7 +105,9 @@ class CaptureStore:
 
     # -- background -----------------------------------------------------------------------
     def start(self) -> None:
-        self.recover()
+        # Seal what a crash left open, but upload nothing yet: the daemon starts this before
+        # its control plane serves. The loop below uploads sealed batches once it answers.
+        self._seal_leftovers()
         self._thread = threading.Thread(target=self._loop, name="capture", daemon=True)
         self._thread.start()
 
@@ -129,12 +131,15 @@ class CaptureStore:
 
     def recover(self) -> int:
         """After a crash: seal every spool file left open and upload everything."""
+        self._seal_leftovers()
+        return self._upload_sealed()
+
+    def _seal_leftovers(self) -> None:
         with self._lock:
             open_paths = {b.path for b in self._open.values()}
         for path in self.spool.glob("*.open"):
             if path not in open_paths:
                 os.replace(path, path.with_suffix(".sealed"))
-        return self._upload_sealed()
 
     def _upload_sealed(self) -> int:
         total = 0
