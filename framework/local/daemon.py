@@ -88,7 +88,7 @@ def run(home: Path, port: int) -> int:
     scheduler = Scheduler(
         home, lambda: load_rules(control_url, _rule_regions()),
         lambda arn, event: admin.invoke_outcome(runner, arn, None, event),
-        before_fire=runner.capture.flush,  # the monitor sees every request captured so far
+        before_fire=runner.flush_capture,  # the monitor sees every request captured so far
     )
     gateway.gateway.admin.update({
         "/_mlops/clock": admin.clock_route(scheduler),

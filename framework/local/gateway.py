@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import io
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from framework.runtime.clients import Connection
@@ -46,6 +48,7 @@ from .apigw import (
     json_response,
     translate_result,
 )
+from .direct import Ticket
 from .metrics import Metrics
 from .runner import Invocation, Runner
 
@@ -158,6 +161,15 @@ class Gateway:
             "mlops_capture_pending": ("gauge", capture.pending),
             "mlops_log_events_shipped_total": ("counter", lambda: runner.logs.shipped),
         })
+        self.hub = runner.hub
+        if self.hub is not None:
+            hub = self.hub
+            hub.metrics = self.metrics
+            self.metrics.callbacks.update({
+                "mlops_direct_connections": ("gauge", hub.handed),
+                "mlops_direct_adopted_total": ("counter", lambda: hub.adopted),
+                "mlops_direct_replayed_total": ("counter", lambda: hub.replayed),
+            })
 
     def refresh(self) -> RouteTable:
         table = load_routes(self.control_url, self.regions())
@@ -197,16 +209,20 @@ class Gateway:
         if path == "/_mlops/health" and method in ("GET", "HEAD"):
             return json_response(200, {"status": "ok", **self.info})
         if path == "/metrics" and method in ("GET", "HEAD"):
+            if self.hub is not None:
+                self.hub.sync()  # the workers' latest reports count
             body = self.metrics.render().encode()
             return HttpResponse(200, [("content-type", "text/plain; version=0.0.4")], body)
         if path == "/_mlops/workers" and method == "GET":
             return json_response(200, {"pids": self.runner.worker_pids()})
         if path == "/_mlops/flush" and method == "POST":
-            uploaded = self.runner.capture.flush()
+            uploaded = self.runner.flush_capture()
             shipped = self.runner.logs.ship()
             return json_response(200, {"uploaded": uploaded, "log_events": shipped})
         if path == "/_mlops/refresh" and method == "POST":
             table = self.refresh()
+            if self.hub is not None:
+                self.hub.revoke()  # handed connections come back and are routed afresh
             for hook in self.on_refresh:
                 try:
                     hook()
@@ -227,24 +243,38 @@ class Gateway:
         source_ip: str,
         protocol: str = "HTTP/1.1",
     ) -> HttpResponse:
+        return self.serve(method, target, headers, body, source_ip, protocol)[0]
+
+    def serve(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        protocol: str = "HTTP/1.1",
+    ) -> tuple[HttpResponse, Ticket | None]:
+        """The response, and a ticket if the connection's next requests may go direct."""
         path, _, query = target.partition("?")
         admin = self.admin.get(path)
         if admin is not None:
-            return admin(method, query, body)
+            return admin(method, query, body), None
         internal = self.internal(method, path)
         if internal is not None:
-            return internal
+            return internal, None
         request_id = str(uuid.uuid4())
-        response = self._route(method, path, query, headers, body, source_ip, request_id, protocol)
+        response, ticket = self._route(method, target, path, query, headers, body, source_ip,
+                                       request_id, protocol)
         return HttpResponse(
             response.status,
             [*response.headers, ("x-amzn-requestid", request_id), ("apigw-requestid", request_id)],
             response.body,
-        )
+        ), ticket
 
     def _route(
         self,
         method: str,
+        target: str,
         path: str,
         query: str,
         headers: list[tuple[str, str]],
@@ -252,7 +282,7 @@ class Gateway:
         source_ip: str,
         request_id: str,
         protocol: str,
-    ) -> HttpResponse:
+    ) -> tuple[HttpResponse, Ticket | None]:
         api_id, _, rest = path.lstrip("/").partition("/")
         table = self.table()
         raw_path = "/" + rest
@@ -260,17 +290,18 @@ class Gateway:
         first, _, after = rest.partition("/")
         if first and first != "$default" and first in table.stages.get(api_id, set()):
             stage, rest = first, after
-        found = table.find(api_id, method, "/" + unquote(rest))
+        match_path = "/" + unquote(rest)
+        found = table.find(api_id, method, match_path)
         if found is None:
             self.metrics.inc("mlops_unrouted_requests_total")
-            return json_response(404, {"message": "Not Found"})
+            return json_response(404, {"message": "Not Found"}), None
         route, params = found
         identity = None
         if route.authorization == "AWS_IAM":
             identity = check_sigv4({k.lower(): v for k, v in headers})
             if identity is None:
                 self.metrics.inc("mlops_unauthorized_requests_total")
-                return json_response(403, {"message": "Forbidden"})
+                return json_response(403, {"message": "Forbidden"}), None
         event = build_event(
             route=route,
             api_id=api_id,
@@ -292,7 +323,7 @@ class Gateway:
             result = self.runner.invoke(route.function_uri, None, event)
         except Exception:
             log.exception("invoke of %s failed", route.function_uri)
-            return json_response(500, {"message": "Internal Server Error"})
+            return json_response(500, {"message": "Internal Server Error"}), None
         extra = [
             ("x-mlops-executed-version", result.executed_version),
             ("x-mlops-cold-start", "true" if result.cold_start else "false"),
@@ -317,7 +348,32 @@ class Gateway:
         shadow = result.shadow_version
         if shadow and shadow != result.executed_version and status < 400:
             self.mirror.submit(self._shadow, route.function_uri, shadow, event, result)
-        return HttpResponse(response.status, [*response.headers, *extra], response.body)
+        ticket = None
+        if (self.hub is not None and kind is None and identity is None and not shadow
+                and not result.weighted and result.pool is not None and protocol == "HTTP/1.1"):
+            ticket = self._ticket(route, result, match_path, {
+                "route_key": route.route_key, "api_id": api_id, "stage": stage,
+                "method": method, "target": target, "raw_path": raw_path, "raw_query": query,
+                "path_params": params, "source_ip": source_ip,
+                "invoked_arn": result.invoked_arn, "version": result.executed_version})
+        return HttpResponse(response.status, [*response.headers, *extra], response.body), ticket
+
+    def _ticket(self, route: Route, result: Invocation, path: str, fields: dict[str, Any],
+                ) -> Ticket:
+        api_id, method = fields["api_id"], fields["method"]
+        pool = result.pool
+
+        def still_valid() -> bool:
+            """Same route, same function version, no weights, no shadow: still direct."""
+            found = self.table().find(api_id, method, path)
+            if found is None or found[0] != route:
+                return False
+            fn, weighted, _ = self.runner.target(route.function_uri)
+            return not weighted and not fn.shadow and self.runner.pool_of(fn) is pool
+
+        assert pool is not None
+        return Ticket(pool, result.region, result.endpoint or route.function_uri,
+                      result.executed_version, fields, still_valid)
 
     def _shadow(self, function: str, version: str, event: dict[str, Any],
                 primary: Invocation) -> None:
@@ -350,11 +406,54 @@ def _predictions(payload: Any) -> list[Any] | None:
     return got if isinstance(got, list) else None
 
 
+class _Prefixed(io.RawIOBase):
+    """A socket's input, after bytes already read from it (by a worker handing it back)."""
+
+    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
+        self._prefix = memoryview(prefix)
+        self._raw = socket.SocketIO(sock, "rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16  # headers and body leave in one write
     disable_nagle_algorithm = True
     server: GatewayServer
+
+    def __init__(self, request: Any, client_address: Any, server: Any, prefix: bytes = b"",
+                 ) -> None:
+        self._prefix = prefix
+        self._ticket: Ticket | None = None
+        super().__init__(request, client_address, server)
+
+    def setup(self) -> None:
+        super().setup()
+        if self._prefix:
+            self.rfile = io.BufferedReader(_Prefixed(self._prefix, self.connection))
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            ticket, self._ticket = self._ticket, None
+            if ticket is not None and self.server.handoff(self, ticket):
+                return
+            self.handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -397,7 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             response = json_response(413, {"message": "Request Entity Too Large"})
         else:
-            response = self.server.gateway.handle(
+            response, self._ticket = self.server.gateway.serve(
                 self.command,
                 self.path,
                 list(self.headers.items()),
@@ -424,7 +523,46 @@ class GatewayServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
         self.gateway = gateway
+        self._local = threading.local()  # .handed: this thread's connection went to a worker
         super().__init__(address, _Handler)
+        if gateway.hub is not None:
+            gateway.hub.resume = self.resume
+
+    def handoff(self, handler: _Handler, ticket: Ticket) -> bool:
+        """Give the handler's connection to a warm worker (see ``direct.py``)."""
+        hub = self.gateway.hub
+        sock = handler.connection
+        if hub is None or handler.rfile.closed:
+            return False
+        sock.setblocking(False)
+        try:
+            # a request already on its way comes along
+            prefix = cast(io.BufferedReader, handler.rfile).peek()
+        except OSError:
+            return False
+        finally:
+            sock.setblocking(True)
+        self._local.handed = hub.adopt(ticket, sock, handler.client_address, prefix)
+        return bool(self._local.handed)
+
+    def resume(self, sock: socket.socket, address: Any, prefix: bytes) -> None:
+        """Serve a connection a worker handed back (or left behind), from ``prefix`` on."""
+
+        def run() -> None:
+            try:
+                _Handler(sock, address, self, prefix)
+            except Exception:
+                self.handle_error(sock, address)
+            finally:
+                self.shutdown_request(sock)
+
+        threading.Thread(target=run, name="gateway-resumed", daemon=True).start()
+
+    def shutdown_request(self, request: Any) -> None:
+        if getattr(self._local, "handed", False):
+            self._local.handed = False
+            return  # a worker answers it now; the hub holds it
+        super().shutdown_request(request)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         # The daemon's long-lived objects (moto's state, replayed journal) would otherwise be

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import marshal
+import mmap
 import os
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -14,7 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from . import direct_worker
+
+if TYPE_CHECKING:
+    from .direct import DirectHub
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 _HEADER = struct.Struct(">I")
@@ -39,6 +46,7 @@ class WorkerSpec:
     timeout_s: float
     log_path: Path
     memory_mb: int | None = None  # RSS above this fails the invocation (Runtime.OutOfMemory)
+    direct: bool = False  # give workers a channel + shared page for the direct path
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,40 @@ class Worker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with spec.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-s", str(WORKER_SCRIPT)],
-                cwd=spec.code_dir,
-                env=spec.env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                close_fds=True,
-            )
+        env = spec.env
+        self.channel: socket.socket | None = None  # the direct path (see direct.py)
+        self.shm: mmap.mmap | None = None
+        self.conns = 0  # connections handed to this worker
+        passed: tuple[int, ...] = ()
+        child = None
+        if spec.direct:
+            self.channel, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            shm_fd = os.memfd_create("mlops-worker")
+            os.ftruncate(shm_fd, direct_worker.SHM_SIZE)
+            self.shm = mmap.mmap(shm_fd, direct_worker.SHM_SIZE)
+            passed = (child.fileno(), shm_fd)
+            env = {**env, "MLOPS_DIRECT_CHANNEL_FD": str(child.fileno()),
+                   "MLOPS_DIRECT_SHM_FD": str(shm_fd),
+                   "MLOPS_DIRECT_TIMEOUT_MS": str(spec.timeout_s * 1000)}
+            if spec.memory_mb is not None:
+                env["MLOPS_DIRECT_MEMORY_MB"] = str(spec.memory_mb)
+        try:
+            with spec.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-s", str(WORKER_SCRIPT)],
+                    cwd=spec.code_dir,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    close_fds=True,
+                    pass_fds=passed,
+                )
+        finally:
+            if child is not None:
+                child.close()
+            if passed:
+                os.close(passed[1])
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._tx: IO[bytes] = self.proc.stdin
         self._rx_fd = self.proc.stdout.fileno()
@@ -123,6 +155,7 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        # The hub closes the channel and the page once it has read the worker's last words.
         if self._statm is not None:
             with contextlib.suppress(OSError):
                 os.close(self._statm)
@@ -145,9 +178,12 @@ def _runtime_error(kind: str, message: str) -> dict[str, Any]:
 class Pool:
     """Workers for one (function, version, code): at most ``concurrency`` at a time, reused."""
 
-    def __init__(self, spec: WorkerSpec, concurrency: int) -> None:
+    def __init__(self, spec: WorkerSpec, concurrency: int, hub: DirectHub | None = None,
+                 ) -> None:
         self.spec = spec
+        self.hub = hub if spec.direct else None
         self.concurrency = max(1, concurrency)
+        self._starting = 0
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._lock = threading.Lock()
         self._idle: list[Worker] = []
@@ -162,15 +198,17 @@ class Pool:
         try:
             ready = worker.receive(time.monotonic() + max(INIT_TIMEOUT_S, self.spec.timeout_s))
         except (WorkerTimeout, WorkerDied) as exc:
-            self._discard(worker)
+            self.forget(worker)
             if isinstance(exc, WorkerDied) and (worker.proc.returncode or 0) < 0:
                 return None, _KILLED_IN_INIT  # killed from outside while starting
             kind = "Runtime.InitTimeout" if isinstance(exc, WorkerTimeout) else "Runtime.ExitError"
             return None, _runtime_error(kind, f"worker init failed: {exc or 'timed out'}")
         if ready.get("type") != "ready":
-            self._discard(worker)
+            self.forget(worker)
             return None, dict(ready.get("error") or _runtime_error("Runtime.Unknown", "init"))
         worker.init_ms = float(ready.get("init_ms") or 0.0)
+        if self.hub is not None:
+            self.hub.attach(worker, self)
         return worker, None
 
     def _discard(self, worker: Worker) -> None:
@@ -194,7 +232,10 @@ class Pool:
         with self._lock:
             if self._closed:
                 raise WorkerDied("pool is closed")
-            worker = self._idle.pop() if self._idle else None
+            worker = None
+            if self._idle:  # the one with the fewest handed connections: it waits least
+                best = min(range(len(self._idle)), key=lambda i: self._idle[i].conns)
+                worker = self._idle.pop(best)
         cold = worker is None
         if worker is None:
             worker, init_error = self._start()
@@ -239,6 +280,53 @@ class Pool:
         if reply.get("type") == "error":
             return Outcome(None, dict(reply["error"]), cold, False, init_ms, rss)
         return Outcome(reply.get("payload"), None, cold, False, init_ms, rss)
+
+    # -- the direct path ------------------------------------------------------------------
+    def direct_target(self) -> Worker | None:
+        """A warm worker to hand a connection to (its ``conns`` already counted), or None
+        (and a new worker starting) while the pool can still grow."""
+        with self._lock:
+            if self._closed:
+                return None
+            ready = [w for w in self._idle if w.channel is not None]
+            free = [w for w in ready if w.conns == 0]
+            grow = len(self._all) + self._starting < self.concurrency
+            if free or (ready and not grow):
+                worker = free[0] if free else min(ready, key=lambda w: w.conns)
+                worker.conns += 1
+                return worker
+            if grow:
+                self._starting += 1
+        if grow:
+            threading.Thread(target=self._prestart, name="prestart", daemon=True).start()
+        return None
+
+    def _prestart(self) -> None:
+        try:
+            worker, _ = self._start()
+        finally:
+            with self._lock:
+                self._starting -= 1
+        if worker is None:
+            return
+        with self._lock:
+            if self._closed:
+                worker.kill()
+            else:
+                self._idle.append(worker)
+
+    def forget(self, worker: Worker) -> None:
+        """The hub saw ``worker`` die: never hand it out again."""
+        with self._lock:
+            self._all.discard(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+        worker.kill()
+        if worker.channel is not None:
+            worker.channel.close()
+        if worker.shm is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                worker.shm.close()
 
     def worker_pids(self) -> list[int]:
         with self._lock:

@@ -31,6 +31,7 @@ from framework.errors import MlopsError
 from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
 from .capture import SPOOL_DIR, CaptureStore
+from .direct import DirectHub
 from .files import CODE_DIR, LOGS_DIR
 from .logship import LogShipper
 from .pool import Pool, WorkerSpec
@@ -60,6 +61,10 @@ class Invocation:
     init_ms: float | None = None  # cold starts: the worker's init duration
     captured: int = 0  # capture records committed for this invocation
     shadow_version: str | None = None  # the function's shadow version, if one is set
+    pool: Pool | None = None  # the workers of the executed version
+    weighted: bool = False  # the version was drawn by alias weights
+    region: str = DEFAULT_REGION
+    invoked_arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,9 @@ class Runner:
         self.capture.start()
         self.logs = LogShipper(lambda region: self._client("logs", region))
         self.logs.start()
+        # Warm workers answering handed connections themselves (MLOPS_LOCAL_DIRECT=0: off).
+        direct = os.environ.get("MLOPS_LOCAL_DIRECT", "1") != "0"
+        self.hub = DirectHub(self.capture) if direct else None
 
     def _client(self, service: str, region: str) -> Any:
         return Connection(region, self.control_url, dummy_credentials=True).client(service)
@@ -189,8 +197,12 @@ class Runner:
         return conn.client("lambda")
 
     def resolve_version(self, name: str, region: str, qualifier: str) -> str:
+        return self.resolve(name, region, qualifier)[0]
+
+    def resolve(self, name: str, region: str, qualifier: str) -> tuple[str, bool]:
+        """(executed version, drawn by alias weights)."""
         if qualifier == "$LATEST" or qualifier.isdigit():
-            return qualifier
+            return qualifier, False
         key = (region, name, qualifier)
 
         def load() -> tuple[str, dict[str, float]]:
@@ -200,9 +212,9 @@ class Runner:
 
         primary, weights = self._cached(self._aliases, key, load)
         if not weights:
-            return str(primary)
+            return str(primary), False
         with self._rng_lock:
-            return pick_version(primary, weights, self.rng)
+            return pick_version(primary, weights, self.rng), True
 
     def _cached(self, cache: _TTLCache, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         """Stale-while-revalidate: a stale entry is served while one thread refreshes it, so
@@ -338,13 +350,14 @@ class Runner:
             timeout_s=fn.timeout_s,
             log_path=log_path,
             memory_mb=fn.memory_mb if self.memory_limits else None,
+            direct=self.hub is not None,
         )
         self.logs.register(log_path, fn.region, fn.name)
         stale: list[Pool] = []
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
-                pool = Pool(spec, fn.reserved_concurrency or self.concurrency)
+                pool = Pool(spec, fn.reserved_concurrency or self.concurrency, self.hub)
                 # Code replaced under the same version ($LATEST): retire the old workers.
                 for old in [k for k in self._pools if k[:3] == key[:3]]:
                     stale.append(self._pools.pop(old))
@@ -353,16 +366,27 @@ class Runner:
             old_pool.close()
         return pool
 
-    def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
-        started = time.perf_counter()
+    def target(self, function: str, qualifier: str | None = None,
+               ) -> tuple[FunctionVersion, bool, str]:
+        """(the version an invoke would run, drawn by weights, the invoked ARN)."""
         name, region, qualifier = parse_function(function, qualifier, self.region)
-        version = self.resolve_version(name, region, qualifier)
-        fn = self.describe(name, region, version)
-        pool = self._pool(fn)
-        request_id = str(uuid.uuid4())
+        version, weighted = self.resolve(name, region, qualifier)
         invoked_arn = f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{name}"
         if qualifier != "$LATEST":
             invoked_arn += f":{qualifier}"
+        return self.describe(name, region, version), weighted, invoked_arn
+
+    def pool_of(self, fn: FunctionVersion) -> Pool | None:
+        """The existing workers of ``fn``, if any."""
+        with self._lock:
+            return self._pools.get((fn.region, fn.name, fn.version, fn.code_sha256))
+
+    def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
+        started = time.perf_counter()
+        fn, weighted, invoked_arn = self.target(function, qualifier)
+        region = fn.region
+        pool = self._pool(fn)
+        request_id = str(uuid.uuid4())
         outcome = pool.invoke(event, request_id, invoked_arn)
         payload = outcome.payload
         captured = 0
@@ -384,7 +408,17 @@ class Runner:
             init_ms=outcome.init_ms,
             captured=captured,
             shadow_version=fn.shadow,
+            pool=pool,
+            weighted=weighted,
+            region=region,
+            invoked_arn=invoked_arn,
         )
+
+    def flush_capture(self) -> int:
+        """Upload every capture record so far, those of direct requests included."""
+        if self.hub is not None:
+            self.hub.sync()
+        return self.capture.flush()
 
     def refresh(self) -> None:
         """Forget cached aliases and configurations (after a deploy)."""
@@ -402,5 +436,7 @@ class Runner:
             self._pools.clear()
         for pool in pools:
             pool.close()
+        if self.hub is not None:
+            self.hub.close()
         self.capture.close()
         self.logs.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import decimal
 import gc
 import importlib
+import importlib.util
 import io
 import json
 import marshal
@@ -77,12 +78,23 @@ def send(stream: BinaryIO, message: dict[str, Any]) -> None:
     stream.flush()
 
 
+def _read_exact(stream: BinaryIO, count: int) -> bytes:
+    chunks = []
+    while count > 0:
+        chunk = stream.read(count)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
 def receive(stream: BinaryIO) -> dict[str, Any] | None:
-    head = stream.read(_HEADER.size)
+    head = _read_exact(stream, _HEADER.size)
     if len(head) < _HEADER.size:
         return None
     (length,) = _HEADER.unpack(head)
-    data = stream.read(length)
+    data = _read_exact(stream, length)
     if data[:1] == b"M":  # the runner's requests: marshal, else JSON (b"J")
         message: dict[str, Any] = marshal.loads(data[1:])
     else:
@@ -120,7 +132,7 @@ def load_handler(code_dir: str, handler: str) -> Callable[[Any, Context], Any]:
 
 
 def _open_channel() -> tuple[BinaryIO, BinaryIO]:
-    rx = os.fdopen(os.dup(0), "rb")
+    rx = os.fdopen(os.dup(0), "rb", buffering=0)  # unbuffered: select() sees every frame
     tx = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # the handler's prints go to the log
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -129,8 +141,24 @@ def _open_channel() -> tuple[BinaryIO, BinaryIO]:
     return rx, tx
 
 
-def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str) -> int:
+def _load_sibling(name: str) -> Any:
+    """A module of this directory, by path (the deployed code owns ``sys.path``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(f"_mlops_local_{name}",
+                                                  os.path.join(here, f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str,
+          direct_env: dict[str, str] | None = None) -> int:
     started = time.monotonic()
+    # The direct path's modules are loaded before the deployed code can shadow a name.
+    apigw = _load_sibling("apigw") if direct_env else None
+    direct_worker = _load_sibling("direct_worker") if direct_env else None
     try:
         handler = load_handler(code_dir, handler_name)
     except Exception as exc:
@@ -143,6 +171,7 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str) -> int:
     gc.freeze()  # what init built (model, sessions, clients) is never garbage: stop scanning it
     send(tx, {"type": "ready", "init_ms": (time.monotonic() - started) * 1000})
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    timeout_ms = float((direct_env or {}).get("MLOPS_DIRECT_TIMEOUT_MS") or 3000)
     # The invocation's output (START, the handler's prints, END, REPORT) is buffered and
     # written once per invocation: one write instead of one per line on the hot path.
     sys.stdout.flush()
@@ -150,27 +179,48 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str) -> int:
     logs = io.TextIOWrapper(os.fdopen(os.dup(2), "wb", buffering=1 << 16), encoding="utf-8",
                             errors="replace", write_through=False)
     sys.stdout = sys.stderr = logs
+
+    def invoke(event: Any, request_id: str, invoked_arn: str,
+               remaining_ms: float = timeout_ms) -> tuple[Any, dict[str, Any] | None]:
+        """One invocation with the Lambda log lines: (result, None) or (None, error)."""
+        context = Context(request_id, invoked_arn, remaining_ms)
+        logs.write(f"START RequestId: {request_id} Version: {version}\n")
+        t0 = time.monotonic()
+        result: Any = None
+        error = None
+        try:
+            result = handler(event, context)
+        except Exception as exc:
+            traceback.print_exc()
+            error = error_shape(exc)
+            error["requestId"] = request_id
+        duration = (time.monotonic() - t0) * 1000
+        logs.write(f"END RequestId: {request_id}\n"
+                   f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\n")
+        logs.flush()
+        return result, error
+
+    direct = (direct_worker.open_direct(direct_env, apigw, invoke)
+              if direct_worker is not None and direct_env else None)
     while True:
+        if direct is not None and not direct.wait(rx.fileno()):
+            logs.flush()
+            return 0
         request = receive(rx)
         if request is None:
             logs.flush()
             return 0
         request_id = str(request["request_id"])
-        context = Context(request_id, str(request["invoked_arn"]), float(request["remaining_ms"]))
-        logs.write(f"START RequestId: {request_id} Version: {version}\n")
-        t0 = time.monotonic()
-        try:
-            result = handler(request["event"], context)
-            data = _encode({"type": "result", "payload": result})  # fails here, not mid-send
-        except Exception as exc:
-            traceback.print_exc()
-            error = error_shape(exc)
-            error["requestId"] = request_id
+        result, error = invoke(request["event"], request_id, str(request["invoked_arn"]),
+                               float(request["remaining_ms"]))
+        if error is None:
+            try:
+                data = _encode({"type": "result", "payload": result})  # fails here, not mid-send
+            except Exception as exc:
+                error = error_shape(exc)
+                error["requestId"] = request_id
+        if error is not None:
             data = _encode({"type": "error", "error": error})
-        duration = (time.monotonic() - t0) * 1000
-        logs.write(f"END RequestId: {request_id}\n"
-                   f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\n")
-        logs.flush()
         tx.write(_HEADER.pack(len(data)) + data)
         tx.flush()
 
@@ -180,7 +230,9 @@ def main() -> int:
     code_dir = os.environ["LAMBDA_TASK_ROOT"]
     sys.path[0] = code_dir  # replaces this script's own directory
     os.chdir(code_dir)
-    return serve(rx, tx, code_dir, os.environ["_HANDLER"])
+    # The direct path's descriptors are the runtime's business, not the function's.
+    direct = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MLOPS_DIRECT_")}
+    return serve(rx, tx, code_dir, os.environ["_HANDLER"], direct or None)
 
 
 if __name__ == "__main__":

@@ -48,11 +48,13 @@ def handler(event, context):
     CALLS += 1
     print("a print from the handler must not corrupt the protocol")
     sys.stdout.write("and neither must raw stdout writes\\n")
-    mode = (event.get("queryStringParameters") or {{}}).get("mode", "")
+    query = event.get("queryStringParameters") or {{}}
+    headers = event.get("headers") or {{}}
+    mode = query.get("mode") or headers.get("x-echo-mode", "")
     if mode == "raise":
         raise ValueError("boom")
     if mode == "sleep":
-        time.sleep(float(event["queryStringParameters"].get("s", "5")))
+        time.sleep(float(query.get("s") or headers.get("x-echo-sleep") or "5"))
     if mode == "bare":
         return {{"hello": "world"}}
     if mode == "raw":

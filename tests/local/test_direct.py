@@ -1,0 +1,229 @@
+"""The direct path: keep-alive connections handed to warm workers, against a real daemon.
+
+The first request of a connection is answered through gateway → runner → worker pipe (its
+``server`` header is the gateway's); the next ones by the worker itself (``mlops-local``).
+Whatever the worker will not answer goes back to the gateway, on the same connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from .conftest import Deployed
+from .support import Reply, request
+
+DIRECT = "mlops-local"
+
+
+def _conn(deployed: Deployed) -> http.client.HTTPConnection:
+    port = int(deployed.aws.gateway_url.rsplit(":", 1)[1])
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+
+def _metric(deployed: Deployed, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"{deployed.aws.gateway_url}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        named = line.startswith((name + "{", name + " "))
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _served_by(reply: Reply) -> str:
+    return reply.headers["server"]
+
+
+def _handed(deployed: Deployed, conn: http.client.HTTPConnection, path: str) -> list[Reply]:
+    """Two requests on ``conn``: the gateway answers the first, a worker the second."""
+    replies = [request(deployed.url(path), conn=conn) for _ in range(2)]
+    assert [r.status for r in replies] == [200, 200]
+    assert _served_by(replies[0]) != DIRECT
+    assert _served_by(replies[1]) == DIRECT
+    return replies
+
+
+def test_next_requests_are_answered_by_the_worker_with_the_same_event(
+        deployed: Deployed) -> None:
+    before = _metric(deployed, "mlops_requests_total", endpoint="echo", version="1")
+    conn = _conn(deployed)
+    replies = [request(deployed.url("/items/42?x=1"), conn=conn,
+                       headers={"X-Test": "abc", "Cookie": "c=1"}) for _ in range(6)]
+    conn.close()
+    assert [r.status for r in replies] == [200] * 6
+    assert [_served_by(r) for r in replies[1:]] == [DIRECT] * 5
+    first, direct = replies[0].json(), replies[3].json()
+    assert first["pid"] == direct["pid"]  # the warm worker that answered the first request
+    for key in ("routeKey", "rawPath", "rawQueryString", "queryStringParameters",
+                "pathParameters", "cookies", "isBase64Encoded", "version"):
+        assert direct["event"][key] == first["event"][key], key
+    ctx, ctx0 = direct["event"]["requestContext"], first["event"]["requestContext"]
+    assert {k: v for k, v in ctx.items() if k not in ("requestId", "time", "timeEpoch")} == {
+        k: v for k, v in ctx0.items() if k not in ("requestId", "time", "timeEpoch")}
+    assert direct["event"]["headers"]["x-test"] == "abc"
+    assert ctx["requestId"] == replies[3].headers["x-amzn-requestid"]
+    assert direct["context"]["invoked_function_arn"].endswith(":echo:stable")
+    assert direct["context"]["aws_request_id"] != ctx["requestId"]
+    for reply in replies[1:]:
+        assert reply.headers["x-mlops-executed-version"] == "1"
+        assert reply.headers["x-mlops-cold-start"] == "false"
+        assert reply.headers["apigw-requestid"] == reply.headers["x-amzn-requestid"]
+    # every request counted, the direct ones included (the scrape waits for the reports)
+    after = _metric(deployed, "mlops_requests_total", endpoint="echo", version="1")
+    assert after - before == 6
+    assert _metric(deployed, "mlops_direct_adopted_total") >= 1
+
+
+def test_requests_the_worker_does_not_serve_go_back_on_the_same_connection(
+        deployed: Deployed) -> None:
+    conn = _conn(deployed)
+    _handed(deployed, conn, "/items/1")
+    other = request(deployed.url("/items/2"), conn=conn)  # another target
+    assert other.status == 200 and other.json()["event"]["pathParameters"] == {"id": "2"}
+    assert _served_by(other) != DIRECT
+    latest = request(deployed.url("/latest"), conn=conn)  # another route and version
+    assert latest.status == 200 and latest.headers["x-mlops-executed-version"] == "$LATEST"
+    missing = request(deployed.url("/nope"), conn=conn)
+    assert missing.status == 404
+    raised = request(deployed.url("/items/2?mode=raise"), conn=conn)
+    assert raised.status == 502
+    assert request(deployed.url("/items/2"), conn=conn).status == 200
+    conn.close()
+
+
+def _raw(deployed: Deployed) -> tuple[socket.socket, str]:
+    port = int(deployed.aws.gateway_url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return sock, f"/{deployed.api_id}/items/5"
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes, bytes]]:
+    """(status, head, body) of ``count`` responses read from a raw socket."""
+    buf = b""
+    out = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed early"
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(buf) < length:
+            buf += sock.recv(65536)
+        out.append((int(head.split(b" ")[1]), head, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+def test_pipelined_and_chunked_requests_on_a_handed_connection(deployed: Deployed) -> None:
+    sock, path = _raw(deployed)
+    get = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    sock.sendall(get)
+    sock.sendall(get)
+    _read_responses(sock, 2)
+    sock.sendall(get * 3)  # three requests in one write
+    replies = _read_responses(sock, 3)
+    assert [r[0] for r in replies] == [200] * 3
+    assert all(b"server: mlops-local" in r[1] for r in replies)
+    chunked = (f"GET {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "3\r\nabc\r\n0\r\n\r\n").encode()
+    sock.sendall(chunked + get)  # chunked: the gateway's, and the request after it too
+    replies = _read_responses(sock, 2)
+    assert [r[0] for r in replies] == [200, 200]
+    assert b"server: mlops-local" not in replies[0][1]
+    sock.sendall(get + b"GET " + path.encode() + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
+    replies = _read_responses(sock, 2)
+    assert [r[0] for r in replies] == [200, 200]
+    sock.settimeout(5)
+    assert sock.recv(1) == b""  # closed after the "Connection: close" request
+    sock.close()
+
+
+def test_refresh_sends_connections_back_to_the_gateway(deployed: Deployed) -> None:
+    conn = _conn(deployed)
+    _handed(deployed, conn, "/items/11")
+    urllib.request.urlopen(urllib.request.Request(
+        f"{deployed.aws.gateway_url}/_mlops/refresh", method="POST"), timeout=30).read()
+    again = [request(deployed.url("/items/11"), conn=conn) for _ in range(2)]
+    assert [_served_by(r) == DIRECT for r in again] == [False, True]
+    conn.close()
+
+
+def test_alias_moved_without_refresh_is_followed(deployed: Deployed) -> None:
+    lam = deployed.conn.client("lambda")
+    conn = _conn(deployed)
+    _handed(deployed, conn, "/items/12")
+    lam.update_alias(FunctionName="echo", Name="stable", FunctionVersion="2")
+    try:
+        deadline = time.monotonic() + 15
+        version = "1"
+        while version == "1" and time.monotonic() < deadline:
+            reply = request(deployed.url("/items/12"), conn=conn)
+            assert reply.status == 200
+            version = reply.headers["x-mlops-executed-version"]
+            time.sleep(0.05)
+        assert version == "2"
+    finally:
+        lam.update_alias(FunctionName="echo", Name="stable", FunctionVersion="1")
+        urllib.request.urlopen(urllib.request.Request(
+            f"{deployed.aws.gateway_url}/_mlops/refresh", method="POST"), timeout=30).read()
+    conn.close()
+
+
+def test_direct_request_over_the_timeout_is_504_and_the_connection_lives(
+        deployed: Deployed) -> None:
+    conn = _conn(deployed)
+    pid = _handed(deployed, conn, "/items/13")[1].json()["pid"]
+    before = _metric(deployed, "mlops_errors_total", endpoint="echo", kind="timeout")
+    started = time.monotonic()
+    slow = request(deployed.url("/items/13"), conn=conn,
+                   headers={"X-Echo-Mode": "sleep", "X-Echo-Sleep": "5"})
+    assert slow.status == 504
+    assert slow.json() == {"message": "Gateway Timeout"}
+    assert 1.9 < time.monotonic() - started < 4.5  # Timeout=2
+    after = request(deployed.url("/items/13"), conn=conn)
+    assert after.status == 200 and after.json()["pid"] != pid
+    assert _metric(deployed, "mlops_errors_total", endpoint="echo", kind="timeout") > before
+    conn.close()
+
+
+def test_worker_killed_mid_request_is_replayed(deployed: Deployed) -> None:
+    conn = _conn(deployed)
+    pid = _handed(deployed, conn, "/items/14")[1].json()["pid"]
+    result: dict[str, Any] = {}
+
+    def slow() -> None:
+        result["reply"] = request(deployed.url("/items/14"), conn=conn,
+                                  headers={"X-Echo-Mode": "sleep", "X-Echo-Sleep": "0.6"})
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=30)
+    reply = result["reply"]
+    assert reply.status == 200  # run again on a fresh worker, the client never knew
+    assert reply.json()["pid"] != pid
+    assert request(deployed.url("/items/14"), conn=conn).status == 200
+    assert _metric(deployed, "mlops_direct_replayed_total") >= 1
+    conn.close()
+
+
+def test_idle_worker_killed_keeps_its_connections(deployed: Deployed) -> None:
+    conn = _conn(deployed)
+    pid = _handed(deployed, conn, "/items/15")[1].json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    replies = [request(deployed.url("/items/15"), conn=conn) for _ in range(3)]
+    assert [r.status for r in replies] == [200] * 3
+    assert replies[0].json()["pid"] != pid
+    conn.close()
