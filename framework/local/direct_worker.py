@@ -36,6 +36,7 @@ from __future__ import annotations
 import marshal
 import mmap
 import os
+import resource
 import selectors
 import socket
 import struct
@@ -161,19 +162,26 @@ def render(status: int, head: bytes, body: bytes, date: bytes) -> bytes:
                      body))
 
 
-Invoke = Callable[[dict[str, Any], str, str], tuple[Any, dict[str, Any] | None]]
+Invoke = Callable[[dict[str, Any], str, str, float, bool], tuple[Any, dict[str, Any] | None]]
 
 
 class DirectServer:
     """The worker's event loop: the runner's pipe, the hub's channel and the connections."""
 
     def __init__(self, channel: socket.socket, shm: mmap.mmap, apigw: Any, invoke: Invoke,
-                 memory_mb: int | None) -> None:
+                 flush_logs: Callable[[], None], memory_mb: int | None,
+                 timeout_ms: float, spin_us: float = 0.0) -> None:
         self.channel = channel
         self.shm = shm
         self.apigw = apigw
         self.invoke = invoke
+        self.flush_logs = flush_logs
+        # Request ids: UUID-shaped, a random prefix per worker and a counter (no syscall).
+        prefix = uuid.uuid4().hex
+        self._ids = f"{prefix[:8]}-{prefix[8:12]}-{prefix[12:16]}-{prefix[16:20]}-"
+        self._next_id = int(prefix[20:], 16) & 0xFFFFFFFF  # 12 hex digits never wrap here
         self.memory_mb = memory_mb
+        self.timeout_ms = timeout_ms
         self.frames = Frames()
         self.selector = selectors.DefaultSelector()
         self.selector.register(channel, selectors.EVENT_READ, None)
@@ -183,11 +191,11 @@ class DirectServer:
         self.pending = 0  # reports on the page, not yet on the channel
         self.pending_bytes = 0
         self.seq = 0
-        try:
-            self._statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError:
-            self._statm = None
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        # Adaptive busy-poll: after an answer, while requests come back to back, look for the
+        # next one for up to ``spin_s`` before sleeping in epoll (a sleeping worker is woken
+        # on a cold CPU: tens of µs per request). Off with MLOPS_LOCAL_SPIN_US=0.
+        self.spin_s = spin_us / 1e6
+        self._last_request = 0.0
 
     def wait(self, pipe_fd: int) -> bool:
         """Serve the channel and connections until the runner's pipe is readable (True) or
@@ -201,7 +209,9 @@ class DirectServer:
             if not ready:
                 if self.pending:
                     self.flush()
-                ready = self.selector.select()
+                ready = self._spin() if self.spin_s else []
+                if not ready:
+                    ready = self.selector.select()
             for key, _ in ready:
                 if key.data is None:
                     if not self._channel():
@@ -215,8 +225,24 @@ class DirectServer:
         self.flush()
         return False
 
+    def _spin(self) -> list[tuple[selectors.SelectorKey, int]]:
+        now = time.perf_counter()
+        if now - self._last_request > 4 * self.spin_s:
+            return []  # not a stream of requests: sleep
+        until = now + self.spin_s
+        while True:
+            ready = self.selector.select(0)
+            if ready or time.perf_counter() > until:
+                return ready
+            os.sched_yield()  # whoever else is runnable on this CPU goes first
+
+    def request_id(self) -> str:
+        self._next_id += 1
+        return f"{self._ids}{self._next_id:012x}"
+
     def flush(self) -> None:
-        """Send the reports waiting on the page."""
+        """Send the reports waiting on the page (and write the log lines waiting)."""
+        self.flush_logs()
         if self.pending_bytes:
             self.channel.sendall(self.shm[PENDING_AT:PENDING_AT + self.pending_bytes])
         PENDING_LEN.pack_into(self.shm, 76, 0)
@@ -329,9 +355,9 @@ class DirectServer:
 
     def _request(self, conn: _Conn, headers: list[tuple[str, str]], body: bytes,
                  raw: bytes) -> None:
-        t0 = time.perf_counter()
+        t0 = self._last_request = time.perf_counter()
         shm = self.shm
-        request_id = str(uuid.uuid4())
+        request_id = self.request_id()
         CONN.pack_into(shm, 4, conn.id)
         STARTED.pack_into(shm, 8, time.monotonic())
         SENT_BEFORE.pack_into(shm, 16, conn.sent)
@@ -348,7 +374,8 @@ class DirectServer:
             method=conn.method, raw_path=route["raw_path"], raw_query=route["raw_query"],
             headers=headers, body=body, path_params=route["path_params"],
             source_ip=route["source_ip"], request_id=request_id, protocol="HTTP/1.1")
-        payload, error = self.invoke(event, str(uuid.uuid4()), route["invoked_arn"])
+        payload, error = self.invoke(event, self.request_id(), route["invoked_arn"],
+                                     self.timeout_ms, False)
         status, kind, capture, head, data = self._response(payload, error)
         rid = request_id.encode()
         response = render(status, b"".join((
@@ -377,7 +404,7 @@ class DirectServer:
         capture = None
         if error is None and self.memory_mb is not None:
             rss = self._rss_mb()
-            if rss is not None and rss > self.memory_mb:
+            if rss > self.memory_mb:
                 self.exit_after = True
                 error = {"errorType": "Runtime.OutOfMemory",
                          "errorMessage": f"worker used {rss:.0f} MB of memory, more than its "
@@ -398,16 +425,13 @@ class DirectServer:
         head = "".join(f"{n}: {v}\r\n" for n, v in translated.headers).encode("latin-1")
         return status, kind, capture, head, translated.body
 
-    def _rss_mb(self) -> float | None:
-        if self._statm is None:
-            return None
-        try:
-            return int(os.pread(self._statm, 128, 0).split()[1]) * self._page / (1024 * 1024)
-        except (OSError, IndexError, ValueError):
-            return None
+    def _rss_mb(self) -> float:
+        """Peak resident memory so far (what Lambda reports as Max Memory Used), in MB."""
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def open_direct(env: dict[str, str], apigw: Any, invoke: Invoke) -> DirectServer | None:
+def open_direct(env: dict[str, str], apigw: Any, invoke: Invoke, flush_logs: Callable[[], None],
+                ) -> DirectServer | None:
     """The direct server, if the runner gave this worker a channel and a shared page."""
     channel_fd, shm_fd = env.get("MLOPS_DIRECT_CHANNEL_FD"), env.get("MLOPS_DIRECT_SHM_FD")
     if not channel_fd or not shm_fd:
@@ -416,4 +440,7 @@ def open_direct(env: dict[str, str], apigw: Any, invoke: Invoke) -> DirectServer
     shm = mmap.mmap(int(shm_fd), SHM_SIZE)
     os.close(int(shm_fd))
     memory = env.get("MLOPS_DIRECT_MEMORY_MB")
-    return DirectServer(channel, shm, apigw, invoke, int(memory) if memory else None)
+    timeout_ms = float(env.get("MLOPS_DIRECT_TIMEOUT_MS") or 3000)
+    spin_us = float(env.get("MLOPS_DIRECT_SPIN_US") or 0)
+    return DirectServer(channel, shm, apigw, invoke, flush_logs,
+                        int(memory) if memory else None, timeout_ms, spin_us)

@@ -78,7 +78,8 @@ class Worker:
             passed = (child.fileno(), shm_fd)
             env = {**env, "MLOPS_DIRECT_CHANNEL_FD": str(child.fileno()),
                    "MLOPS_DIRECT_SHM_FD": str(shm_fd),
-                   "MLOPS_DIRECT_TIMEOUT_MS": str(spec.timeout_s * 1000)}
+                   "MLOPS_DIRECT_TIMEOUT_MS": str(spec.timeout_s * 1000),
+                   "MLOPS_DIRECT_SPIN_US": os.environ.get("MLOPS_LOCAL_SPIN_US", "250")}
             if spec.memory_mb is not None:
                 env["MLOPS_DIRECT_MEMORY_MB"] = str(spec.memory_mb)
         try:

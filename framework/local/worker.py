@@ -180,8 +180,8 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str,
                             errors="replace", write_through=False)
     sys.stdout = sys.stderr = logs
 
-    def invoke(event: Any, request_id: str, invoked_arn: str,
-               remaining_ms: float = timeout_ms) -> tuple[Any, dict[str, Any] | None]:
+    def invoke(event: Any, request_id: str, invoked_arn: str, remaining_ms: float = timeout_ms,
+               flush: bool = True) -> tuple[Any, dict[str, Any] | None]:
         """One invocation with the Lambda log lines: (result, None) or (None, error)."""
         context = Context(request_id, invoked_arn, remaining_ms)
         logs.write(f"START RequestId: {request_id} Version: {version}\n")
@@ -197,10 +197,11 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str,
         duration = (time.monotonic() - t0) * 1000
         logs.write(f"END RequestId: {request_id}\n"
                    f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\n")
-        logs.flush()
+        if flush:
+            logs.flush()
         return result, error
 
-    direct = (direct_worker.open_direct(direct_env, apigw, invoke)
+    direct = (direct_worker.open_direct(direct_env, apigw, invoke, logs.flush)
               if direct_worker is not None and direct_env else None)
     while True:
         if direct is not None and not direct.wait(rx.fileno()):
