@@ -13,6 +13,10 @@ matched against that API's routes (``$default`` stage). If the API has a named s
 - routes the daemon registers in ``Gateway.admin`` (the scheduler's clock, invoke: see
   ``admin.py``); ``Gateway.on_refresh`` hooks also run on ``POST /_mlops/refresh``.
 
+After answering a request whose route is plain (no IAM, an alias without weights, no
+shadow), the gateway may hand the keep-alive connection to a warm worker, which answers the
+next requests itself (``direct.py``); connections come back through ``GatewayServer.resume``.
+
 Routes with ``AuthorizationType: AWS_IAM`` require a SigV4 ``Authorization`` header (403
 otherwise, like API Gateway). Locally its structure, service and date are checked, not the
 signature itself: moto accepts any credentials, so there is no secret to check it against.
