@@ -8,6 +8,11 @@ crash of the daemon loses nothing that was answered. A batch is sealed when it h
 ``capture/<endpoint>/dt=YYYY-MM-DD/<batch id>.jsonl.gz`` and its spool file deleted. The key is
 fixed when the batch opens, so re-uploading a spool left by a crash (``recover``) overwrites
 the same object: none lost, none doubled.
+
+A failed upload is retried by the background loop with exponential backoff (0.5 s doubling to
+60 s; an explicit ``flush`` tries at once). A batch whose bucket no longer exists (the stage
+was destroyed) is moved to ``capture-spool/dead/`` after ``DEAD_AFTER`` attempts, with one
+error in the log, instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SPOOL_DIR = "capture-spool"
+DEAD_DIR = "dead"
 MAX_ROWS = 5000
 MAX_AGE_S = 2.0
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 60.0
+DEAD_AFTER = 5  # attempts, when the bucket is gone
 
 Uploader = Callable[[str, str, str, bytes], None]  # region, bucket, key, gzip bytes
 
@@ -62,6 +71,8 @@ class CaptureStore:
         self.uploaded_rows = 0
         self.uploaded_objects = 0
         self.failures = 0
+        self.dead = 0  # batches moved to the dead-letter folder
+        self._retry: dict[str, tuple[int, float]] = {}  # spool name -> (failures, next try)
         self._instance = uuid.uuid4().hex[:8]
         self._seq = 0
 
@@ -127,7 +138,7 @@ class CaptureStore:
             batches = [self._open.pop(k) for k in keys]
         for batch in batches:
             self._seal(batch)
-        return self._upload_sealed()
+        return self._upload_sealed(backoff=only_old)
 
     def recover(self) -> int:
         """After a crash: seal every spool file left open and upload everything."""
@@ -141,10 +152,14 @@ class CaptureStore:
             if path not in open_paths:
                 os.replace(path, path.with_suffix(".sealed"))
 
-    def _upload_sealed(self) -> int:
+    def _upload_sealed(self, backoff: bool = False) -> int:
         total = 0
+        now = time.monotonic()
         with self._upload_lock:
             for path in sorted(self.spool.glob("*.sealed")):
+                failed, next_try = self._retry.get(path.name, (0, 0.0))
+                if backoff and next_try > now:
+                    continue
                 raw = path.read_bytes()
                 header, _, body = raw.partition(b"\n")
                 if not raw.endswith(b"\n"):  # a torn last line (crash mid-write): drop it
@@ -155,16 +170,36 @@ class CaptureStore:
                     data = gzip.compress(body, compresslevel=6, mtime=0)
                     try:
                         self.upload(where["region"], where["bucket"], where["key"], data)
-                    except Exception:
-                        self.failures += 1
-                        log.exception("capture upload of %s failed; kept for retry", path.name)
+                    except Exception as exc:
+                        self._failed(path, failed + 1, exc)
                         continue
                     self.uploaded_objects += 1
                     self.uploaded_rows += rows
                     total += rows
+                self._retry.pop(path.name, None)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         return total
+
+    def _failed(self, path: Path, failed: int, exc: Exception) -> None:
+        self.failures += 1
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+        if code == "NoSuchBucket" and failed >= DEAD_AFTER:
+            dead = self.spool / DEAD_DIR
+            dead.mkdir(exist_ok=True)
+            os.replace(path, dead / path.name)
+            self._retry.pop(path.name, None)
+            self.dead += 1
+            log.error("capture batch %s: its bucket no longer exists; moved to %s after %d "
+                      "attempts", path.name, dead, failed)
+            return
+        wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (failed - 1))
+        self._retry[path.name] = (failed, time.monotonic() + wait)
+        if failed == 1:
+            log.exception("capture upload of %s failed; retrying with backoff", path.name)
+        else:
+            log.warning("capture upload of %s failed again (%d attempts, next in %.1fs): %s",
+                        path.name, failed, wait, exc)
 
     def pending(self) -> int:
         with self._lock:

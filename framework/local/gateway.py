@@ -163,6 +163,7 @@ class Gateway:
             "mlops_capture_uploaded_total": ("counter", lambda: capture.uploaded_rows),
             "mlops_capture_upload_failures_total": ("counter", lambda: capture.failures),
             "mlops_capture_pending": ("gauge", capture.pending),
+            "mlops_capture_dead_letters_total": ("counter", lambda: capture.dead),
             "mlops_log_events_shipped_total": ("counter", lambda: runner.logs.shipped),
         })
         self.hub = runner.hub

@@ -16,12 +16,21 @@ from framework.local.logship import LogShipper
 from framework.local.metrics import Metrics
 
 
+class NoSuchBucket(Exception):
+    response = {"Error": {"Code": "NoSuchBucket"}}  # the shape of botocore's ClientError
+
+
 class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.fail = False
+        self.gone = False
+        self.calls = 0
 
     def upload(self, region: str, bucket: str, key: str, data: bytes) -> None:
+        self.calls += 1
+        if self.gone:
+            raise NoSuchBucket("The specified bucket does not exist")
         if self.fail:
             raise OSError("control plane down")
         self.objects[(bucket, key)] = data
@@ -83,6 +92,27 @@ def test_failed_upload_is_retried(tmp_path: Path) -> None:
     assert store.flush() == 0 and store.failures == 1
     s3.fail = False
     assert store.flush() == 2
+
+
+def test_failed_upload_backs_off_and_a_gone_bucket_is_dead_lettered(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    store = CaptureStore(tmp_path / "spool", s3.upload, max_age_s=0)
+    store.add("us-east-1", _capture(2, "x"))
+    s3.fail = True
+    store.flush(only_old=True)
+    assert s3.calls == 1
+    for _ in range(5):  # the background loop's ticks: the batch waits out its backoff
+        store.flush(only_old=True)
+    assert s3.calls == 1 and store.failures == 1
+    s3.fail, s3.gone = False, True
+    for _ in range(4):  # explicit flushes try at once
+        assert store.flush() == 0
+    assert s3.calls == 5 and store.dead == 1
+    assert not list((tmp_path / "spool").glob("*.sealed"))
+    dead = list((tmp_path / "spool" / "dead").iterdir())
+    assert len(dead) == 1 and b'"request_id": "x"' in dead[0].read_bytes()
+    store.flush()
+    assert s3.calls == 5  # never tried again
 
 
 def test_metrics_render() -> None:
