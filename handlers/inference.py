@@ -22,9 +22,26 @@ from framework.runtime.service import Service, Settings  # noqa: E402
 _cache: dict[Settings, Service] = {}
 _seen: list[Any] = [None, None]  # (environment fingerprint, service): skips re-parsing
 
+# The fingerprint reads the values behind os.environ directly when it can: os.environ.get
+# encodes every name and raises a KeyError inside for each absent one (about 10 µs for all
+# the names, on every request). Its own dict changes with it (setenv, monkeypatch, ...).
+_environ = os.environ
+_environ_data: dict[Any, Any] | None = getattr(_environ, "_data", None)
+try:
+    _environ_keys: tuple[Any, ...] | None = tuple(
+        _environ.encodekey(n) for n in Settings.ENV)
+except Exception:  # not CPython's os._Environ
+    _environ_keys = None
+
+
+def _fingerprint() -> tuple[Any, ...]:
+    if os.environ is _environ and _environ_data is not None and _environ_keys is not None:
+        return tuple(map(_environ_data.get, _environ_keys))
+    return tuple(os.environ.get(n) for n in Settings.ENV)
+
 
 def _service() -> Service:
-    fingerprint = tuple(os.environ.get(n) for n in Settings.ENV)
+    fingerprint = _fingerprint()
     if _cache and _seen[0] == fingerprint and _seen[1] in _cache.values():
         return _seen[1]  # type: ignore[no-any-return]
     settings = Settings.from_env(os.environ)

@@ -24,13 +24,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from framework.runtime.features import FeatureSpec, Rows
 from framework.runtime.http import finite
-from framework.runtime.inference import Prediction
+from framework.runtime.inference import Prediction, PredictionText
 
 CAPTURE_KEY = "mlopsCapture"  # private key of a handler result, removed by the local runner
 FIREHOSE_BATCH = 500
@@ -47,6 +49,43 @@ def sampled(request_id: str, rate: float) -> bool:
 
 
 def iso_utc(ts: float) -> str:
+    """``ts`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (what ``datetime.fromtimestamp`` gives).
+
+    The date and time of day are formatted once per second; the microseconds are rounded
+    like ``datetime.fromtimestamp`` rounds them (half to even, carried into the seconds).
+    """
+    global _last_second
+    if not 0.0 <= ts < _YEAR_10000:  # NaN included: let datetime say what is wrong
+        return _iso_utc(ts)
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    second, prefix = _last_second
+    if whole != second:
+        prefix = _iso_utc(whole)[:20]  # "YYYY-MM-DDTHH:MM:SS."
+        _last_second = (whole, prefix)
+    return f"{prefix}{micros:06d}Z"
+
+
+def ms_text(ms: float) -> str:
+    """``repr(round(ms, 3))``, faster for the usual 0 <= ms < 1e12.
+
+    Both round the exact binary value to 3 decimals (half to even); below 1e12 the shortest
+    repr of that rounded value is its decimal digits without trailing zeros.
+    """
+    if 0.0 <= ms < 1e12:
+        text = f"{ms:.3f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return repr(round(ms, 3))
+
+
+_YEAR_10000 = 253402300800.0
+_last_second: tuple[float, str] = (-1.0, "")  # a whole second, its iso_utc up to the micros
+
+
+def _iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
         "+00:00", "Z")
 
@@ -78,6 +117,54 @@ def capture_lines(*, request_id: str, ts: float, endpoint: str, model: str, vers
         except ValueError:  # NaN/inf (e.g. probabilities of a row with missing values) → null
             lines.append(dumps(finite(record)))
     return "\n".join(lines) + "\n"
+
+
+class LineFormat:
+    """``capture_lines`` for one endpoint and model, with the constant parts encoded once.
+
+    ``lines`` writes exactly what ``capture_lines`` writes for rows validated against
+    ``features`` (by ``parse_payload``/``validate_rows``), given the prediction's JSON texts
+    (``ModelBundle.texts``). It answers None when it cannot (the caller then uses
+    ``capture_lines``): the inputs are formatted here only when every feature is a
+    non-nullable ``float`` or ``int`` (validated values are then finite floats or ints, whose
+    ``repr`` is their JSON) and the names are distinct.
+    """
+
+    def __init__(self, *, endpoint: str, model: str, version: str, lambda_version: str,
+                 features: Sequence[FeatureSpec]) -> None:
+        self.constants = (f',"endpoint":{_json(endpoint)},"model":{_json(model)},'
+                          f'"version":{_json(version)},"lambda_version":{_json(lambda_version)},'
+                          '"latency_ms":')
+        names = [f.name for f in features]
+        self.width = len(names)
+        self.inputs: str | None = None  # a %-template of the "inputs" object
+        if len(set(names)) == len(names) and all(
+                f.type in ("float", "int") and not f.nullable for f in features):
+            self.inputs = "{" + ",".join(
+                encode_basestring_ascii(n).replace("%", "%%") + ":%r" for n in names) + "}"
+
+    def lines(self, request_id: str, time_text: str, latency_ms: float, rows: Rows,
+              text: PredictionText) -> str | None:
+        inputs = self.inputs
+        latency = ms_text(latency_ms)
+        if inputs is None or "n" in latency or type(request_id) is not str:  # "inf"/"nan"
+            return None
+        head = '{"request_id":' + encode_basestring_ascii(request_id) + ',"row":'
+        middle = ',"time":"' + time_text + '"' + self.constants + latency + ',"inputs":'
+        tail = ',"classes":' + text.classes + "}\n"
+        labels, probabilities = text.labels, text.probabilities
+        width = self.width
+        out = []
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                return None
+            p = "null" if probabilities is None else probabilities[i]
+            out.append(f'{head}{i}{middle}{inputs % tuple(row)},"prediction":{labels[i]},'
+                       f'"probabilities":{p}{tail}')
+        return "".join(out)
+
+
+_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def firehose_put(client: Any, stream: str, lines: str) -> None:

@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import ge, itemgetter, le
 from typing import Any
 
 from framework.runtime.errors import MAX_DETAILS, RequestError
@@ -191,7 +192,6 @@ class _Problems:
 
 
 def _from_records(records: list[Any], features: Sequence[FeatureSpec]) -> Rows:
-    problems = _Problems()
     shape = [i for i, r in enumerate(records) if not isinstance(r, dict)]
     if shape:
         details = [
@@ -201,40 +201,56 @@ def _from_records(records: list[Any], features: Sequence[FeatureSpec]) -> Rows:
         raise RequestError.bad_request(
             f"{len(shape)} row(s) of 'instances' are not objects", details
         )
-    names = {f.name for f in features}
-    fast = _fast_plan(tuple(features))
-    width = len(features)
+    plan = _plan_for(features)
+    quick_row = plan.quick_row
+    width = plan.width
+    problems: _Problems | None = None  # once a record needs the precise checks
     out: Rows = []
     for i, rec in enumerate(records):
         if len(rec) == width:
-            quick = _fast_row(rec, fast)
+            quick = quick_row(rec)
             if quick is not None:
                 out.append(quick)
                 continue
-        row: list[Value] = []
-        for f in features:
-            if f.name in rec:
-                try:
-                    row.append(f.check(rec[f.name]))
-                except _Invalid as e:
-                    problems.add(i, f.name, str(e))
-                    row.append(None)
-            elif f.nullable:
-                row.append(None)
-            else:
-                problems.add(i, f.name, "is required")
-                row.append(None)
-        if len(rec) > len(features) or any(k not in names for k in rec):
-            for k in rec:
-                if k not in names:
-                    problems.add(i, str(k)[:64], "is not a declared feature")
-        out.append(row)
-    problems.raise_if_any()
+        if problems is None:
+            problems = _Problems()
+        out.append(_check_record(i, rec, features, plan.names, problems))
+    if problems is not None:
+        problems.raise_if_any()
     return out
+
+
+def _check_record(
+    i: int,
+    rec: dict[Any, Any],
+    features: Sequence[FeatureSpec],
+    names: frozenset[str],
+    problems: _Problems,
+) -> list[Value]:
+    row: list[Value] = []
+    for f in features:
+        if f.name in rec:
+            try:
+                row.append(f.check(rec[f.name]))
+            except _Invalid as e:
+                problems.add(i, f.name, str(e))
+                row.append(None)
+        elif f.nullable:
+            row.append(None)
+        else:
+            problems.add(i, f.name, "is required")
+            row.append(None)
+    if len(rec) > len(features) or any(k not in names for k in rec):
+        for k in rec:
+            if k not in names:
+                problems.add(i, str(k)[:64], "is not a declared feature")
+    return row
 
 
 FastPlan = tuple[tuple[str, float, float, FeatureSpec | None], ...]
 _INF = float("inf")
+_FLOATS = frozenset({float})
+_NUMBERS = frozenset({float, int})
 
 
 @lru_cache(maxsize=32)
@@ -268,6 +284,97 @@ def _fast_row(rec: dict[str, Any], plan: FastPlan) -> list[Value] | None:
     except (KeyError, _Invalid, OverflowError, TypeError):
         return None
     return row
+
+
+class _RecordPlan:
+    """What validating records against one feature tuple needs, computed once.
+
+    ``quick_row(record)`` returns the normalized row when every value is plainly valid and
+    None otherwise (the record then goes through ``FeatureSpec.check`` for exact messages).
+    When every feature is a non-nullable float, the check runs over the whole row at once.
+    """
+
+    def __init__(self, features: tuple[FeatureSpec, ...]) -> None:
+        self.width = len(features)
+        self.names = frozenset(f.name for f in features)
+        fast = _fast_plan(features)
+        self._fast = fast
+        self.quick_row = self._per_value
+        if self.width > 1 and all(spec is None for _, _, _, spec in fast):
+            self._values = itemgetter(*(name for name, _, _, _ in fast))
+            los = tuple(lo for _, lo, _, _ in fast)
+            his = tuple(hi for _, _, hi, _ in fast)
+            self._lo: float | tuple[float, ...] | None = _bound(los, -_INF)
+            self._hi: float | tuple[float, ...] | None = _bound(his, _INF)
+            self.quick_row = self._all_floats
+
+    def _per_value(self, rec: dict[str, Any]) -> list[Value] | None:
+        return _fast_row(rec, self._fast)
+
+    def _all_floats(self, rec: dict[str, Any]) -> list[Value] | None:
+        try:
+            values = self._values(rec)
+        except KeyError:
+            return None
+        kinds = set(map(type, values))
+        row: list[Any]  # floats only, once past the checks below
+        if kinds == _FLOATS:
+            row = list(values)
+        elif kinds <= _NUMBERS:
+            try:
+                row = list(map(float, values))
+            except OverflowError:
+                return None
+        else:
+            return None
+        total = sum(row)
+        if total - total != 0:  # an inf or nan among them (or an overflowing sum)
+            return None
+        lo, hi = self._lo, self._hi
+        if lo is not None:
+            if isinstance(lo, float):
+                if min(row) < lo:
+                    return None
+            elif not all(map(le, lo, row)):
+                return None
+        if hi is not None:
+            if isinstance(hi, float):
+                if max(row) > hi:
+                    return None
+            elif not all(map(ge, hi, row)):
+                return None
+        return row
+
+
+def _bound(bounds: tuple[float, ...], unbounded: float) -> float | tuple[float, ...] | None:
+    """None when no feature is bounded, one float when all share the bound, else all of them."""
+    if all(b == unbounded for b in bounds):
+        return None
+    if len(set(bounds)) == 1:
+        return bounds[0]
+    return bounds
+
+
+_PLANS: dict[int, tuple[tuple[FeatureSpec, ...], _RecordPlan]] = {}
+
+
+def _plan_for(features: Sequence[FeatureSpec]) -> _RecordPlan:
+    """The plan of ``features``, looked up by identity for tuples (a bundle's own tuple)."""
+    if type(features) is tuple:
+        hit = _PLANS.get(id(features))
+        if hit is not None and hit[0] is features:
+            return hit[1]
+        plan = _cached_plan(features)
+        if len(_PLANS) >= 32:
+            _PLANS.clear()
+        _PLANS[id(features)] = (features, plan)  # the tuple is kept, so its id stays unique
+        return plan
+    return _cached_plan(tuple(features))
+
+
+@lru_cache(maxsize=32)
+def _cached_plan(features: tuple[FeatureSpec, ...]) -> _RecordPlan:
+    return _RecordPlan(features)
 
 
 def validate_rows(rows: list[Any], features: Sequence[FeatureSpec]) -> Rows:

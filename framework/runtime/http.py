@@ -16,6 +16,8 @@ from framework.runtime.errors import RequestError
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # the Lambda synchronous payload limit
 JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
+# json.dumps(x, separators=(",", ":"), allow_nan=False), without a new encoder per call
+_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Request:
     body: bytes = b""
     query: dict[str, str] = field(default_factory=dict)
     request_id: str | None = None
+    # the body as the event gave it (not base64): json_body decodes this, skipping bytes
+    text: str | None = field(default=None, compare=False, repr=False)
 
 
 def parse_event(event: Mapping[str, Any]) -> Request:
@@ -36,6 +40,7 @@ def parse_event(event: Mapping[str, Any]) -> Request:
     path = str(event.get("rawPath") or http.get("path") or "/")
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     raw = event.get("body")
+    text = None
     if raw is None:
         body = b""
     elif event.get("isBase64Encoded"):
@@ -46,19 +51,24 @@ def parse_event(event: Mapping[str, Any]) -> Request:
                 "the body is marked base64 but is not valid base64"
             ) from None
     else:
-        body = str(raw).encode("utf-8")
+        text = str(raw)
+        body = text.encode("utf-8")
     if len(body) > MAX_BODY_BYTES:
         raise RequestError(
             413,
             "payload_too_large",
             f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}",
         )
-    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    params = event.get("queryStringParameters")
+    query = {str(k): str(v) for k, v in params.items()} if params else {}
     request_id = ctx.get("requestId")
-    return Request(method, path, headers, body, query, str(request_id) if request_id else None)
+    return Request(method, path, headers, body, query, str(request_id) if request_id else None,
+                   text)
 
 
 def is_json_type(content_type: str) -> bool:
+    if content_type == "application/json":
+        return True
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -76,7 +86,10 @@ def json_body(request: Request) -> Any:
         )
     if not request.body.strip():
         raise RequestError(400, "invalid_json", "the body is empty; send a JSON object")
+    text = request.text
     try:
+        if text is not None and _same_text(text):
+            return json.loads(text)
         return json.loads(request.body)
     except UnicodeDecodeError:
         raise RequestError(400, "invalid_json", "the body is not UTF-8 text") from None
@@ -90,17 +103,35 @@ def json_body(request: Request) -> Any:
         raise RequestError(400, "invalid_json", "the body is nested too deeply") from None
 
 
+def _same_text(text: str) -> bool:
+    """Whether ``json.loads`` reads ``text.encode()`` back as ``text`` (no UTF-16/32 guess
+    from leading NUL bytes, no UTF-8 BOM to drop), so decoding the text is the same."""
+    return "\x00" not in text[:2] and text[:1] != "\ufeff"
+
+
+class Encoded:
+    """A payload already encoded as compact JSON text; ``json_response`` sends it as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def json_response(
     status: int, payload: Any, headers: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """A v2.0 response with a compact JSON body (non-finite numbers become null)."""
-    try:
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        body = json.dumps(finite(payload), separators=(",", ":"), allow_nan=False)
+    if type(payload) is Encoded:
+        body = payload.text
+    else:
+        try:
+            body = _compact(payload)
+        except ValueError:
+            body = _compact(finite(payload))
     return {
         "statusCode": status,
-        "headers": {**JSON_HEADERS, **(headers or {})},
+        "headers": {**JSON_HEADERS, **headers} if headers else JSON_HEADERS.copy(),
         "body": body,
         "isBase64Encoded": False,
     }

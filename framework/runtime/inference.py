@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -40,6 +41,7 @@ __all__ = [
     "ModelBundle",
     "ModelUnavailableError",
     "Prediction",
+    "PredictionText",
     "registry_key",
 ]
 
@@ -73,6 +75,9 @@ class ModelBundle:
     outputs: OutputPlan
     encode: Encoder
     max_rows: int = DEFAULT_MAX_ROWS
+    # (classes list, its JSON): the classes are the same list on every prediction
+    _classes_json: tuple[list[Any] | None, str] = field(
+        default=(None, "null"), init=False, repr=False, compare=False)
 
     @classmethod
     def load(
@@ -190,6 +195,54 @@ class ModelBundle:
         out["request_id"] = request_id
         return out
 
+    def texts(self, prediction: Prediction) -> PredictionText | None:
+        """The JSON of the prediction's labels, probability rows and classes, or None when a
+        value is not a plain str/int/finite float/bool/None (the caller then encodes the
+        whole answer, which also turns non-finite numbers into null)."""
+        labels = []
+        for label in prediction.labels:
+            text = json_scalar(label)
+            if text is None:
+                return None
+            labels.append(text)
+        probabilities = None
+        if prediction.probabilities is not None:
+            probabilities = []
+            for row in prediction.probabilities:
+                try:
+                    text = "[" + ",".join(map(float.__repr__, row)) + "]"  # floats only
+                except TypeError:
+                    return None
+                if "n" in text:  # "inf" or "nan"
+                    return None
+                probabilities.append(text)
+        classes = prediction.classes
+        if classes is None:
+            return PredictionText(labels, probabilities, "null")
+        seen, classes_json = self._classes_json
+        if classes is not seen:  # a ZipMap's classes, or the first prediction
+            try:
+                classes_json = _compact(classes)
+            except (TypeError, ValueError):
+                return None
+            self._classes_json = (classes, classes_json)
+        return PredictionText(labels, probabilities, classes_json)
+
+    def answer_json(self, text: PredictionText, request_id: str | None) -> str | None:
+        """``answer`` as compact JSON, from ``texts`` (None for a request id of another type)."""
+        if request_id is None:
+            rid = "null"
+        elif type(request_id) is str:
+            rid = encode_basestring_ascii(request_id)
+        else:
+            return None
+        probabilities = "" if text.probabilities is None else (
+            ',"probabilities":[' + ",".join(text.probabilities) + "]")
+        classes = "" if text.classes == "null" else ',"classes":' + text.classes
+        return (f'{{"predictions":[{",".join(text.labels)}]{probabilities}{classes},'
+                f'"model":{encode_basestring_ascii(self.name)},'
+                f'"version":{encode_basestring_ascii(self.version)},"request_id":{rid}}}')
+
     def predict(self, payload: object, request_id: str | None = None) -> dict[str, Any]:
         """Validate a decoded JSON body, run the model, return the JSON-safe answer."""
         rows = parse_payload(payload, self.features, self.max_rows)
@@ -203,6 +256,35 @@ class Prediction:
     labels: list[Any]
     probabilities: list[list[float]] | None
     classes: list[Any] | None
+
+
+class PredictionText(NamedTuple):
+    """A prediction's parts as JSON text (``ModelBundle.texts``), encoded once per request
+    for both the answer and the capture lines."""
+
+    labels: list[str]  # per row
+    probabilities: list[str] | None  # per row
+    classes: str
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def json_scalar(x: Any) -> str | None:
+    """The JSON of a str, int, finite float, bool or None (as ``json.dumps`` writes it), else
+    None."""
+    t = type(x)
+    if t is str:
+        return encode_basestring_ascii(x)
+    if t is int:
+        return int.__repr__(x)
+    if t is float:
+        return float.__repr__(x) if x - x == 0 else None
+    if x is None:
+        return "null"
+    if t is bool:
+        return "true" if x else "false"
+    return None
 
 
 def verify_bytes(model_bytes: bytes, expected_sha256: str, metadata: Mapping[str, Any]) -> None:

@@ -29,13 +29,14 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar
 
 from framework.runtime import auth, capture, feedback, http, oip, openapi
 from framework.runtime.clients import Connection
 from framework.runtime.errors import ModelUnavailableError, RequestError
-from framework.runtime.features import DEFAULT_MAX_ROWS, parse_payload
-from framework.runtime.inference import ModelBundle
+from framework.runtime.features import DEFAULT_MAX_ROWS, Rows, parse_payload
+from framework.runtime.inference import ModelBundle, Prediction, PredictionText
 
 V2 = "/v2/models/"
 
@@ -105,6 +106,11 @@ class Service:
         self.s = settings
         self.conn = conn or Connection.from_env()
         self._bundle: ModelBundle | None = None
+        self._lines: tuple[ModelBundle, capture.LineFormat] | None = None
+        self._native_path = settings.route.partition(" ")[2]
+        self._log_model = (f',"model":{_json(settings.model)},"version":{_json(settings.version)},'
+                           f'"lambda_version":{_json(settings.lambda_version)},"rows":')
+        self._log_endpoint = f',"msg":"request","endpoint":{_json(settings.endpoint)},"route":'
         self.keys: auth.KeyChecker | None = None
         if settings.auth == "api_key":
             ttl = float(os.environ.get("MLOPS_KEY_CACHE_S") or 5.0)
@@ -139,8 +145,8 @@ class Service:
         try:
             request = http.parse_event(event)
             request_id = request.request_id or request_id
-            native_path = self.s.route.partition(" ")[2]
-            kind = route_kind(str(event.get("routeKey") or ""), request.method, native_path)
+            kind = route_kind(str(event.get("routeKey") or ""), request.method,
+                              self._native_path)
             if self.keys is not None:
                 key_id = self.keys.check(request.headers)
             body, status, extra, rows = self._dispatch(kind, request, request_id, ts, t0)
@@ -169,16 +175,21 @@ class Service:
         if kind in ("predict", "oip_infer") and method == "POST":
             payload = http.json_body(request)
             bundle = self.bundle
+            body: Any
             if kind == "predict":
                 rows = parse_payload(payload, bundle.features, bundle.max_rows)
                 prediction = bundle.run(rows)
-                body = bundle.answer(prediction, request_id)
+                text = bundle.texts(prediction)
+                answer = None if text is None else bundle.answer_json(text, request_id)
+                body = (bundle.answer(prediction, request_id) if answer is None
+                        else http.Encoded(answer))
             else:
                 rows, oip_id, wanted = oip.parse_request(payload, bundle.features,
                                                          bundle.max_rows)
                 prediction = bundle.run(rows)
+                text = None  # encoded only if captured
                 body = oip.response(bundle, s.endpoint, prediction, oip_id, request_id, wanted)
-            extra = self._capture(request_id or "", ts, t0, rows, prediction)
+            extra = self._capture(request_id or "", ts, t0, rows, prediction, text)
             return body, 200, extra, len(rows)
         if kind == "predict" and method == "GET":
             return self.bundle.info(), 200, None, 0
@@ -196,19 +207,28 @@ class Service:
         allowed = "POST" if kind in ("oip_infer", "feedback") else "GET"
         raise RequestError(405, "method_not_allowed", f"use {allowed} on this route")
 
-    def _capture(self, request_id: str, ts: float, t0: float, rows: Any, prediction: Any,
+    def _capture(self, request_id: str, ts: float, t0: float, rows: Rows,
+                 prediction: Prediction, text: PredictionText | None,
                  ) -> dict[str, Any] | None:
         s = self.s
         if not s.sample_rate or not capture.sampled(request_id, s.sample_rate):
             return None
         bundle = self.bundle
-        lines = capture.capture_lines(
-            request_id=request_id, ts=ts, endpoint=s.endpoint, model=bundle.name,
-            version=bundle.version, lambda_version=s.lambda_version,
-            latency_ms=(time.perf_counter() - t0) * 1000, features=bundle.features, rows=rows,
-            prediction=prediction)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        time_text = capture.iso_utc(ts)
+        if text is None:
+            text = bundle.texts(prediction)
+        lines = None if text is None else self._line_format(bundle).lines(
+            request_id, time_text, latency_ms, rows, text)
+        if lines is None:
+            lines = capture.capture_lines(
+                request_id=request_id, ts=ts, endpoint=s.endpoint, model=bundle.name,
+                version=bundle.version, lambda_version=s.lambda_version, latency_ms=latency_ms,
+                features=bundle.features, rows=rows, prediction=prediction)
         if s.sink == "local":
-            return {"bucket": s.bucket, "endpoint": s.endpoint, "day": capture.day(ts),
+            # the day of the same instant; iso_utc's year is zero-padded, day's is not
+            day = time_text[:10] if time_text[0] != "0" else capture.day(ts)
+            return {"bucket": s.bucket, "endpoint": s.endpoint, "day": day,
                     "lines": lines, "count": len(rows)}
         if s.sink.startswith("firehose:"):
             try:
@@ -218,6 +238,14 @@ class Service:
                                   "request_id": request_id, "rows": len(rows)}),
                       file=sys.stderr, flush=True)
         return None
+
+    def _line_format(self, bundle: ModelBundle) -> capture.LineFormat:
+        """The capture line format of ``bundle`` (built on its first captured request)."""
+        if self._lines is None or self._lines[0] is not bundle:
+            self._lines = (bundle, capture.LineFormat(
+                endpoint=self.s.endpoint, model=bundle.name, version=bundle.version,
+                lambda_version=self.s.lambda_version, features=bundle.features))
+        return self._lines[1]
 
     def _feedback(self, payload: Any, ts: float, request_id: str) -> dict[str, Any]:
         classes = None
@@ -249,6 +277,22 @@ class Service:
 
     def _log(self, kind: str, status: int, request_id: str | None, rows: int,
              latency_ms: float, cold: bool, key_id: str | None) -> None:
+        latency = capture.ms_text(latency_ms)
+        if (type(status) is int and type(rows) is int and "n" not in latency
+                and (request_id is None or type(request_id) is str)
+                and (key_id is None or type(key_id) is str)):
+            # the JSON of the record below, with the constant parts encoded once
+            sys.stdout.write(
+                ('{"level":"ERROR"' if status >= 500 else '{"level":"INFO"')
+                + self._log_endpoint + encode_basestring_ascii(kind)
+                + ',"status":' + repr(status)
+                + ',"request_id":'
+                + ("null" if request_id is None else encode_basestring_ascii(request_id))
+                + self._log_model + repr(rows) + ',"latency_ms":' + latency
+                + (',"cold_start":true' if cold else ',"cold_start":false')
+                + (',"key_id":' + encode_basestring_ascii(key_id) if key_id else "")
+                + "}\n")
+            return
         record = {"level": "ERROR" if status >= 500 else "INFO", "msg": "request",
                   "endpoint": self.s.endpoint, "route": kind, "status": status,
                   "request_id": request_id, "model": self.s.model, "version": self.s.version,
@@ -257,3 +301,6 @@ class Service:
         if key_id:
             record["key_id"] = key_id
         sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+_json = json.JSONEncoder(separators=(",", ":")).encode
