@@ -58,9 +58,6 @@ class Ticket:
     """What the gateway learnt from a connection's request that lets the next ones go direct."""
 
     pool: Pool
-    region: str
-    endpoint: str
-    version: str
     route: dict[str, Any]  # the event fields the worker cannot read from the request
     still_valid: Callable[[], bool]
 
@@ -79,6 +76,9 @@ class _Conn:
 class _Peer:
     worker: Worker
     pool: Pool
+    region: str
+    endpoint: str
+    version: str
     frames: dw.Frames = field(default_factory=dw.Frames)
     conns: dict[int, _Conn] = field(default_factory=dict)
     last_done: tuple[Any, ...] | None = None
@@ -122,7 +122,10 @@ class DirectHub:
         """A worker is ready: listen to its channel."""
         if worker.channel is None or worker.shm is None:
             return
-        peer = _Peer(worker, pool)
+        env = pool.spec.env
+        peer = _Peer(worker, pool, env.get("AWS_REGION", "us-east-1"),
+                     env.get("MLOPS_ENDPOINT") or env.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+                     env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"))
         dw.GENERATION.pack_into(worker.shm, 32, self.generation)
         with self._lock:
             self._peers[worker] = peer
@@ -232,20 +235,18 @@ class DirectHub:
                     conn.sock.close()
 
     def _done(self, peer: _Peer, message: tuple[Any, ...]) -> None:
-        _, cid, _request_id, status, seconds, kind, capture, _response, _sent, seq = message
+        _, _cid, _request_id, status, seconds, kind, capture, _response, _sent, seq = message
         if seq <= peer.seq:
             return  # read from the page after a death, and then from the channel
         peer.seq = seq
         peer.last_done = message
-        conn = peer.conns.get(cid)
-        if conn is None:
-            return
-        ticket = conn.ticket
+        # The worker's own labels, not the connection's: a report read from the page of a
+        # dead worker counts even though its connections are gone.
         if self.metrics is not None:
-            self.metrics.request(ticket.endpoint, ticket.version, int(status), float(seconds),
+            self.metrics.request(peer.endpoint, peer.version, int(status), float(seconds),
                                  False, kind)
         if isinstance(capture, dict):
-            self.capture.add(ticket.region, capture)
+            self.capture.add(peer.region, capture)
 
     def _pop(self, peer: _Peer, cid: int) -> _Conn | None:
         with self._lock:
@@ -304,15 +305,15 @@ class DirectHub:
         with contextlib.suppress(KeyError, ValueError):
             if worker.channel is not None:
                 self._selector.unregister(worker.channel)
+        shm = worker.shm
+        if shm is not None:  # reports written before the answers but never sent
+            self._messages(peer, dw.Frames().feed(dw.pending(shm), []))
         with self._lock:
             self._peers.pop(worker, None)
             conns = list(peer.conns.values())
             peer.conns.clear()
-        shm = worker.shm
         state, cid, _, _, raw, request_id = dw.read_state(shm) if shm is not None else (
             dw.IDLE, 0, 0.0, 0, b"", "")
-        if shm is not None:  # reports written before the answers but never sent
-            self._messages(peer, dw.Frames().feed(dw.pending(shm), []))
         for conn in conns:
             if state != dw.IDLE and conn.id == cid:
                 self._in_flight(peer, conn, raw, request_id)
@@ -334,11 +335,10 @@ class DirectHub:
                 return
             self._resume(conn, b"")
             return
-        ticket = conn.ticket
         if peer.timed_out:
             timeout = peer.pool.spec.timeout_s
             if self.metrics is not None:
-                self.metrics.request(ticket.endpoint, ticket.version, 504, timeout, False,
+                self.metrics.request(peer.endpoint, peer.version, 504, timeout, False,
                                      "timeout")
             self._answer(conn, 504, "Gateway Timeout", request_id)
             self._resume(conn, b"")
@@ -354,7 +354,7 @@ class DirectHub:
         rid = request_id.encode()
         head = b"".join((b"content-type: application/json\r\nx-amzn-requestid: ", rid,
                          b"\r\napigw-requestid: ", rid, b"\r\nx-mlops-executed-version: ",
-                         conn.ticket.version.encode(), b"\r\nx-mlops-cold-start: false\r\n"))
+                         conn.peer.version.encode(), b"\r\nx-mlops-cold-start: false\r\n"))
         with contextlib.suppress(OSError):
             conn.sock.sendall(dw.render(status, head, body, _date()))
 

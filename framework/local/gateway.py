@@ -377,8 +377,7 @@ class Gateway:
             return not weighted and not fn.shadow and self.runner.pool_of(fn) is pool
 
         assert pool is not None
-        return Ticket(pool, result.region, result.endpoint or route.function_uri,
-                      result.executed_version, fields, still_valid)
+        return Ticket(pool, fields, still_valid)
 
     def _shadow(self, function: str, version: str, event: dict[str, Any],
                 primary: Invocation) -> None:

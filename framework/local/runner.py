@@ -63,7 +63,6 @@ class Invocation:
     shadow_version: str | None = None  # the function's shadow version, if one is set
     pool: Pool | None = None  # the workers of the executed version
     weighted: bool = False  # the version was drawn by alias weights
-    region: str = DEFAULT_REGION
     invoked_arn: str = ""
 
 
@@ -410,7 +409,6 @@ class Runner:
             shadow_version=fn.shadow,
             pool=pool,
             weighted=weighted,
-            region=region,
             invoked_arn=invoked_arn,
         )
 

@@ -95,6 +95,11 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
     tensor = meta["inputs"][0]
     assert tensor["shape"] == [-1, 30]
     assert http("GET", d.v2("/ready"))[0] == 200
+    # the server-level routes KServe / Triton clients probe first
+    assert http("GET", f"{d.base}/v2/health/live")[:3:2] == (200, {"live": True})
+    assert http("GET", f"{d.base}/v2/health/ready")[:3:2] == (200, {"ready": True})
+    status, _, server = http("GET", f"{d.base}/v2")
+    assert status == 200 and server["name"] == "mlops" and server["extensions"] == []
     infer = {"id": "abc", "inputs": [{"name": tensor["name"], "shape": [2, 30],
                                       "datatype": "FP32", "data": [*row.values(), *row.values()]}]}
     status, _, oip = http("POST", d.v2("/infer"), json.dumps(infer).encode())
@@ -226,6 +231,8 @@ def test_api_keys(project: Project) -> None:
     body = project.sample()
     status, _, err = http("POST", d.url, body)
     assert status == 401 and err["error"] == "unauthorized"
+    assert http("GET", f"{d.base}/v2/health/live")[0] == 200  # probes carry no key
+    assert http("GET", f"{d.base}/v2")[0] == 401  # server metadata does
     created = project.mlops("keys", "create", "predict", "--name", "tests")
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("mlk.predict.")
@@ -314,7 +321,10 @@ def _check_capture(d: Deployed, served: list[str], statuses: list[int], rows: in
     captured = d.records("capture/predict/dt=")
     keys = [(c["request_id"], c["row"]) for c in captured]
     assert len(keys) == len(set(keys)), "a capture record was doubled"
-    assert sorted({k[0] for k in keys}) == sorted(served), "captured != served"
+    got, want = {k[0] for k in keys}, set(served)
+    assert got == want, (f"captured != served: {len(got - want)} captured but not served "
+                         f"{sorted(got - want)[:3]}, {len(want - got)} served but not captured "
+                         f"{sorted(want - got)[:3]}")
     assert len(captured) == len(served) * rows
 
 

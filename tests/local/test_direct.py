@@ -16,6 +16,8 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
+
 from .conftest import Deployed
 from .support import Reply, request
 
@@ -227,3 +229,79 @@ def test_idle_worker_killed_keeps_its_connections(deployed: Deployed) -> None:
     assert [r.status for r in replies] == [200] * 3
     assert replies[0].json()["pid"] != pid
     conn.close()
+
+
+# -- a dead worker's request in flight, decided from its report and the socket's byte count --
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def _hub_with_dead_worker(tmp_path: Any, last_done: tuple[Any, ...] | None, timed_out: bool,
+                          ) -> tuple[Any, Any, Any, list[bytes]]:
+    from types import SimpleNamespace
+
+    from framework.local.capture import CaptureStore
+    from framework.local.direct import DirectHub, _Conn, _Peer, written
+
+    client, server = _tcp_pair()
+    hub = DirectHub(CaptureStore(tmp_path / "spool", lambda *a: None))
+    resumed: list[bytes] = []
+    hub.resume = lambda sock, addr, prefix: resumed.append(prefix)
+    pool = SimpleNamespace(spec=SimpleNamespace(timeout_s=2.0))
+    peer = _Peer(SimpleNamespace(), pool, "us-east-1", "ep", "3")  # type: ignore[arg-type]
+    peer.last_done, peer.timed_out = last_done, timed_out
+    server.sendall(b"gateway's answer to the first request")
+    conn = _Conn(1, server, ("127.0.0.1", 1), None, peer, written(server))  # type: ignore[arg-type]
+    client.recv(100)
+    return hub, conn, client, resumed
+
+
+def _report(request_id: str, response: bytes, sent_before: int) -> tuple[Any, ...]:
+    return ("done", 1, request_id, 200, 0.001, None, None, response, sent_before, 7)
+
+
+def test_reported_but_unwritten_answer_is_sent_by_the_hub(tmp_path: Any) -> None:
+    hub, conn, client, resumed = _hub_with_dead_worker(
+        tmp_path, _report("r1", b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", 0), False)
+    hub._in_flight(conn.peer, conn, b"GET / HTTP/1.1\r\n\r\n", "r1")
+    client.settimeout(5)
+    assert client.recv(100) == b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    assert resumed == [b""]  # the gateway serves what comes next
+    hub.close()
+
+
+def test_written_answer_is_not_sent_twice(tmp_path: Any) -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    hub, conn, client, resumed = _hub_with_dead_worker(tmp_path, _report("r1", answer, 0), False)
+    conn.sock.sendall(answer)  # the worker wrote it, then died
+    client.settimeout(5)
+    assert client.recv(100) == answer
+    hub._in_flight(conn.peer, conn, b"GET / HTTP/1.1\r\n\r\n", "r1")
+    client.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        client.recv(100)
+    assert resumed == [b""]
+    hub.close()
+
+
+def test_unanswered_request_is_replayed_or_timed_out(tmp_path: Any) -> None:
+    raw = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    hub, conn, _, resumed = _hub_with_dead_worker(tmp_path, _report("older", b"x", 0), False)
+    hub._in_flight(conn.peer, conn, raw, "r2")
+    assert resumed == [raw] and hub.replayed == 1
+    hub.close()
+    hub, conn, client, resumed = _hub_with_dead_worker(tmp_path, None, True)
+    hub._in_flight(conn.peer, conn, raw, "r3")
+    client.settimeout(5)
+    answer = client.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+    assert b"x-amzn-requestid: r3" in answer and answer.endswith(b'{"message": "Gateway Timeout"}')
+    assert resumed == [b""]
+    hub.close()
