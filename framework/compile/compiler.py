@@ -394,6 +394,17 @@ Rule = Callable[[Config, CompileContext], Iterator[Resource]]
 def _endpoints(config: Config, ctx: CompileContext) -> Iterator[Resource]:
     for name, ep in config.endpoints.items():
         yield from _endpoint(config, ctx, name, ep)
+    if not config.endpoints:
+        return
+    # OIP v2 server health and metadata, so KServe/Triton clients' probes work unchanged;
+    # answered by the first endpoint by name (adding an endpoint rarely moves them).
+    first = min(config.endpoints)
+    target = ref(f"integration.{first}", "integration_id", "integrations/{}")
+    for suffix, route_key, public in names.SERVER_ROUTES:
+        yield Resource("api_route", f"route.{suffix}", {
+            "api_id": ref("api", "api_id"), "route_key": route_key, "target": target,
+            "authorization": "none" if public else config.endpoints[first].auth.value,
+        })
 
 
 def _monitors(config: Config, ctx: CompileContext) -> Iterator[Resource]:

@@ -105,6 +105,16 @@ def oip_path(endpoint: str) -> str:
     return f"/v2/models/{endpoint}"
 
 
+# Open Inference Protocol v2 server routes, answered by the project's first endpoint by name:
+# (resource id suffix, route key, open to all). Liveness and readiness probes carry no
+# credentials and reveal nothing; the server metadata takes the endpoint's auth.
+SERVER_ROUTES = (
+    ("v2-live", "GET /v2/health/live", True),
+    ("v2-ready", "GET /v2/health/ready", True),
+    ("v2-server", "GET /v2", False),
+)
+
+
 def endpoint_routes(route: str, endpoint: str) -> list[tuple[str, str]]:
     """(resource id suffix, route key) of an endpoint's routes besides its own ``route``."""
     path = route.split(" ", 1)[1].rstrip("/")

@@ -9,6 +9,8 @@ Routes of an endpoint (all on the same function; the event's ``routeKey`` says w
 | ``GET <path>/openapi.json``        | the OpenAPI 3 document                      |
 | ``POST /v2/models/<ep>/infer``     | Open Inference Protocol v2                  |
 | ``GET /v2/models/<ep>[/ready]``    | OIP metadata / readiness                    |
+| ``GET /v2/health/live|ready``      | OIP server probes (first endpoint; no key)  |
+| ``GET /v2``                        | OIP server metadata (first endpoint)        |
 
 Environment: ``MLOPS_REGISTRY_BUCKET``, ``MLOPS_MODEL_NAME``, ``MLOPS_MODEL_VERSION``,
 ``MLOPS_MODEL_SHA256``, ``MLOPS_ENDPOINT``; optional ``MLOPS_ROUTE``, ``MLOPS_AUTH``
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar
 
+import framework
 from framework.runtime import auth, capture, feedback, http, oip, openapi
 from framework.runtime.clients import Connection
 from framework.runtime.errors import ModelUnavailableError, RequestError
@@ -39,6 +42,10 @@ from framework.runtime.features import DEFAULT_MAX_ROWS, Rows, parse_payload
 from framework.runtime.inference import ModelBundle, Prediction, PredictionText
 
 V2 = "/v2/models/"
+# OIP v2 server routes (compiled onto the project's first endpoint); probes need no key.
+SERVER_ROUTES = {"/v2/health/live": "oip_live", "/v2/health/ready": "oip_server_ready",
+                 "/v2": "oip_server"}
+OPEN_KINDS = frozenset({"oip_live", "oip_server_ready"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class Settings:
 def route_kind(route_key: str, method: str, native_path: str) -> str:
     """Which of the endpoint's routes an event is for."""
     _, _, template = route_key.partition(" ")
+    server = SERVER_ROUTES.get(template)
+    if server is not None:
+        return server
     if template.startswith(V2):
         tail = template[len(V2):].partition("/")[2]
         return {"": "oip_metadata", "ready": "oip_ready", "infer": "oip_infer"}.get(
@@ -147,7 +157,7 @@ class Service:
             request_id = request.request_id or request_id
             kind = route_kind(str(event.get("routeKey") or ""), request.method,
                               self._native_path)
-            if self.keys is not None:
+            if self.keys is not None and kind not in OPEN_KINDS:
                 key_id = self.keys.check(request.headers)
             body, status, extra, rows = self._dispatch(kind, request, request_id, ts, t0)
             response = http.json_response(status, body)
@@ -202,6 +212,14 @@ class Service:
         if kind == "oip_ready" and method == "GET":
             ready = self.bundle is not None
             return {"name": s.endpoint, "ready": ready}, 200, None, 0
+        if kind == "oip_live" and method == "GET":
+            return {"live": True}, 200, None, 0
+        if kind == "oip_server_ready" and method == "GET":
+            _ = self.bundle  # a model that cannot load answers 503
+            return {"ready": True}, 200, None, 0
+        if kind == "oip_server" and method == "GET":
+            return {"name": "mlops", "version": framework.__version__, "extensions": []}, 200, \
+                None, 0
         if kind == "unknown":
             raise RequestError(404, "not_found", "no such route on this endpoint")
         allowed = "POST" if kind in ("oip_infer", "feedback") else "GET"
