@@ -25,7 +25,7 @@ seconds, kind, capture, response, sent_before, seq)``, ``("back", id, prefix)``,
 
 A ``done`` report is written to the shared page *before* the response (so a worker killed
 after answering loses no capture record: the hub reads the page), and sent over the channel
-in batches, off the request's path: when the worker has nothing to read, every
+in batches, off the request's path: when the worker is about to sleep, every
 ``FLUSH_EVERY`` reports, or when the hub asks (``sync``: the gateway's ``/_mlops/flush``).
 ``seq`` numbers the reports, so the hub counts a report found both on the page and on the
 channel once.
@@ -37,7 +37,7 @@ import marshal
 import mmap
 import os
 import resource
-import selectors
+import select
 import socket
 import struct
 import time
@@ -65,7 +65,8 @@ REQUEST_AT = PENDING_AT + PENDING_MAX
 MAX_HEAD = 64 * 1024
 MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit; the gateway answers 413
 SHM_SIZE = REQUEST_AT + MAX_HEAD + MAX_BODY  # sparse: only touched pages cost memory
-FLUSH_EVERY = 32  # reports; and whenever the worker has nothing to read
+FLUSH_EVERY = 32  # reports; and whenever the worker is about to sleep
+RSS_EVERY = 16  # requests between two looks at the peak resident memory
 
 CAPTURE_KEY = "mlopsCapture"  # framework.runtime.capture.CAPTURE_KEY (handlers' side)
 
@@ -110,6 +111,9 @@ class Frames:
             out.append(marshal.loads(bytes(self.buffer[FRAME.size:FRAME.size + length])))
             del self.buffer[:FRAME.size + length]
         return out
+
+
+_CHANNEL, _PIPE = object(), object()  # what an epoll event is for, besides connections
 
 
 class _RouteKey:
@@ -183,8 +187,9 @@ class DirectServer:
         self.memory_mb = memory_mb
         self.timeout_ms = timeout_ms
         self.frames = Frames()
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(channel, selectors.EVENT_READ, None)
+        self._epoll = select.epoll()
+        self._fds: dict[int, Any] = {}  # fd -> _CHANNEL, _PIPE or a _Conn
+        self._watch(channel.fileno(), _CHANNEL)
         self.conns: dict[int, _Conn] = {}
         self.date = Date()
         self.exit_after = False  # memory over the limit: answer, then end this environment
@@ -200,41 +205,53 @@ class DirectServer:
     def wait(self, pipe_fd: int) -> bool:
         """Serve the channel and connections until the runner's pipe is readable (True) or
         this environment must end (False)."""
-        if not hasattr(self, "_pipe"):
-            self._pipe = pipe_fd
-            self.selector.register(pipe_fd, selectors.EVENT_READ, pipe_fd)
+        if pipe_fd not in self._fds:
+            self._watch(pipe_fd, _PIPE)
+        poll = self._epoll.poll
         while not self.exit_after:
-            pipe_ready = False
-            ready = self.selector.select(0) if self.pending else []
+            ready = self._spin() if self.spin_s else []
             if not ready:
-                if self.pending:
-                    self.flush()
-                ready = self._spin() if self.spin_s else []
-                if not ready:
-                    ready = self.selector.select()
-            for key, _ in ready:
-                if key.data is None:
+                self.flush()  # nothing to do for a while: the hub gets the reports now
+                ready = poll()
+            pipe_ready = False
+            for fd, _ in ready:
+                target = self._fds.get(fd)
+                if target is None:
+                    continue  # unregistered by an earlier event of this round
+                if target is _CHANNEL:
                     if not self._channel():
                         return False
-                elif key.data is pipe_fd:
+                elif target is _PIPE:
                     pipe_ready = True
                 else:
-                    self._readable(key.data)
+                    self._readable(target)
             if pipe_ready:
                 return True
         self.flush()
         return False
 
-    def _spin(self) -> list[tuple[selectors.SelectorKey, int]]:
+    def _watch(self, fd: int, target: Any) -> None:
+        self._fds[fd] = target
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        self._fds.pop(fd, None)
+        self._epoll.unregister(fd)
+
+    def _spin(self) -> list[tuple[int, int]]:
+        poll = self._epoll.poll
+        ready = poll(0)
+        if ready:
+            return ready
         now = time.perf_counter()
         if now - self._last_request > 4 * self.spin_s:
             return []  # not a stream of requests: sleep
         until = now + self.spin_s
         while True:
-            ready = self.selector.select(0)
+            os.sched_yield()  # whoever else is runnable on this CPU goes first
+            ready = poll(0)
             if ready or time.perf_counter() > until:
                 return ready
-            os.sched_yield()  # whoever else is runnable on this CPU goes first
 
     def request_id(self) -> str:
         self._next_id += 1
@@ -259,8 +276,6 @@ class DirectServer:
         PENDING_LEN.pack_into(self.shm, 76, end)
         self.pending_bytes = end
         self.pending += 1
-        if self.pending >= FLUSH_EVERY:
-            self.flush()
 
     # -- the hub's channel ----------------------------------------------------------------
     def _channel(self) -> bool:
@@ -276,7 +291,7 @@ class DirectServer:
                 fd = self.frames.fds.pop(0)
                 conn = _Conn(socket.socket(fileno=fd), ident, route, generation, prefix)
                 self.conns[ident] = conn
-                self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+                self._watch(fd, conn)
                 if conn.buf:
                     self._serve(conn)
             elif message[0] == "sync":
@@ -289,7 +304,7 @@ class DirectServer:
 
     def _drop(self, conn: _Conn, message: Any) -> None:
         self.flush()  # the hub learns of a connection's requests before it leaves
-        self.selector.unregister(conn.sock)
+        self._unwatch(conn.sock.fileno())
         del self.conns[conn.id]
         conn.sock.close()  # the hub holds the connection too: it stays open
         self._send(message)
@@ -397,12 +412,14 @@ class DirectServer:
             return
         conn.sent += len(response)
         STATE.pack_into(shm, 0, IDLE)
+        if self.pending >= FLUSH_EVERY:
+            self.flush()  # after the answer: the client is not kept waiting for it
 
     def _response(self, payload: Any, error: dict[str, Any] | None,
                   ) -> tuple[int, str | None, Any, bytes, bytes]:
         """(status, error kind, capture record, header lines, body) — the gateway's rules."""
         capture = None
-        if error is None and self.memory_mb is not None:
+        if error is None and self.memory_mb is not None and self.seq % RSS_EVERY == 0:
             rss = self._rss_mb()
             if rss > self.memory_mb:
                 self.exit_after = True

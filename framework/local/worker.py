@@ -34,17 +34,28 @@ _HEADER = struct.Struct(">I")
 class Context:
     """The Lambda context object (the attributes handlers use)."""
 
+    # The environment's part, read once per process (class attributes; see ``configure``).
+    function_name = ""
+    function_version = "$LATEST"
+    memory_limit_in_mb = "128"
+    log_group_name = ""
+    log_stream_name = ""
+    identity = None
+    client_context = None
+
     def __init__(self, request_id: str, invoked_arn: str, remaining_ms: float) -> None:
         self.aws_request_id = request_id
         self.invoked_function_arn = invoked_arn
-        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
-        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
-        self.identity = None
-        self.client_context = None
         self._deadline = time.monotonic() + remaining_ms / 1000.0
+
+    @classmethod
+    def configure(cls) -> None:
+        env = os.environ
+        cls.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        cls.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        cls.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        cls.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        cls.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
@@ -171,6 +182,7 @@ def serve(rx: BinaryIO, tx: BinaryIO, code_dir: str, handler_name: str,
     gc.freeze()  # what init built (model, sessions, clients) is never garbage: stop scanning it
     send(tx, {"type": "ready", "init_ms": (time.monotonic() - started) * 1000})
     version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    Context.configure()
     timeout_ms = float((direct_env or {}).get("MLOPS_DIRECT_TIMEOUT_MS") or 3000)
     # The invocation's output (START, the handler's prints, END, REPORT) is buffered and
     # written once per invocation: one write instead of one per line on the hot path.
