@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import direct_worker as dw
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PAGES_DIR = "pages"  # under the capture spool: one page file per worker
 CHECK_EVERY_S = 1.0
 WATCH_EVERY_S = 0.05
 _BYTES_ACKED = 120  # offset of tcpi_bytes_acked (u64) in struct tcp_info (Linux >= 4.1)
@@ -85,6 +87,32 @@ class _Peer:
     seq: int = 0  # the last report counted
     timed_out: bool = False
     send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def recover_pages(pages: Path, capture: CaptureStore) -> int:
+    """After a crash of the daemon: spool the capture records its workers had written to
+    their pages but the hub had not counted; remove the pages. Returns the records."""
+    recovered = 0
+    for path in sorted(pages.glob("*.page")) if pages.is_dir() else []:
+        region = path.name.split(".", 1)[0]
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(dw.PENDING_AT)
+                if len(head) == dw.PENDING_AT:
+                    counted = dw.HUB_SEQ.unpack_from(head, 80)[0]
+                    length = dw.PENDING_LEN.unpack_from(head, 76)[0]
+                    for message in dw.Frames().feed(fh.read(length), []):
+                        if message[0] == "done" and message[9] > counted and isinstance(
+                                message[6], dict):
+                            capture.add(region, message[6])
+                            recovered += int(message[6].get("count") or 0)
+        except (OSError, ValueError, EOFError, IndexError, TypeError):
+            log.exception("could not read the page %s", path.name)
+        path.unlink(missing_ok=True)
+    if recovered:
+        log.info("recovered %d capture records from the pages of a crashed daemon's workers",
+                 recovered)
+    return recovered
 
 
 def written(sock: socket.socket) -> int:
@@ -247,6 +275,9 @@ class DirectHub:
                                  False, kind)
         if isinstance(capture, dict):
             self.capture.add(peer.region, capture)
+        shm = peer.worker.shm
+        if shm is not None:  # counted: a daemon restarted from a crash will not count it again
+            dw.HUB_SEQ.pack_into(shm, 80, seq)
 
     def _pop(self, peer: _Peer, cid: int) -> _Conn | None:
         with self._lock:

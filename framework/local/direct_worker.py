@@ -59,6 +59,7 @@ REQUEST_LEN = struct.Struct("<I")  # offset 24 (0: too large to keep)
 GENERATION = struct.Struct("<Q")  # offset 32: written by the hub
 REQUEST_ID = 40  # 36 ASCII bytes
 PENDING_LEN = struct.Struct("<I")  # offset 76: bytes of reports not yet sent to the hub
+HUB_SEQ = struct.Struct("<Q")  # offset 80: the last report the hub counted (hub-written)
 PENDING_AT = 128
 PENDING_MAX = 1 << 20
 REQUEST_AT = PENDING_AT + PENDING_MAX

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ class WorkerSpec:
     log_path: Path
     memory_mb: int | None = None  # RSS above this fails the invocation (Runtime.OutOfMemory)
     direct: bool = False  # give workers a channel + shared page for the direct path
+    page_dir: Path | None = None  # pages as files here (they outlive a crashed daemon)
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,19 @@ class Worker:
         env = spec.env
         self.channel: socket.socket | None = None  # the direct path (see direct.py)
         self.shm: mmap.mmap | None = None
+        self.page_path: Path | None = None
         self.conns = 0  # connections handed to this worker
         passed: tuple[int, ...] = ()
         child = None
         if spec.direct:
             self.channel, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            shm_fd = os.memfd_create("mlops-worker")
+            if spec.page_dir is not None:
+                spec.page_dir.mkdir(parents=True, exist_ok=True)
+                region = spec.env.get("AWS_REGION", "us-east-1")
+                self.page_path = spec.page_dir / f"{region}.{uuid.uuid4().hex}.page"
+                shm_fd = os.open(self.page_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            else:
+                shm_fd = os.memfd_create("mlops-worker")
             os.ftruncate(shm_fd, direct_worker.SHM_SIZE)
             self.shm = mmap.mmap(shm_fd, direct_worker.SHM_SIZE)
             passed = (child.fileno(), shm_fd)
@@ -328,6 +337,8 @@ class Pool:
         if worker.shm is not None:
             with contextlib.suppress(BufferError, ValueError):
                 worker.shm.close()
+        if worker.page_path is not None:
+            worker.page_path.unlink(missing_ok=True)
 
     def worker_pids(self) -> list[int]:
         with self._lock:

@@ -31,7 +31,7 @@ from framework.errors import MlopsError
 from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
 from .capture import SPOOL_DIR, CaptureStore
-from .direct import DirectHub
+from .direct import PAGES_DIR, DirectHub, recover_pages
 from .files import CODE_DIR, LOGS_DIR
 from .logship import LogShipper
 from .pool import Pool, WorkerSpec
@@ -180,6 +180,8 @@ class Runner:
         self.logs.start()
         # Warm workers answering handed connections themselves (MLOPS_LOCAL_DIRECT=0: off).
         direct = os.environ.get("MLOPS_LOCAL_DIRECT", "1") != "0"
+        self.pages = home / SPOOL_DIR / PAGES_DIR
+        recover_pages(self.pages, self.capture)  # left by a daemon that crashed
         self.hub = DirectHub(self.capture) if direct else None
 
     def _client(self, service: str, region: str) -> Any:
@@ -350,6 +352,7 @@ class Runner:
             log_path=log_path,
             memory_mb=fn.memory_mb if self.memory_limits else None,
             direct=self.hub is not None,
+            page_dir=self.pages,
         )
         self.logs.register(log_path, fn.region, fn.name)
         stale: list[Pool] = []
@@ -429,6 +432,8 @@ class Runner:
         return [pid for pool in pools for pid in pool.worker_pids()]
 
     def close(self) -> None:
+        if self.hub is not None:
+            self.hub.sync()  # the workers' last reports, before they are killed
         with self._lock:
             pools = list(self._pools.values())
             self._pools.clear()

@@ -351,3 +351,33 @@ def test_sample_rate_is_exact_per_request_id(project: Project) -> None:
     captured = {c["request_id"] for c in d.records("capture/predict/dt=")}
     expected = {r for r in served if sampled(r, 0.3)}
     assert captured == expected and 0 < len(expected) < len(served)
+
+
+def test_direct_answers_captured_across_a_daemon_crash(project: Project,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers a worker gave on a handed connection wait on its page (a file) until it sleeps;
+    a daemon SIGKILLed meanwhile loses none of their capture records."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    monkeypatch.setenv("MLOPS_LOCAL_SPIN_US", "20000000")  # the workers stay awake 20 s
+    d = _deploy(project)
+    parts = urlsplit(d.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    served = []
+    for _ in range(10):
+        conn.request("POST", parts.path, body=project.sample(),
+                     headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        assert resp.status == 200
+        served.append((body["request_id"], resp.getheader("server")))
+    assert [s for _, s in served[1:]] == ["mlops-local"] * 9  # answered by the worker
+    state = json.loads((project.root / ".mlops/local/daemon.json").read_text())
+    os.kill(state["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert list((project.root / ".mlops/local/capture-spool/pages").glob("*.page"))
+    project.mlops("local", "start")
+    d.flush()
+    captured = {c["request_id"] for c in d.records("capture/predict/dt=")}
+    assert captured == {rid for rid, _ in served}

@@ -305,3 +305,34 @@ def test_unanswered_request_is_replayed_or_timed_out(tmp_path: Any) -> None:
     assert b"x-amzn-requestid: r3" in answer and answer.endswith(b'{"message": "Gateway Timeout"}')
     assert resumed == [b""]
     hub.close()
+
+
+def test_pages_left_by_a_crashed_daemon_are_recovered_once(tmp_path: Any) -> None:
+    import gzip
+    import json
+
+    from framework.local import direct_worker as dw
+    from framework.local.capture import CaptureStore
+    from framework.local.direct import recover_pages
+
+    def report(seq: int) -> tuple[Any, ...]:
+        line = json.dumps({"request_id": f"r{seq}", "row": 0}) + "\n"
+        capture = {"bucket": "b", "endpoint": "ep", "day": "2026-11-27", "lines": line,
+                   "count": 1}
+        return ("done", 1, f"r{seq}", 200, 0.001, None, capture, b"answer", 0, seq)
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    data = b"".join(dw.frame(report(seq)) for seq in (1, 2, 3))
+    page = bytearray(dw.PENDING_AT) + data
+    dw.PENDING_LEN.pack_into(page, 76, len(data))
+    dw.HUB_SEQ.pack_into(page, 80, 1)  # the hub had counted the first one
+    (pages / "eu-west-1.abc.page").write_bytes(bytes(page))
+    uploads: list[tuple[str, bytes]] = []
+    store = CaptureStore(tmp_path / "spool", lambda region, b, k, d: uploads.append((region, d)))
+    assert recover_pages(pages, store) == 2
+    assert not list(pages.iterdir())
+    assert store.flush() == 2
+    rows = [json.loads(x) for _, d in uploads for x in gzip.decompress(d).splitlines()]
+    assert [r["request_id"] for r in rows] == ["r2", "r3"]
+    assert {region for region, _ in uploads} == {"eu-west-1"}
