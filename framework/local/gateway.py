@@ -239,17 +239,6 @@ class Gateway:
             return json_response(404, {"message": "Not Found"})
         return None
 
-    def handle(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        source_ip: str,
-        protocol: str = "HTTP/1.1",
-    ) -> HttpResponse:
-        return self.serve(method, target, headers, body, source_ip, protocol)[0]
-
     def serve(
         self,
         method: str,
