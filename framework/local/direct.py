@@ -176,9 +176,11 @@ class DirectHub:
         try:
             with peer.send_lock:
                 socket.send_fds(worker.channel, [message], [sock.fileno()])
-        except OSError:
+        except OSError:  # the worker is dying
             with self._lock:
-                peer.conns.pop(conn.id, None)
+                mine = peer.conns.pop(conn.id, None) is not None
+            if not mine:
+                return True  # the hub already took it back with the worker's others
             worker.conns -= 1
             return False
         self.adopted += 1

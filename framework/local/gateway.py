@@ -344,7 +344,8 @@ class Gateway:
             self.mirror.submit(self._shadow, route.function_uri, shadow, event, result)
         ticket = None
         if (self.hub is not None and kind is None and identity is None and not shadow
-                and not result.weighted and result.pool is not None and protocol == "HTTP/1.1"):
+                and not result.weighted and result.pool is not None and protocol == "HTTP/1.1"
+                and method != "HEAD"):  # a worker always writes the body
             ticket = self._ticket(route, result, match_path, {
                 "route_key": route.route_key, "api_id": api_id, "stage": stage,
                 "method": method, "target": target, "raw_path": raw_path, "raw_query": query,

@@ -101,6 +101,15 @@ def test_requests_the_worker_does_not_serve_go_back_on_the_same_connection(
     conn.close()
 
 
+def test_head_requests_stay_with_the_gateway(deployed: Deployed) -> None:
+    conn = _conn(deployed)
+    heads = [request(deployed.url("/v2/x"), "HEAD", conn=conn) for _ in range(3)]
+    assert [(r.status, r.body, _served_by(r) == DIRECT) for r in heads] == [
+        (200, b"", False)] * 3  # ANY /v2/{proxy+}; a worker would also write a body
+    assert request(deployed.url("/v2/x"), conn=conn).status == 200
+    conn.close()
+
+
 def _raw(deployed: Deployed) -> tuple[socket.socket, str]:
     port = int(deployed.aws.gateway_url.rsplit(":", 1)[1])
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
