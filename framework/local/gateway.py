@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import unquote
@@ -425,9 +426,27 @@ class _Prefixed(io.RawIOBase):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # An unparseable request line is answered with a status line and headers, not in the
+    # HTTP/0.9 form (a bare body) http.server falls back to.
+    default_request_version = "HTTP/1.0"
     wbufsize = 1 << 16  # headers and body leave in one write
     disable_nagle_algorithm = True
     server: GatewayServer
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None,
+                   ) -> None:
+        """Malformed requests (bad request line, headers too long...): JSON, like every other
+        answer of the gateway, and the connection closes."""
+        self.close_connection = True
+        reason = message or HTTPStatus(code).phrase
+        body = json.dumps({"message": reason}).encode()
+        self.send_response(code, HTTPStatus(code).phrase)
+        self.send_header("content-type", "application/json")
+        self.send_header("connection", "close")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
     def __init__(self, request: Any, client_address: Any, server: Any, prefix: bytes = b"",
                  ) -> None:

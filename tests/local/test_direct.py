@@ -8,6 +8,7 @@ Whatever the worker will not answer goes back to the gateway, on the same connec
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -158,6 +159,16 @@ def test_pipelined_and_chunked_requests_on_a_handed_connection(deployed: Deploye
     assert sock.recv(1) == b""  # closed after the "Connection: close" request
     sock.close()
 
+    sock, path = _raw(deployed)  # a handed connection, then bytes that are not HTTP
+    sock.sendall(get)
+    sock.sendall(get)
+    assert b"server: mlops-local" in _read_responses(sock, 2)[1][1]
+    sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+    status, head, body = _read_responses(sock, 1)[0]
+    assert status == 400 and b"connection: close" in head.lower()  # the gateway's answer
+    assert json.loads(body) == {"message": "Bad request version ('ALL')"}
+    sock.close()
+
 
 def test_refresh_sends_connections_back_to_the_gateway(deployed: Deployed) -> None:
     conn = _conn(deployed)
@@ -214,11 +225,11 @@ def test_worker_killed_mid_request_is_replayed(deployed: Deployed) -> None:
 
     def slow() -> None:
         result["reply"] = request(deployed.url("/items/14"), conn=conn,
-                                  headers={"X-Echo-Mode": "sleep", "X-Echo-Sleep": "0.6"})
+                                  headers={"X-Echo-Mode": "sleep", "X-Echo-Sleep": "1.5"})
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.3)
+    time.sleep(0.7)  # well inside the handler's sleep (the function's timeout is 2 s)
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=30)
     reply = result["reply"]
