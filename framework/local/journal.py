@@ -7,6 +7,11 @@ the same resources with the same generated IDs.
 
 Reads run concurrently; a write runs alone (a readers-writer lock), so nothing else can draw
 from moto's random generator between the seed and the write's own draws.
+
+CloudWatch Logs' ``PutLogEvents`` and ``CreateLogStream`` are applied but not journaled: the
+daemon's log shipper makes them from the worker log files kept on disk (and sends their
+recent tail again after a restart, see ``logship.py``), and they would otherwise make the
+journal grow with traffic (four log lines per request) and every restart replay them all.
 """
 
 from __future__ import annotations
@@ -93,6 +98,15 @@ def action_name(environ: Environ, body: bytes) -> str | None:
         if "Action" in form:
             return form["Action"][0]
     return None
+
+
+UNJOURNALED = frozenset({"PutLogEvents", "CreateLogStream"})  # CloudWatch Logs (Logs_*)
+
+
+def is_unjournaled(environ: Environ) -> bool:
+    """A write the journal leaves out (see the module's docstring)."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
+    return target.startswith("Logs_") and target.rsplit(".", 1)[-1] in UNJOURNALED
 
 
 def is_write(environ: Environ, body: bytes) -> bool:
@@ -215,6 +229,9 @@ class JournalMiddleware:
         body = read_body(environ)
         if not is_write(environ, body):
             with self.lock.read():
+                return _drain(self.app(environ, start_response))
+        if is_unjournaled(environ):
+            with self.lock.write():  # alone, like any write; its random draws are its own
                 return _drain(self.app(environ, start_response))
         with self.lock.write():
             self.journal.seq += 1

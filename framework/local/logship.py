@@ -4,6 +4,10 @@ Workers write stdout/stderr to ``logs/<function>.log`` (kept on disk). Every sec
 shipper reads what is new in each registered file and sends it, one event per line, to the
 function's log group ``/aws/lambda/<function>`` in a stream ``YYYY/MM/DD/[local]<id>`` — off
 the request path. The handler's per-request JSON lines thus become queryable structured logs.
+
+The control plane's journal does not keep these events (the files are their source): when a
+file is first registered after the daemon starts, its last ``RESHIP_BYTES`` (whole lines) are
+sent again, so recent logs are queryable after a restart too.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000  # CloudWatch: at most 10,000 events / 1 MB per call
 MAX_EVENT = 200_000
+RESHIP_BYTES = 1 << 20  # of each log file, sent again after a restart
 
 
 @dataclass
@@ -32,6 +37,21 @@ class _Source:
     stream: str
     offset: int
     created: bool = False
+
+
+def _tail_start(path: Path, limit: int) -> int:
+    """The offset of the first whole line within the last ``limit`` bytes of ``path``."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size <= limit:
+        return 0
+    with path.open("rb") as fh:
+        fh.seek(size - limit - 1)
+        data = fh.read(limit + 1)
+    newline = data.find(b"\n")
+    return size if newline < 0 else size - limit - 1 + newline + 1
 
 
 class LogShipper:
@@ -49,7 +69,7 @@ class LogShipper:
         with self._lock:
             if path in self._sources:
                 return
-            offset = path.stat().st_size if path.exists() else 0
+            offset = _tail_start(path, RESHIP_BYTES)
             stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[local]{self._id}"
             self._sources[path] = _Source(path, region, f"/aws/lambda/{function}", stream,
                                           offset)

@@ -152,18 +152,32 @@ def test_log_shipper_sends_complete_lines_once(tmp_path: Path) -> None:
     logs = FakeLogs()
     shipper = LogShipper(lambda region: logs)
     path = tmp_path / "fn.log"
-    path.write_text("before registration\n")
+    path.write_text("before registration\n")  # a daemon's earlier life: its tail goes again
     shipper.register(path, "us-east-1", "fn")
     with path.open("a") as fh:
         fh.write('{"msg":"request"}\nSTART RequestId: 1\npartial')
-    assert shipper.ship() == 2
+    assert shipper.ship() == 3
     assert shipper.ship() == 0
     with path.open("a") as fh:
         fh.write(" line\n")
     assert shipper.ship() == 1
-    assert [e[2] for e in logs.events] == ['{"msg":"request"}', "START RequestId: 1",
-                                           "partial line"]
+    assert [e[2] for e in logs.events] == ["before registration", '{"msg":"request"}',
+                                           "START RequestId: 1", "partial line"]
     assert {e[0] for e in logs.events} == {"/aws/lambda/fn"}
+
+
+def test_log_shipper_resends_only_the_recent_whole_lines(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import framework.local.logship as logship
+
+    monkeypatch.setattr(logship, "RESHIP_BYTES", 20)
+    logs = FakeLogs()
+    shipper = LogShipper(lambda region: logs)
+    path = tmp_path / "fn.log"
+    path.write_text("".join(f"line number {i}\n" for i in range(100)))
+    shipper.register(path, "us-east-1", "fn")
+    assert shipper.ship() == 1
+    assert [e[2] for e in logs.events] == ["line number 99"]
 
 
 @pytest.mark.parametrize(("header", "ok"), [

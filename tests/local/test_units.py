@@ -9,7 +9,7 @@ import pytest
 
 from framework.local.apigw import BadIntegrationResponse, Route, RouteTable, translate_result
 from framework.local.gateway import lambda_arn_of
-from framework.local.journal import is_write
+from framework.local.journal import is_unjournaled, is_write
 from framework.local.runner import parse_function, pick_version
 
 
@@ -42,6 +42,14 @@ def _env(method: str, **extra: str) -> dict[str, object]:
 )
 def test_read_write_classification(environ: dict[str, object], body: bytes, write: bool) -> None:
     assert is_write(environ, body) is write
+
+
+def test_log_shipping_writes_are_not_journaled() -> None:
+    shipped = _env("POST", HTTP_X_AMZ_TARGET="Logs_20140328.PutLogEvents")
+    assert is_write(shipped, b"{}") and is_unjournaled(shipped)
+    assert is_unjournaled(_env("POST", HTTP_X_AMZ_TARGET="Logs_20140328.CreateLogStream"))
+    assert not is_unjournaled(_env("POST", HTTP_X_AMZ_TARGET="Logs_20140328.CreateLogGroup"))
+    assert not is_unjournaled(_env("POST", HTTP_X_AMZ_TARGET="AWSEvents.PutRule"))
 
 
 def test_route_priority() -> None:
