@@ -13,6 +13,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from framework.monitoring.spec import Window, parse_time
@@ -84,6 +85,37 @@ def read_captures(store: Store, endpoint: str, window: Window,
                 continue
             log.records += 1
             yield rec
+
+
+class CaptureCache:
+    """Capture records of one endpoint for a caller that asks again and again about a window
+    that grows (a rollout's watch, once a second): each object is listed every time but read
+    once (capture objects are written once, under a new key)."""
+
+    def __init__(self, store: Store, endpoint: str) -> None:
+        self.store = store
+        self.endpoint = endpoint
+        self._objects: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
+        self.reads = 0  # objects fetched, ever
+
+    def read(self, window: Window, log: ReadLog) -> Iterator[dict[str, Any]]:
+        for key in _keys(self.store, f"capture/{self.endpoint}", window):
+            records = self._objects.get(key)
+            if records is None:
+                records = self._objects[key] = []
+                self.reads += 1
+                for rec in _lines(self.store, key, log):
+                    try:
+                        records.append((parse_time(str(rec["time"])), rec))
+                    except (KeyError, ValueError):
+                        log.issue("bad_time", f"{key}: a record has no valid time; skipped",
+                                  key=key)
+            for when, rec in records:
+                if window.contains(when):
+                    log.records += 1
+                    yield rec
+                else:
+                    log.outside += 1
 
 
 def read_feedback(store: Store, endpoint: str, window: Window,

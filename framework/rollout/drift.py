@@ -9,13 +9,13 @@ few answers from either version the signal is unknown (None), never a false alar
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from scipy import stats
 
-from framework.monitoring.capture import ReadLog, read_captures
+from framework.monitoring.capture import CaptureCache, ReadLog
 from framework.monitoring.spec import Window
 from framework.rollout.driver import HealthSource
 from framework.rollout.record import RolloutRecord
@@ -45,11 +45,13 @@ def output_drift(stable: list[Any], candidate: list[Any], alpha: float = ALPHA,
 
 @dataclass
 class WithOutputDrift:
-    """Adds ``Health.drift`` (candidate vs stable answers, from captures) to another source."""
+    """Adds ``Health.drift`` (candidate vs stable answers, from captures) to another source.
+    Each capture object is read once per rollout session, however many ticks ask."""
 
     inner: HealthSource
     store: Any  # framework.monitoring.store.S3Store
     endpoints: frozenset[str]  # endpoints whose rollout watches drift
+    caches: dict[str, CaptureCache] = field(default_factory=dict)
 
     def sample(self, record: RolloutRecord) -> dict[str, Any]:
         return self.inner.sample(record)
@@ -61,7 +63,10 @@ class WithOutputDrift:
             return health
         window = Window(datetime.fromtimestamp(since, UTC), datetime.now(UTC))
         answers: dict[str, list[Any]] = {record.stable_model: [], record.candidate_model: []}
-        for rec in read_captures(self.store, record.endpoint, window, ReadLog()):
+        cache = self.caches.get(record.endpoint)
+        if cache is None:
+            cache = self.caches[record.endpoint] = CaptureCache(self.store, record.endpoint)
+        for rec in cache.read(window, ReadLog()):
             version = str(rec.get("version"))
             if version in answers and "prediction" in rec:
                 answers[version].append(rec["prediction"])
