@@ -192,7 +192,7 @@ def _fold_target(res: Resource, graph: ResourceGraph, resources: dict[str, Any])
     props = resources[logical_id(rule_id)]["Properties"]
     props.setdefault("Targets", []).append({
         "Id": res.props["target_id"], "Arn": _value(res.props["arn"]),
-        "Input": res.props["input"]})
+        "InputTransformer": res.props["input_transformer"]})
 
 
 def synthesize(graph: ResourceGraph, *, description: str) -> Template:

@@ -1,9 +1,10 @@
 """Monitor function: a scheduled (or hand-fired) drift and performance check.
 
 Environment: MLOPS_MONITOR (the monitor's settings as JSON, written by compile). Event: the
-schedule's input ``{"source": "mlops.schedule", "monitor": NAME}`` plus, when fired by hand or
-by the local scheduler, ``{"window": {"start": ISO, "end": ISO}}`` or ``{"time": ISO}`` (the
-scheduled time; the window ends there). Returns a summary of the report it wrote.
+schedule's input ``{"source": "mlops.schedule", "monitor": NAME, "time": ISO}`` (the scheduled
+time, filled in by the rule's input transformer; the window ends there), or, fired by hand,
+``{"window": {"start": ISO, "end": ISO}}``; without either the window ends now. Returns a
+summary of the report it wrote.
 """
 
 from __future__ import annotations

@@ -374,7 +374,13 @@ def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
     yield Resource("schedule_target", f"target.{name}", {
         "rule_name": rule, "target_id": "monitor",
         "arn": names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
-        "input": canonical_json({"source": "mlops.schedule", "monitor": name}),
+        # The event's own time goes along: a run that starts late still checks the window
+        # ending at its scheduled time (EventBridge and the local scheduler alike).
+        "input_transformer": {
+            "InputPathsMap": {"time": "$.time"},
+            "InputTemplate": canonical_json(
+                {"source": "mlops.schedule", "monitor": name, "time": "<time>"}),
+        },
     }, (f"schedule.{name}", f"alias.{unit}", f"permission.{unit}"))
 
 

@@ -601,7 +601,7 @@ class AwsProvider:
     # -- schedule_target --------------------------------------------------------------
     def create_schedule_target(self, p: Props) -> Outputs:
         self.client("events").put_targets(Rule=p["rule_name"], Targets=[
-            {"Id": p["target_id"], "Arn": p["arn"], "Input": p["input"]}])
+            {"Id": p["target_id"], "Arn": p["arn"], "InputTransformer": p["input_transformer"]}])
         return {"target_id": p["target_id"]}
 
     def update_schedule_target(self, p: Props, _before: Entry) -> Outputs:

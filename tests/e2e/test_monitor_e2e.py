@@ -94,6 +94,8 @@ def test_monitor_fires_on_schedule_and_mails_the_drift(
                                           Key=summary["report"])["Body"].read())
         assert report["status"] == "drift" and report["drift"]["drifted"]
         assert "mean_radius" in report["drift"]["drifted"]
+        # the window ends at the scheduled time, carried by the rule's input transformer
+        assert report["window"]["end"] == fire["scheduled"], (report["window"], fire)
         assert report["data"]["rows"] == 450
         keys = [o["Key"] for o in s3.list_objects_v2(
             Bucket=session.bucket, Prefix=f"reports/{MONITOR}/")["Contents"]]

@@ -109,8 +109,10 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
          {"schedule_expression": "rate(2 days)"}),
         ("schedule_target", {"rule_name": "rt-mon", "target_id": "monitor",
                              "arn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:rt-fn:live",
-                             "input": "{}"},
-         {"input": "{\"monitor\": \"m\"}"}),
+                             "input_transformer": {"InputPathsMap": {"time": "$.time"},
+                                                   "InputTemplate": '{"time": "<time>"}'}},
+         {"input_transformer": {"InputPathsMap": {"time": "$.time"},
+                                "InputTemplate": '{"monitor": "m", "time": "<time>"}'}}),
         ("ses_identity", {"email": "ops@example.com"}, {}),
     ]
 
