@@ -77,6 +77,14 @@ def check_threshold(gate: str, expression: str, measured: float | None) -> GateR
 # -- hold-out metrics -------------------------------------------------------------------
 
 
+def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows as records (numbers parsed) and the header, from a CSV."""
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        records = [{k: _number(v) for k, v in row.items()} for row in reader]
+        return records, list(reader.fieldnames or [])
+
+
 def read_holdout(path: Path, label: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows as records (numbers parsed) and the label column, from a CSV with a header."""
     with path.open(newline="") as fh:
@@ -86,9 +94,25 @@ def read_holdout(path: Path, label: str) -> tuple[list[dict[str, Any]], list[str
                              hint="name the label column with holdout.label")
         records, labels = [], []
         for row in reader:
-            labels.append(row.pop(label))
+            labels.append(row.pop(label))  # as written: labels are compared as text
             records.append({k: _number(v) for k, v in row.items()})
     return records, labels
+
+
+def predict_records(bundle: Any, records: Sequence[Mapping[str, Any]], features: list[str],
+                    ) -> tuple[list[Any], list[list[float]], list[Any] | None]:
+    """(predictions, probabilities, classes) of ``records`` through a runtime ``ModelBundle``,
+    validated against the version's own input contract."""
+    predictions: list[Any] = []
+    probabilities: list[list[float]] = []
+    classes: list[Any] | None = None
+    for start in range(0, len(records), BATCH):
+        batch = [{f: r.get(f) for f in features} for r in records[start:start + BATCH]]
+        answer = bundle.predict({"instances": batch})
+        predictions += answer["predictions"]
+        probabilities += answer.get("probabilities") or []
+        classes = answer.get("classes") or classes
+    return predictions, probabilities, classes
 
 
 def _number(text: str) -> Any:
@@ -108,15 +132,7 @@ def holdout_metrics(bundle: Any, model: Model, root: Path) -> dict[str, float | 
     assert model.holdout is not None
     features = [f.name for f in model.features]
     records, labels = read_holdout(root / model.holdout.path, model.holdout.label)
-    predictions: list[Any] = []
-    probabilities: list[list[float]] = []
-    classes: list[Any] | None = None
-    for start in range(0, len(records), BATCH):
-        batch = [{f: r.get(f) for f in features} for r in records[start:start + BATCH]]
-        answer = bundle.predict({"instances": batch})
-        predictions += answer["predictions"]
-        probabilities += answer.get("probabilities") or []
-        classes = answer.get("classes") or classes
+    predictions, probabilities, classes = predict_records(bundle, records, features)
     if model.task.value == "regression":
         return dict(regression_metrics([float(v) for v in labels],
                                        [float(v) for v in predictions]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,26 +195,34 @@ def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values), q)) if values else None
 
 
+def prediction_profile(labels: Sequence[Any], numeric: bool) -> FeatureProfile:
+    """The profile of a model's answers: predicted values (regression) or labels."""
+    if numeric:
+        arr = np.asarray([float(v) for v in labels], dtype=np.float64)
+        num = NumericProfile.empty(reference_edges(arr, 256))
+        num.add_array(arr)
+        return num
+    cat = CategoricalProfile()
+    cat.add_values(labels)
+    return cat
+
+
 def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts,
                      alpha: float) -> dict[str, Any] | None:
-    """Predicted-label frequencies (or predicted values) vs the monitor's first window."""
+    """Predicted labels (or values) vs the served version's answers on its reference data,
+    recorded at registration; for versions registered without them, vs the monitor's first
+    window."""
     if not facts.predictions:
         return None
     labels = [p for _, p, _ in facts.predictions.values()]
-    numeric = spec.task == "regression"
-    if numeric:
-        arr = np.asarray([float(v) for v in labels], dtype=np.float64)
-    saved = _load_json(store, baseline_key(spec.name))
+    reference = _load_json(store, reference_key(spec.model, spec.version)) or {}
+    saved = reference.get("predictions")
+    baseline = f"reference predictions of {spec.model}@{spec.version}"
+    if not isinstance(saved, dict):
+        baseline = "first window"
+        saved = _load_json(store, baseline_key(spec.name))
     if saved is None:
-        first: FeatureProfile
-        if numeric:
-            num = NumericProfile.empty(reference_edges(arr, 256))
-            num.add_array(arr)
-            first = num
-        else:
-            cat = CategoricalProfile()
-            cat.add_values(labels)
-            first = cat
+        first = prediction_profile(labels, spec.task == "regression")
         store.put(baseline_key(spec.name), json.dumps(first.to_dict()).encode(),
                   "application/json")
         return {"baseline": "created", "message": "this window is the prediction baseline "
@@ -224,7 +232,7 @@ def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts,
     if saved.get("kind") == "numeric":
         base = NumericProfile.from_dict(saved)
         cur_num = NumericProfile.empty(base.edges)
-        cur_num.add_array(arr)
+        cur_num.add_array(np.asarray([float(v) for v in labels], dtype=np.float64))
         cur = cur_num
         result = drift.detector("ks").test("prediction", base, cur, alpha)
     else:
@@ -233,7 +241,7 @@ def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts,
         cur_cat.add_values(labels)
         cur = cur_cat
         result = drift.detector("chi2").test("prediction", base, cur, alpha)
-    return {"baseline": "first window", **result.to_dict(), "plot": plot_data(base, cur)}
+    return {"baseline": baseline, **result.to_dict(), "plot": plot_data(base, cur)}
 
 
 def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: WindowFacts,

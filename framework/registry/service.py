@@ -22,18 +22,47 @@ from framework.registry.provenance import provenance
 from framework.registry.store import Registered, Registry
 
 
-def reference_profile(metadata: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """The drift baseline of ``path`` (monitoring's profile format)."""
+def reference_profile(metadata: Mapping[str, Any], path: Path,
+                      artifact: bytes | None = None) -> dict[str, Any]:
+    """The drift baseline of ``path`` (monitoring's profile format); with the model's bytes,
+    also the profile of its answers on those rows (``predictions``: the baseline of the
+    monitors' prediction drift)."""
     from framework.monitoring.profile import profile_reference
 
-    return profile_reference(path, list(metadata["features"]))
+    profile = profile_reference(path, list(metadata["features"]))
+    if artifact is not None:
+        answers = reference_predictions(metadata, path, artifact)
+        if answers is not None:
+            profile["predictions"] = answers
+    return profile
+
+
+def reference_predictions(metadata: Mapping[str, Any], path: Path, artifact: bytes,
+                          ) -> dict[str, Any] | None:
+    """The model's answers on the reference rows, profiled; None if the rows do not fit its
+    input contract (the monitors then compare with their first window)."""
+    from framework.gates import predict_records, read_records
+    from framework.monitoring.check import prediction_profile
+    from framework.runtime.errors import RequestError
+    from framework.runtime.inference import ModelBundle
+
+    bundle = ModelBundle.from_bytes(metadata, artifact, str(metadata["sha256"]))
+    records, _ = read_records(path)
+    features = [str(f["name"]) for f in metadata["features"]]
+    try:
+        predictions, _, _ = predict_records(bundle, records, features)
+    except RequestError:
+        return None
+    numeric = str(metadata.get("task", "classification")) == "regression"
+    return prediction_profile(predictions, numeric).to_dict()
 
 
 def register_files(reg: Registry, root: Path, artifact: Path, metadata: dict[str, Any],
                    reference: Path | None) -> Registered:
     """Register prepared metadata with the artifact's bytes and (optionally) reference data."""
-    profile = reference_profile(metadata, reference) if reference is not None else None
-    return reg.register(str(metadata["name"]), str(metadata["version"]), artifact.read_bytes(),
+    data = artifact.read_bytes()
+    profile = reference_profile(metadata, reference, data) if reference is not None else None
+    return reg.register(str(metadata["name"]), str(metadata["version"]), data,
                         metadata, provenance(root), reference=profile)
 
 

@@ -96,6 +96,13 @@ def test_monitor_fires_on_schedule_and_mails_the_drift(
         assert "mean_radius" in report["drift"]["drifted"]
         # the window ends at the scheduled time, carried by the rule's input transformer
         assert report["window"]["end"] == fire["scheduled"], (report["window"], fire)
+        # prediction drift against the version's own answers on its reference data
+        assert report["prediction_drift"]["baseline"] == "reference predictions of " \
+            "diagnosis@1.0.0", report["prediction_drift"]
+        reference = json.loads(s3.get_object(
+            Bucket=session.bucket, Key="models/diagnosis/1.0.0/reference.json")["Body"].read())
+        answers = reference["predictions"]["frequencies"]
+        assert set(answers) == {"benign", "malignant"} and sum(answers.values()) > 100
         assert report["data"]["rows"] == 450
         keys = [o["Key"] for o in s3.list_objects_v2(
             Bucket=session.bucket, Prefix=f"reports/{MONITOR}/")["Contents"]]

@@ -38,3 +38,4 @@ def test_each_object_is_read_once_and_the_window_still_filters() -> None:
         seen.append(len(got))
     assert seen == sorted(seen) and seen[-1] > 0
     assert cache.reads == 5  # one fetch per object over the five ticks
+
