@@ -8,6 +8,7 @@ resource calls ``register_files`` too, so both paths register a version the same
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from framework.registry.errors import ApprovalRequiredError, RegistryInputError
 from framework.registry.metadata import version_metadata
 from framework.registry.provenance import provenance
 from framework.registry.store import Registered, Registry
+
+log = logging.getLogger(__name__)
 
 
 def reference_profile(metadata: Mapping[str, Any], path: Path,
@@ -39,19 +42,22 @@ def reference_profile(metadata: Mapping[str, Any], path: Path,
 
 def reference_predictions(metadata: Mapping[str, Any], path: Path, artifact: bytes,
                           ) -> dict[str, Any] | None:
-    """The model's answers on the reference rows, profiled; None if the rows do not fit its
-    input contract (the monitors then compare with their first window)."""
+    """The model's answers on the reference rows, profiled; None if they cannot be had (rows
+    outside the input contract, a model that fails to run): registering does not depend on
+    them, the monitors then compare with their first window, and a model that cannot answer
+    is for the gates and the rollout to stop."""
     from framework.gates import predict_records, read_records
     from framework.monitoring.check import prediction_profile
-    from framework.runtime.errors import RequestError
     from framework.runtime.inference import ModelBundle
 
-    bundle = ModelBundle.from_bytes(metadata, artifact, str(metadata["sha256"]))
-    records, _ = read_records(path)
-    features = [str(f["name"]) for f in metadata["features"]]
     try:
+        bundle = ModelBundle.from_bytes(metadata, artifact, str(metadata["sha256"]))
+        records, _ = read_records(path)
+        features = [str(f["name"]) for f in metadata["features"]]
         predictions, _, _ = predict_records(bundle, records, features)
-    except RequestError:
+    except Exception as exc:  # noqa: BLE001  (any failure only costs this baseline)
+        log.warning("no reference predictions for %s@%s: %s", metadata.get("name"),
+                    metadata.get("version"), exc)
         return None
     numeric = str(metadata.get("task", "classification")) == "regression"
     return prediction_profile(predictions, numeric).to_dict()
