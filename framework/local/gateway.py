@@ -457,6 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         if self._prefix:
+            self.rfile.close()  # nothing read yet; releases its hold on the socket
             self.rfile = io.BufferedReader(_Prefixed(self._prefix, self.connection))
 
     def handle(self) -> None:
