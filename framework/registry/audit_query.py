@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from framework.registry.service import parse_time
+
+FETCHERS = 8  # concurrent GETs when reading the trail
 
 
 def about_model(rec: dict[str, Any], model: str) -> bool:
@@ -39,14 +42,18 @@ def read_registry(s3: Any, bucket: str, since: datetime | None) -> list[dict[str
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": "audit/"}
     if since is not None:
         kwargs["StartAfter"] = f"audit/{since:%Y/%m/%d}/"
-    records = []
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(**kwargs):
-            for obj in page.get("Contents", []):
-                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                records.append(json.loads(body))
+        keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(**kwargs)
+                for obj in page.get("Contents", [])]
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) in {"NoSuchBucket", "404"}:
             return []
         raise
-    return records
+
+    def fetch(key: str) -> dict[str, Any]:
+        record: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return record
+
+    # One object per record (each under Object Lock): fetched concurrently, in listing order.
+    with ThreadPoolExecutor(max_workers=FETCHERS) as pool:
+        return list(pool.map(fetch, keys))
