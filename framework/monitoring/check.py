@@ -64,7 +64,9 @@ def _load_json(store: Store, key: str) -> Any:
         raise CheckFailed(f"{key} is not valid JSON ({e})") from e
 
 
-def load_reference(store: Store, spec: MonitorSpec) -> tuple[Profile, dict[str, str]]:
+def load_reference(store: Store, spec: MonitorSpec,
+                   ) -> tuple[Profile, dict[str, str], dict[str, Any] | None]:
+    """(feature profile, feature types, profile of the version's answers if recorded)."""
     key = reference_key(spec.model, spec.version)
     data = _load_json(store, key)
     if data is None:
@@ -75,7 +77,8 @@ def load_reference(store: Store, spec: MonitorSpec) -> tuple[Profile, dict[str, 
     except (KeyError, ValueError, TypeError) as e:
         raise CheckFailed(f"{key} is not a reference profile ({e})") from e
     types = {str(k): str(v) for k, v in (data.get("feature_types") or {}).items()}
-    return profile, types
+    answers = data.get("predictions")
+    return profile, types, answers if isinstance(answers, dict) else None
 
 
 def positive_score(rec: Mapping[str, Any], positive: str | None) -> float | None:
@@ -207,18 +210,17 @@ def prediction_profile(labels: Sequence[Any], numeric: bool) -> FeatureProfile:
     return cat
 
 
-def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts,
-                     alpha: float) -> dict[str, Any] | None:
-    """Predicted labels (or values) vs the served version's answers on its reference data,
-    recorded at registration; for versions registered without them, vs the monitor's first
-    window."""
+def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts, alpha: float,
+                     reference_answers: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Predicted labels (or values) vs the served version's answers on its reference data
+    (``reference_answers``, recorded at registration); for versions registered without them,
+    vs the monitor's first window."""
     if not facts.predictions:
         return None
     labels = [p for _, p, _ in facts.predictions.values()]
-    reference = _load_json(store, reference_key(spec.model, spec.version)) or {}
-    saved = reference.get("predictions")
+    saved = reference_answers
     baseline = f"reference predictions of {spec.model}@{spec.version}"
-    if not isinstance(saved, dict):
+    if saved is None:
         baseline = "first window"
         saved = _load_json(store, baseline_key(spec.name))
     if saved is None:
@@ -288,7 +290,7 @@ def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: 
 def run_check(spec: MonitorSpec, store: Store, window: Window,
               positive: str | None = None) -> dict[str, Any]:
     """The check's findings (no history, no side effects besides the prediction baseline)."""
-    reference, _types = load_reference(store, spec)
+    reference, _types, reference_answers = load_reference(store, spec)
     log = ReadLog()
     # Scores are the declared positive class's probability (not the last class's).
     positive = positive or (spec.performance or {}).get("positive")
@@ -325,8 +327,9 @@ def run_check(spec: MonitorSpec, store: Store, window: Window,
         body["distributions"] = {
             r.feature: plot_data(reference.features[r.feature], current.features[r.feature])
             for r in sorted(results, key=lambda r: -_severity(r))[:12] if r.drifted}
-        body["prediction_drift"] = (prediction_drift(store, spec, facts, alpha)
-                                    if spec.drift.get("prediction", True) else None)
+        body["prediction_drift"] = (
+            prediction_drift(store, spec, facts, alpha, reference_answers)
+            if spec.drift.get("prediction", True) else None)
     body["performance"] = performance_section(spec, store, window, facts, log, positive)
     return body
 
