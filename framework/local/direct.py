@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 PAGES_DIR = "pages"  # under the capture spool: one page file per worker
 CHECK_EVERY_S = 1.0
 WATCH_EVERY_S = 0.05
+_DATE = dw.Date()  # the date header of the answers the hub writes itself
 _BYTES_ACKED = 120  # offset of tcpi_bytes_acked (u64) in struct tcp_info (Linux >= 4.1)
 
 Resume = Callable[[socket.socket, Any, bytes], None]
@@ -83,7 +84,7 @@ class _Peer:
     version: str
     frames: dw.Frames = field(default_factory=dw.Frames)
     conns: dict[int, _Conn] = field(default_factory=dict)
-    last_done: tuple[Any, ...] | None = None
+    last_done: dw.Report | None = None
     seq: int = 0  # the last report counted
     timed_out: bool = False
     send_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,11 +102,10 @@ def recover_pages(pages: Path, capture: CaptureStore) -> int:
                 if len(head) == dw.PENDING_AT:
                     counted = dw.HUB_SEQ.unpack_from(head, 80)[0]
                     length = dw.PENDING_LEN.unpack_from(head, 76)[0]
-                    for message in dw.Frames().feed(fh.read(length), []):
-                        if message[0] == "done" and message[9] > counted and isinstance(
-                                message[6], dict):
-                            capture.add(region, message[6])
-                            recovered += int(message[6].get("count") or 0)
+                    for report in dw.reports(fh.read(length)):
+                        if report.seq > counted and isinstance(report.capture, dict):
+                            capture.add(region, report.capture)
+                            recovered += int(report.capture.get("count") or 0)
         except (OSError, ValueError, EOFError, IndexError, TypeError):
             log.exception("could not read the page %s", path.name)
         path.unlink(missing_ok=True)
@@ -252,7 +252,7 @@ class DirectHub:
         for message in messages:
             kind = message[0]
             if kind == "done":
-                self._done(peer, message)
+                self._done(peer, dw.Report(*message[1:]))
             elif kind == "synced":
                 event = self._syncs.pop(message[1], None)
                 if event is not None:
@@ -264,22 +264,21 @@ class DirectHub:
                 if conn is not None:
                     conn.sock.close()
 
-    def _done(self, peer: _Peer, message: tuple[Any, ...]) -> None:
-        _, _cid, _request_id, status, seconds, kind, capture, _response, _sent, seq = message
-        if seq <= peer.seq:
+    def _done(self, peer: _Peer, report: dw.Report) -> None:
+        if report.seq <= peer.seq:
             return  # read from the page after a death, and then from the channel
-        peer.seq = seq
-        peer.last_done = message
+        peer.seq = report.seq
+        peer.last_done = report
         # The worker's own labels, not the connection's: a report read from the page of a
         # dead worker counts even though its connections are gone.
         if self.metrics is not None:
-            self.metrics.request(peer.endpoint, peer.version, int(status), float(seconds),
-                                 False, kind)
-        if isinstance(capture, dict):
-            self.capture.add(peer.region, capture)
+            self.metrics.request(peer.endpoint, peer.version, int(report.status),
+                                 float(report.seconds), False, report.kind)
+        if isinstance(report.capture, dict):
+            self.capture.add(peer.region, report.capture)
         shm = peer.worker.shm
         if shm is not None:  # counted: a daemon restarted from a crash will not count it again
-            dw.HUB_SEQ.pack_into(shm, 80, seq)
+            dw.HUB_SEQ.pack_into(shm, 80, report.seq)
 
     def _pop(self, peer: _Peer, cid: int) -> _Conn | None:
         with self._lock:
@@ -340,7 +339,8 @@ class DirectHub:
                 self._selector.unregister(worker.channel)
         shm = worker.shm
         if shm is not None:  # reports written before the answers but never sent
-            self._messages(peer, dw.Frames().feed(dw.pending(shm), []))
+            for report in dw.reports(dw.pending(shm)):
+                self._done(peer, report)
         with self._lock:
             self._peers.pop(worker, None)
             conns = list(peer.conns.values())
@@ -357,8 +357,8 @@ class DirectHub:
     def _in_flight(self, peer: _Peer, conn: _Conn, raw: bytes, request_id: str) -> None:
         """Finish the request a dead worker was answering on ``conn``."""
         done = peer.last_done
-        if done is not None and done[2] == request_id:
-            response, sent_before = bytes(done[7]), int(done[8])
+        if done is not None and done.request_id == request_id:
+            response, sent_before = bytes(done.response), int(done.sent_before)
             got = written(conn.sock) - conn.base
             if got == sent_before:  # reported, never written: the client still waits
                 with contextlib.suppress(OSError):
@@ -389,11 +389,4 @@ class DirectHub:
                          b"\r\napigw-requestid: ", rid, b"\r\nx-mlops-executed-version: ",
                          conn.peer.version.encode(), b"\r\nx-mlops-cold-start: false\r\n"))
         with contextlib.suppress(OSError):
-            conn.sock.sendall(dw.render(status, head, body, _date()))
-
-
-_DATE = dw.Date()
-
-
-def _date() -> bytes:
-    return _DATE()
+            conn.sock.sendall(dw.render(status, head, body, _DATE()))

@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 FRAME = struct.Struct(">I")
 
@@ -87,6 +87,25 @@ def read_state(shm: mmap.mmap) -> tuple[int, int, float, int, bytes, str]:
     length = REQUEST_LEN.unpack_from(shm, 24)[0]
     request_id = shm[REQUEST_ID:REQUEST_ID + 36].decode("ascii", "replace")
     return state, conn, started, sent, shm[REQUEST_AT:REQUEST_AT + length], request_id
+
+
+class Report(NamedTuple):
+    """A ``done`` report's fields (on the wire: ``("done", *fields)``, a plain tuple)."""
+
+    conn: int
+    request_id: str
+    status: int
+    seconds: float
+    kind: str | None
+    capture: Any  # the handler's capture record, or None
+    response: bytes
+    sent_before: int  # bytes the worker had written on the connection before this answer
+    seq: int
+
+
+def reports(data: bytes) -> list[Report]:
+    """The ``done`` reports in a run of frames (a page's pending bytes)."""
+    return [Report(*m[1:]) for m in Frames().feed(data, []) if m[0] == "done"]
 
 
 def frame(message: Any) -> bytes:
@@ -402,8 +421,8 @@ class DirectServer:
         # Reported before it is written: a worker killed after this point has its capture
         # committed, and the hub can tell (the socket's byte count) whether the client got it.
         self.seq += 1
-        self._report(("done", conn.id, request_id, status, seconds, kind, capture, response,
-                      conn.sent, self.seq))
+        self._report(("done", *Report(conn.id, request_id, status, seconds, kind, capture,
+                                      response, conn.sent, self.seq)))
         STATE.pack_into(shm, 0, ANSWERED)
         try:
             conn.sock.sendall(response)

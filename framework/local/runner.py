@@ -197,9 +197,6 @@ class Runner:
         conn = Connection(region, self.control_url, dummy_credentials=True, max_attempts=1)
         return conn.client("lambda")
 
-    def resolve_version(self, name: str, region: str, qualifier: str) -> str:
-        return self.resolve(name, region, qualifier)[0]
-
     def resolve(self, name: str, region: str, qualifier: str) -> tuple[str, bool]:
         """(executed version, drawn by alias weights)."""
         if qualifier == "$LATEST" or qualifier.isdigit():

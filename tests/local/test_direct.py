@@ -283,8 +283,10 @@ def _hub_with_dead_worker(tmp_path: Any, last_done: tuple[Any, ...] | None, time
     return hub, conn, client, resumed
 
 
-def _report(request_id: str, response: bytes, sent_before: int) -> tuple[Any, ...]:
-    return ("done", 1, request_id, 200, 0.001, None, None, response, sent_before, 7)
+def _report(request_id: str, response: bytes, sent_before: int) -> Any:
+    from framework.local.direct_worker import Report
+
+    return Report(1, request_id, 200, 0.001, None, None, response, sent_before, 7)
 
 
 def test_reported_but_unwritten_answer_is_sent_by_the_hub(tmp_path: Any) -> None:
@@ -335,11 +337,11 @@ def test_pages_left_by_a_crashed_daemon_are_recovered_once(tmp_path: Any) -> Non
     from framework.local.capture import CaptureStore
     from framework.local.direct import recover_pages
 
-    def report(seq: int) -> tuple[Any, ...]:
+    def report(seq: int) -> tuple[Any, ...]:  # as a worker writes it to its page
         line = json.dumps({"request_id": f"r{seq}", "row": 0}) + "\n"
         capture = {"bucket": "b", "endpoint": "ep", "day": "2026-11-27", "lines": line,
                    "count": 1}
-        return ("done", 1, f"r{seq}", 200, 0.001, None, capture, b"answer", 0, seq)
+        return ("done", *dw.Report(1, f"r{seq}", 200, 0.001, None, capture, b"answer", 0, seq))
 
     pages = tmp_path / "pages"
     pages.mkdir()
