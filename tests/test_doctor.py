@@ -15,7 +15,7 @@ from framework import doctor, local
 from framework.config.models import Config, TargetKind
 from framework.doctor import FAIL, OK, WARN
 from framework.runtime.clients import Connection
-from tests.e2e.conftest import free_port_pair
+from tests.ports import free_port_pair
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -19,23 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port_pair
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/breast_cancer"
-
-
-def free_port_pair() -> int:
-    """A port P such that P and P+1 are free (control plane and gateway)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def _train(out: Path, seed: int) -> Path:

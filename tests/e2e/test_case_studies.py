@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from framework import workflow
-from tests.e2e.conftest import REPO, free_port_pair, http
+from tests.e2e.conftest import REPO, http
+from tests.ports import free_port_pair
 
 
 class CaseStudy:

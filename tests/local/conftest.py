@@ -11,8 +11,9 @@ import pytest
 
 from framework import local
 from framework.runtime.clients import Connection
+from tests.ports import free_port_pair
 
-from .support import REGION, create_function, create_http_api, free_port_pair, update_code
+from .support import REGION, create_function, create_http_api, update_code
 
 ROUTING_SEED = "1234"
 

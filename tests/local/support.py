@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import io
 import json
-import socket
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -93,21 +92,6 @@ def handler(event, context):
     return {{"statusCode": 200, "headers": {{"content-type": "application/json"}},
             "body": json.dumps(body)}}
 """
-
-
-def free_port_pair() -> int:
-    """A port P such that P and P+1 are free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def make_zip(files: dict[str, str]) -> bytes:

@@ -13,6 +13,7 @@ import pytest
 
 from framework import local
 from framework.errors import TargetUnavailableError
+from tests.ports import free_port_pair
 
 from .conftest import start_daemon
 from .support import (
@@ -21,7 +22,6 @@ from .support import (
     create_function,
     create_http_api,
     ensure_registry,
-    free_port_pair,
     request,
 )
 

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 from framework import local
 from framework.local.mail import MailMiddleware, Outbox, Relay, extract
-from tests.smtp import free_port, smtp_server
+from tests.ports import free_port
+from tests.smtp import smtp_server
 
 from .support import REGION
 

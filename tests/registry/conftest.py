@@ -14,7 +14,7 @@ import pytest
 from framework import local
 from framework.apply.audit import AuditLog
 from framework.registry.store import Registry
-from tests.e2e.conftest import free_port_pair
+from tests.ports import free_port_pair
 
 
 @pytest.fixture(scope="session")
