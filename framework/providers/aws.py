@@ -3,6 +3,23 @@
 Handlers receive properties with refs already resolved and return the resource's outputs.
 Creates adopt a resource that already exists under the same name (an apply that crashed after
 the call but before recording it), so re-running a deploy finishes the job.
+
+What AWS does and moto does not, handled here (each pinned by a test in
+tests/providers/test_aws_realities.py):
+
+- a new IAM role takes seconds to propagate: Lambda and Firehose refuse it ("cannot be assumed")
+  meanwhile, so those calls are retried with backoff for ``propagation_seconds``;
+- Firehose deletes a stream asynchronously (``DELETING``) and creates one asynchronously
+  (``CREATING``): a replace waits for the old stream to be gone, never adopts a dying one, and
+  waits for ``ACTIVE`` before anything may put records;
+- a Lambda function is ``Pending`` after create and ``InProgress`` after an update (also when a
+  crashed deploy left it so): every update and publish waits for it first, and an "update is in
+  progress" conflict is retried;
+- reserved concurrency must leave the account 10 unreserved executions: the refusal becomes an
+  error that says what to do;
+- every list call pages to the end.
+
+Waits use ``sleep`` and ``clock``, which tests replace.
 """
 
 from __future__ import annotations
@@ -10,8 +27,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +65,40 @@ def _missing(exc: ClientError) -> bool:
     }
 
 
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", ""))
+
+
+def role_not_ready(exc: ClientError) -> bool:
+    """A role created moments ago that Lambda or Firehose cannot assume yet: Lambda's
+    ``InvalidParameterValueException`` "The role defined for the function cannot be assumed by
+    Lambda.", Firehose's ``InvalidArgumentException`` "... is not authorized to perform:
+    sts:AssumeRole ..." or "Firehose is unable to assume role ...". """
+    return (_code(exc) in {"InvalidParameterValueException", "InvalidArgumentException"}
+            and "assume" in _message(exc).lower())
+
+
+def update_in_progress(exc: ClientError) -> bool:
+    """Lambda refuses a change while another is being applied (``ResourceConflictException``
+    "The operation cannot be performed at this time. An update is in progress for resource:
+    ..." or "The function is currently in the following state: Pending")."""
+    message = _message(exc).lower()
+    return _code(exc) in CONFLICT and ("in progress" in message or "pending" in message
+                                       or "cannot be performed at this time" in message)
+
+
+def reserved_too_much(exc: ClientError) -> bool:
+    """PutFunctionConcurrency refused: the account must keep 10 unreserved executions."""
+    return (_code(exc) == "InvalidParameterValueException"
+            and "unreservedconcurrentexecution" in _message(exc).lower())
+
+
+def pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item of a list call, page after page (boto3's paginator for it)."""
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page.get(key, [])
+
+
 def _ignore_missing(call: Callable[[], Any]) -> None:
     try:
         call()
@@ -60,14 +112,75 @@ def _ignore_missing(call: Callable[[], Any]) -> None:
 RolloutHook = Callable[[dict[str, Any], str], dict[str, Any] | None]
 
 
+PROPAGATION_S = 60.0  # how long AWS may take before a new role can be assumed
+SETTLE_S = 600.0  # how long a function update or a Firehose create/delete may take
+MAX_BACKOFF_S = 8.0
+
+
 @dataclass
 class AwsProvider:
     conn: Connection
     root: Path  # project root: relative artifact paths are read from here
     rollout_hook: RolloutHook | None = None
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    # None: 60 s on AWS; 5 s where an endpoint_url names a control plane that checks roles
+    # at once (the local AWS, LocalStack): there a refusal will not go away by waiting.
+    propagation_seconds: float | None = None
+    settle_seconds: float = SETTLE_S
+    # What a person must still do after this apply (e.g. click an SES verification link).
+    warnings: list[str] = field(default_factory=list)
 
     def client(self, service: str) -> Any:
         return self.conn.client(service)
+
+    # -- waiting ------------------------------------------------------------------------
+    def _propagation(self) -> float:
+        if self.propagation_seconds is not None:
+            return self.propagation_seconds
+        return PROPAGATION_S if self.conn.endpoint_url is None else 5.0
+
+    def _retry(self, call: Callable[[], Any], retryable: Callable[[ClientError], bool],
+               seconds: float, fail: Callable[[ClientError, float], DeployError],
+               between: Callable[[], object] | None = None) -> Any:
+        """``call()``, retried with exponential backoff (1 s, 2 s, ... 8 s) while it raises a
+        ``retryable`` error, for ``seconds``; then ``fail(last error, seconds)`` is raised."""
+        deadline = self.clock() + seconds
+        delay = 1.0
+        while True:
+            try:
+                return call()
+            except ClientError as exc:
+                if not retryable(exc):
+                    raise
+                if self.clock() + delay > deadline:
+                    raise fail(exc, seconds) from exc
+            self.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            if between is not None:
+                between()
+
+    def _poll(self, what: str, done: Callable[[], bool], hint: str) -> None:
+        """Ask ``done()`` every few seconds until it is true, for ``settle_seconds``."""
+        deadline = self.clock() + self.settle_seconds
+        delay = 1.0
+        while not done():
+            if self.clock() + delay > deadline:
+                raise DeployError(f"gave up after {self.settle_seconds:g} s waiting for {what}",
+                                  hint=hint)
+            self.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def _role_retry(self, call: Callable[[], Any], who: str, role_arn: str,
+                    between: Callable[[], object] | None = None) -> Any:
+        """A call that names a role created moments ago: retried until AWS has propagated it."""
+        def fail(exc: ClientError, seconds: float) -> DeployError:
+            return DeployError(
+                f"{who} still cannot assume {role_arn} after {seconds:g} s: {_message(exc)}",
+                hint="check the role's trust policy names the service (infra/iam/*-trust.json) "
+                     "and that it exists; IAM changes usually propagate within a minute, so "
+                     "deploying again often finishes the job")
+        return self._retry(call, role_not_ready, self._propagation(), fail, between)
 
     def warm(self, kinds: set[str]) -> None:
         """Create the clients these kinds use, up front (boto3 sessions are not thread-safe;
@@ -302,11 +415,51 @@ class AwsProvider:
         return True
 
     # -- firehose_stream: capture batching on cloud targets ---------------------------------
+    # AWS creates and deletes streams asynchronously: CREATING → ACTIVE (or CREATING_FAILED),
+    # DELETING → gone; a name stays taken (ResourceInUseException) until the old stream is gone.
+    def _stream(self, name: str) -> dict[str, Any] | None:
+        """The stream's description, None once it is gone."""
+        try:
+            desc: dict[str, Any] = self.client("firehose").describe_delivery_stream(
+                DeliveryStreamName=name)["DeliveryStreamDescription"]
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return desc
+
+    def _stream_gone(self, name: str) -> None:
+        self._poll(f"Firehose stream {name} to finish deleting", lambda: self._stream(name) is None,
+                   hint="a stream can take a few minutes to delete; deploy again later")
+
+    def _stream_active(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = {}
+
+        def active() -> bool:
+            desc = self._stream(name)
+            status = "" if desc is None else str(desc.get("DeliveryStreamStatus"))
+            if desc is None or status == "CREATING_FAILED":
+                reason = (desc or {}).get("FailureDescription") or {}
+                why = (f"{reason.get('Type', '?')}: {reason.get('Details', '')}" if reason
+                       else "it disappeared" if desc is None else "no reason given")
+                raise DeployError(f"Firehose stream {name} could not be created ({why})",
+                                  hint="fix what the reason names (often the delivery role's "
+                                       "permissions on the bucket) and deploy again: the "
+                                       "failed stream is deleted and created anew")
+            got.update(desc)
+            return status == "ACTIVE"
+
+        self._poll(f"Firehose stream {name} to become ACTIVE", active,
+                   hint="it is still CREATING; deploy again later to adopt it")
+        return got
+
     def create_firehose_stream(self, p: Props) -> Outputs:
         fh = self.client("firehose")
-        try:
-            resp = fh.create_delivery_stream(
-                DeliveryStreamName=p["stream_name"], DeliveryStreamType="DirectPut",
+        name = p["stream_name"]
+
+        def create() -> Any:
+            return fh.create_delivery_stream(
+                DeliveryStreamName=name, DeliveryStreamType="DirectPut",
                 ExtendedS3DestinationConfiguration={
                     "RoleARN": p["role_arn"], "BucketARN": f"arn:aws:s3:::{p['bucket']}",
                     "Prefix": p["prefix"], "ErrorOutputPrefix": p["error_prefix"],
@@ -314,19 +467,33 @@ class AwsProvider:
                                        "SizeInMBs": p["buffer_mb"]},
                     "CompressionFormat": p["compression"], "FileExtension": p["extension"]},
                 Tags=[{"Key": k, "Value": v} for k, v in sorted(p["tags"].items())])
-            arn = resp["DeliveryStreamARN"]
-        except ClientError as exc:
-            if _code(exc) != "ResourceInUseException":
-                raise
-            arn = fh.describe_delivery_stream(DeliveryStreamName=p["stream_name"])[
-                "DeliveryStreamDescription"]["DeliveryStreamARN"]
-        return {"arn": arn, "stream_name": p["stream_name"]}
+
+        for _ in range(3):  # at most: gone meanwhile, failed one recreated, then it is ours
+            try:
+                self._role_retry(create, "Firehose", p["role_arn"])
+                break
+            except ClientError as exc:
+                if _code(exc) != "ResourceInUseException":
+                    raise
+            desc = self._stream(name)
+            if desc is None:
+                continue  # deleted between the two calls: create it now
+            status = desc.get("DeliveryStreamStatus")
+            if status == "CREATING_FAILED":  # a crashed deploy's stream that never worked
+                _ignore_missing(lambda: fh.delete_delivery_stream(DeliveryStreamName=name))
+            if status in {"DELETING", "CREATING_FAILED"}:
+                self._stream_gone(name)  # never adopt a stream that is going away
+                continue
+            break  # ACTIVE or CREATING: adopt it
+        desc = self._stream_active(name)
+        return {"arn": desc["DeliveryStreamARN"], "stream_name": name}
 
     def update_firehose_stream(self, p: Props, before: Entry) -> Outputs:
         return self.replace_firehose_stream(p, before)
 
     def replace_firehose_stream(self, p: Props, before: Entry) -> Outputs:
         self.delete_firehose_stream(before, False)
+        self._stream_gone(before.props["stream_name"])
         return self.create_firehose_stream(p)
 
     def delete_firehose_stream(self, entry: Entry, _destroying: bool) -> None:
@@ -334,9 +501,8 @@ class AwsProvider:
             DeliveryStreamName=entry.props["stream_name"]))
 
     def exists_firehose_stream(self, entry: Entry) -> bool:
-        self.client("firehose").describe_delivery_stream(
-            DeliveryStreamName=entry.props["stream_name"])
-        return True
+        desc = self._stream(entry.props["stream_name"])
+        return desc is not None and desc.get("DeliveryStreamStatus") != "DELETING"
 
     # -- log_group --------------------------------------------------------------------
     def create_log_group(self, p: Props) -> Outputs:
@@ -357,8 +523,8 @@ class AwsProvider:
             logGroupName=entry.props["name"]))
 
     def exists_log_group(self, entry: Entry) -> bool:
-        groups = self.client("logs").describe_log_groups(
-            logGroupNamePrefix=entry.props["name"])["logGroups"]
+        groups = pages(self.client("logs"), "describe_log_groups", "logGroups",
+                       logGroupNamePrefix=entry.props["name"])
         return any(g["logGroupName"] == entry.props["name"] for g in groups)
 
     # -- lambda_function --------------------------------------------------------------
@@ -370,37 +536,95 @@ class AwsProvider:
             "Environment": {"Variables": dict(sorted(p["environment"].items()))},
         }
 
-    def _wait(self, function: str, waiter: str) -> None:
-        self.client("lambda").get_waiter(waiter).wait(
-            FunctionName=function, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    def _settled(self, name: str, *, after_create: bool = False,
+                 after_update: bool = False) -> dict[str, Any]:
+        """Wait until the function is neither ``Pending`` nor ``InProgress`` (a create or an
+        update being applied, ours or a crashed deploy's); returns its configuration. A
+        function that failed to become active, or whose update (``after_update``) failed, is
+        an error with AWS's reason."""
+        lam, got = self.client("lambda"), {}
+
+        def ready() -> bool:
+            cfg = lam.get_function_configuration(FunctionName=name)
+            got.update(cfg)
+            state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
+            if state == "Failed" and (after_create or after_update):
+                raise DeployError(f"function {name} failed to become active: "
+                                  f"{cfg.get('StateReasonCode', '')} {cfg.get('StateReason', '')}",
+                                  hint="fix what the reason names and deploy again")
+            if update == "Failed" and after_update:
+                raise DeployError(
+                    f"the update of function {name} failed: "
+                    f"{cfg.get('LastUpdateStatusReasonCode', '')} "
+                    f"{cfg.get('LastUpdateStatusReason', '')}",
+                    hint="fix what the reason names and deploy again")
+            return bool(state != "Pending" and update != "InProgress")
+
+        self._poll(f"function {name} to finish its pending create or update", ready,
+                   hint="deploy again later: the function is still being changed")
+        return got
+
+    def _lambda_change(self, name: str, call: Callable[[], Any],
+                       role_arn: str | None = None) -> Any:
+        """A change to a function: waits for any change in progress, retries "an update is in
+        progress" conflicts (and, with ``role_arn``, a role not assumable yet)."""
+        self._settled(name)
+
+        def fail(exc: ClientError, seconds: float) -> DeployError:
+            return DeployError(f"function {name} stayed busy for {seconds:g} s: {_message(exc)}",
+                               hint="deploy again when its current update has finished")
+
+        def attempt() -> Any:
+            if role_arn is None:
+                return call()
+            return self._role_retry(call, "Lambda", role_arn)
+
+        return self._retry(attempt, update_in_progress, self.settle_seconds, fail,
+                           between=lambda: self._settled(name))
 
     def create_lambda_function(self, p: Props) -> Outputs:
         lam = self.client("lambda")
         try:
-            resp = lam.create_function(
+            resp = self._role_retry(lambda: lam.create_function(
                 **self._function_config(p), Publish=False, Tags=p["tags"],
-                Code={"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]})
+                Code={"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]}),
+                "Lambda", p["role_arn"])
         except ClientError as exc:
             if _code(exc) not in CONFLICT:
                 raise
             return self.update_lambda_function(p, None)
-        self._wait(p["function_name"], "function_active_v2")
+        self._settled(p["function_name"], after_create=True)
         self._concurrency(p)
         return {"arn": resp["FunctionArn"], "function_name": p["function_name"]}
 
     def _concurrency(self, p: Props) -> None:
-        self.client("lambda").put_function_concurrency(
-            FunctionName=p["function_name"], ReservedConcurrentExecutions=p["concurrency"])
+        lam, name = self.client("lambda"), p["function_name"]
+        try:
+            self._lambda_change(name, lambda: lam.put_function_concurrency(
+                FunctionName=name, ReservedConcurrentExecutions=p["concurrency"]))
+        except ClientError as exc:
+            if not reserved_too_much(exc):
+                raise
+            raise DeployError(
+                f"function {name}: AWS refused to reserve {p['concurrency']} concurrent "
+                f"execution(s): {_message(exc)}",
+                hint="the account must keep 10 executions unreserved, and new accounts may have "
+                     "only 10 in all: request a higher 'Concurrent executions' quota (Service "
+                     "Quotas → AWS Lambda), or lower the endpoints' `concurrency` in mlops.yaml "
+                     "(each function reserves it; a monitor reserves 1); `mlops doctor` compares "
+                     "the two") from exc
 
     def update_lambda_function(self, p: Props, before: Entry | None) -> Outputs:
         lam = self.client("lambda")
         name = p["function_name"]
         if before is None or before.props["code"] != p["code"]:
-            lam.update_function_code(FunctionName=name, S3Bucket=p["code"]["bucket"],
-                                     S3Key=p["code"]["key"])
-            self._wait(name, "function_updated_v2")
-        resp = lam.update_function_configuration(**self._function_config(p))
-        self._wait(name, "function_updated_v2")
+            self._lambda_change(name, lambda: lam.update_function_code(
+                FunctionName=name, S3Bucket=p["code"]["bucket"], S3Key=p["code"]["key"]))
+            self._settled(name, after_update=True)
+        resp = self._lambda_change(
+            name, lambda: lam.update_function_configuration(**self._function_config(p)),
+            role_arn=p["role_arn"])
+        self._settled(name, after_update=True)
         lam.tag_resource(Resource=resp["FunctionArn"], Tags=p["tags"])
         self._concurrency(p)
         return {"arn": resp["FunctionArn"], "function_name": name}
@@ -415,8 +639,9 @@ class AwsProvider:
 
     # -- lambda_version: publishing is the only operation; versions go with the function
     def create_lambda_version(self, p: Props) -> Outputs:
-        resp = self.client("lambda").publish_version(
-            FunctionName=p["function_name"], Description=f"digest {p['function_digest'][:16]}")
+        lam, name = self.client("lambda"), p["function_name"]
+        resp = self._lambda_change(name, lambda: lam.publish_version(
+            FunctionName=name, Description=f"digest {p['function_digest'][:16]}"))
         return {"version": resp["Version"], "arn": resp["FunctionArn"],
                 "code_sha256": resp["CodeSha256"]}
 
@@ -476,7 +701,7 @@ class AwsProvider:
     # -- http_api ---------------------------------------------------------------------
     def create_http_api(self, p: Props) -> Outputs:
         api = self.client("apigatewayv2")
-        for item in api.get_apis().get("Items", []):
+        for item in pages(api, "get_apis", "Items"):
             if item["Name"] == p["name"] and item.get("Tags", {}) == p["tags"]:
                 return self._api_outputs(item)  # adopt
         resp = api.create_api(Name=p["name"], ProtocolType=p["protocol"], Tags=p["tags"])
@@ -612,13 +837,23 @@ class AwsProvider:
             Rule=entry.props["rule_name"], Ids=[entry.props["target_id"]]))
 
     def exists_schedule_target(self, entry: Entry) -> bool:
-        listed = self.client("events").list_targets_by_rule(Rule=entry.props["rule_name"])
-        return any(t["Id"] == entry.props["target_id"] for t in listed.get("Targets", []))
+        listed = pages(self.client("events"), "list_targets_by_rule", "Targets",
+                       Rule=entry.props["rule_name"])
+        return any(t["Id"] == entry.props["target_id"] for t in listed)
 
     # -- ses_identity -----------------------------------------------------------------
     def create_ses_identity(self, p: Props) -> Outputs:
-        self.client("ses").verify_email_identity(EmailAddress=p["email"])
+        ses = self.client("ses")
+        ses.verify_email_identity(EmailAddress=p["email"])
+        status = self._verification(p["email"])
+        if status != "Success":
+            self.warnings.append(pending_identity(p["email"], status))
         return {"identity": p["email"]}
+
+    def _verification(self, identity: str) -> str:
+        got = self.client("ses").get_identity_verification_attributes(Identities=[identity])
+        attrs = got.get("VerificationAttributes", {}).get(identity, {})
+        return str(attrs.get("VerificationStatus", "NotStarted"))
 
     def update_ses_identity(self, p: Props, _before: Entry) -> Outputs:
         return self.create_ses_identity(p)
@@ -627,8 +862,23 @@ class AwsProvider:
         self.client("ses").delete_identity(Identity=entry.props["email"])
 
     def exists_ses_identity(self, entry: Entry) -> bool:
-        listed = self.client("ses").list_identities(IdentityType="EmailAddress")
-        return entry.props["email"] in listed.get("Identities", [])
+        # Asked of the identity itself: no listing to page through, and a Pending identity
+        # (link not clicked yet) exists; one whose link expired (Failed) must be sent again.
+        email = entry.props["email"]
+        got = self.client("ses").get_identity_verification_attributes(Identities=[email])
+        attrs = got.get("VerificationAttributes", {}).get(email)
+        return attrs is not None and attrs.get("VerificationStatus") != "Failed"
+
+
+def pending_identity(identity: str, status: str) -> str:
+    """What a person must do before SES sends from or to ``identity`` (verification is
+    ``status``): on AWS a new identity needs someone to click the link SES mailed to it."""
+    if "@" not in identity:
+        return (f"SES identity {identity} is {status}: publish the DNS records SES gives for "
+                "the domain (SES console → Verified identities) before reports can be sent")
+    return (f"SES identity {identity} is {status}: a person must click the verification link "
+            f"SES just e-mailed to {identity} (within 24 h, or deploy again to resend it); until "
+            "then no report is sent from it, nor to it while the account is in the SES sandbox")
 
 
 def _check_table() -> None:
