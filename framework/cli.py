@@ -44,7 +44,8 @@ OP_STYLE = {Op.create: "green", Op.update: "yellow", Op.replace: "magenta", Op.d
 
 
 def _print_warnings(session: Any) -> None:
-    for warning in dict.fromkeys(session.warnings):
+    # The provider's: what a person must still do (e.g. click an SES verification link).
+    for warning in dict.fromkeys([*session.warnings, *session.provider.warnings]):
         err.print(f"[yellow]warning:[/yellow] {warning}")
 
 
