@@ -7,21 +7,30 @@
   "scheduled", "function", "ok", "error", "executed_version", "payload", ...}]}``. This is how
   tests see a daily monitor fire without waiting a day;
 - ``GET /_mlops/schedules`` → every schedule rule with its anchor, last fire and next fire;
-- ``POST /_mlops/invoke`` with ``{"function": NAME or ARN, "qualifier", "event"}`` → runs the
-  deployed function through the runner (synchronous ``Invoke``; moto's own never runs code)
-  and answers ``{"ok", "payload", "error", "executed_version", "duration_ms", ...}``.
+
+and ``InvokeMiddleware``: Lambda's ``Invoke`` API on the control plane, run by the local
+Lambda service.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from framework.errors import MlopsError
 
 from .apigw import HttpResponse, json_response
+from .journal import Environ, StartResponse, WSGIApp, read_body
 from .runner import Runner
 from .scheduler import Scheduler, iso, parse_iso
 
+log = logging.getLogger(__name__)
 AdminRoute = Callable[[str, str, bytes], HttpResponse]  # (method, query, body) -> response
 WAIT_S = 900.0
 
@@ -83,19 +92,59 @@ def schedules_route(scheduler: Scheduler) -> AdminRoute:
     return handle
 
 
-def invoke_route(runner: Runner) -> AdminRoute:
-    def handle(method: str, _query: str, body: bytes) -> HttpResponse:
-        if method != "POST":
-            return json_response(405, {"message": "Method Not Allowed"})
-        try:
-            data = _body(body)
-            function = str(data["function"])
-        except (ValueError, KeyError) as e:
-            return json_response(400, {"message": f"bad invoke request: {e}"})
-        try:
-            outcome = invoke_outcome(runner, function, data.get("qualifier"), data.get("event"))
-        except Exception as e:  # resolution failed: unknown function, missing code, ...
-            return json_response(502, {"message": f"{type(e).__name__}: {e}"})
-        return json_response(200, outcome)
+class InvokeMiddleware:
+    """Lambda's ``Invoke`` on the control plane (moto's own never runs code): the function runs
+    on the local Lambda service and the answer is AWS's: the payload, with
+    ``X-Amz-Executed-Version`` and, for an unhandled error, ``X-Amz-Function-Error`` and the
+    error as the payload. ``InvocationType: Event`` answers 202 at once and runs it after."""
 
-    return handle
+    def __init__(self, app: WSGIApp, runner: Runner) -> None:
+        self.app = app
+        self.runner = runner
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        match = _INVOKE_PATH.match(str(environ.get("PATH_INFO") or ""))
+        if match is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        function = unquote(match.group(1))
+        qualifier = parse_qs(str(environ.get("QUERY_STRING") or "")).get("Qualifier", [None])[0]
+        kind = str(environ.get("HTTP_X_AMZ_INVOCATION_TYPE") or "RequestResponse")
+        try:
+            event = json.loads(read_body(environ) or b"{}")
+        except ValueError:
+            return _reply(start_response, 400, {"Type": "User", "message": "Could not parse "
+                                                "request body into json"},
+                          [("x-amzn-ErrorType", "InvalidRequestContentException")])
+        if kind == "DryRun":
+            return _reply(start_response, 204, None, [])
+        if kind == "Event":
+            threading.Thread(target=self._run, args=(function, qualifier, event),
+                             name="invoke-event", daemon=True).start()
+            return _reply(start_response, 202, None, [])
+        try:
+            result = self.runner.invoke(function, qualifier, event)
+        except MlopsError as e:
+            return _reply(start_response, 404, {"Type": "User", "message": str(e)},
+                          [("x-amzn-ErrorType", "ResourceNotFoundException")])
+        headers = [("X-Amz-Executed-Version", result.executed_version)]
+        if result.error is not None:
+            headers.append(("X-Amz-Function-Error", "Unhandled"))
+            return _reply(start_response, 200, result.error, headers)
+        return _reply(start_response, 200, result.payload, headers)
+
+    def _run(self, function: str, qualifier: str | None, event: Any) -> None:
+        try:
+            self.runner.invoke(function, qualifier, event)
+        except Exception:
+            log.exception("asynchronous invoke of %s failed", function)
+
+
+_INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+
+
+def _reply(start_response: StartResponse, status: int, payload: Any,
+           headers: list[tuple[str, str]]) -> list[bytes]:
+    data = b"" if payload is None and status in (202, 204) else json.dumps(payload).encode()
+    start_response(f"{status} {HTTPStatus(status).phrase}", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers])
+    return [data]

@@ -1,8 +1,10 @@
 """The embedded local AWS: one background process, ``python -m framework.local.daemon``.
 
-It hosts moto (the control plane, on ``--port``) behind the write journal and the mail
-outbox (``mail.py``), the HTTP gateway (on ``--port + 1``, with the admin routes of
-``admin.py``), the Lambda runner and the scheduler (``scheduler.py``). On start it replays
+It hosts moto (the control plane, on ``--port``) behind the write journal, with the engines
+for what moto only stores: Lambda's ``Invoke`` (``admin.py``), Firehose delivery
+(``firehose.py``) and the mail outbox (``mail.py``); the local Lambda service (``runner.py``)
+and the HTTP API gateway (on ``--port + 1``, with the admin routes of ``admin.py``) on one
+event loop; and the scheduler (``scheduler.py``). On start it replays
 ``journal.jsonl``; when ready it writes ``daemon.json`` (pid, ports, start time).
 SIGTERM/SIGINT stop it cleanly: servers shut down, runner workers are killed, ``daemon.json``
 is removed.
@@ -21,9 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framework.runtime.clients import Connection
+
 from . import admin, mail, motoapp
 from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
-from .gateway import Gateway, GatewayServer
+from .firehose import SPOOL_DIR, FirehoseEngine, FirehoseMiddleware
+from .gateway import Gateway
 from .journal import Journal, JournalMiddleware
 from .runner import Runner
 from .scheduler import Scheduler, load_rules
@@ -78,35 +83,43 @@ def run(home: Path, port: int) -> int:
     )
     outbox = mail.outbox_of(home)
     relay = mail.Relay.from_env(outbox)
-    # Outside the journal: a replayed SendRawEmail is not kept (or relayed) twice.
-    served = mail.MailMiddleware(app, outbox, relay)
+    runner = Runner(home, control_url)
+
+    def deliver(region: str, bucket: str, key: str, data: bytes) -> None:
+        s3 = Connection(region, control_url, dummy_credentials=True).client("s3")
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    firehose = FirehoseEngine(home / SPOOL_DIR, deliver,
+                              max_age_s=float(os.environ.get("MLOPS_FIREHOSE_FLUSH_S") or 2.0))
+    # Outside the journal: a replayed SendRawEmail is not kept (or relayed) twice, a replayed
+    # Invoke does not run again, and Firehose's deliveries are journaled as the S3 writes
+    # they are.
+    served = admin.InvokeMiddleware(
+        FirehoseMiddleware(mail.MailMiddleware(app, outbox, relay), firehose), runner)
     control = make_server("127.0.0.1", port, served, threaded=True,
                           request_handler=MotoRequestHandler)
-    runner = Runner(home, control_url)
     info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
-    gateway = GatewayServer(("127.0.0.1", port + 1), Gateway(runner, control_url, _regions, info))
+    gateway = Gateway(runner, control_url, _regions, info, flush=firehose.flush)
     scheduler = Scheduler(
         home, lambda: load_rules(control_url, _rule_regions()),
         lambda arn, event: admin.invoke_outcome(runner, arn, None, event),
-        before_fire=runner.flush_capture,  # the monitor sees every request captured so far
+        before_fire=firehose.flush,  # the monitor sees every request captured so far
     )
-    gateway.gateway.admin.update({
+    gateway.admin.update({
         "/_mlops/clock": admin.clock_route(scheduler),
         "/_mlops/schedules": admin.schedules_route(scheduler),
-        "/_mlops/invoke": admin.invoke_route(runner),
     })
-    gateway.gateway.on_refresh.append(scheduler.reload)  # a deploy's rules, anchored now
+    gateway.on_refresh.append(scheduler.reload)  # a deploy's rules, anchored now
 
     motoapp.warm_up()
     replayed = app.replay()
     log.info("replayed %d journaled writes in %.2fs", replayed, time.time() - started)
 
-    threads = [
-        threading.Thread(target=server.serve_forever, args=(0.1,), name=name, daemon=True)
-        for name, server in (("control", control), ("gateway", gateway))
-    ]
-    for thread in threads:
-        thread.start()
+    control_thread = threading.Thread(target=control.serve_forever, args=(0.1,),
+                                      name="control", daemon=True)
+    control_thread.start()
+    firehose.start()
+    runner.run(gateway.start("127.0.0.1", port + 1))
     scheduler.start()
     if relay is not None:
         relay.start()
@@ -128,14 +141,14 @@ def run(home: Path, port: int) -> int:
         stop.wait()
     finally:
         log.info("stopping")
-        for server in (gateway, control):
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        runner.run(gateway.stop())
         scheduler.close()
         if relay is not None:
             relay.close()
         runner.close()
-        for thread in threads:
-            thread.join(timeout=5)
+        firehose.close()  # delivers what is buffered while the control plane still answers
+        threading.Thread(target=control.shutdown, daemon=True).start()
+        control_thread.join(timeout=5)
         state = home / STATE_FILE
         try:
             if json.loads(state.read_text()).get("pid") == os.getpid():

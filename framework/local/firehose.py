@@ -1,38 +1,47 @@
-"""The local data plane's capture buffer: what Firehose is on AWS.
+"""The local Firehose: what moto only stores, delivered the way Firehose delivers it.
 
-Handlers return their capture lines with the response (``framework.runtime.capture``); the
-runner hands them to ``CaptureStore.add`` *before* the caller gets the answer. ``add`` appends
-them to a spool file on disk (one per open batch, first line = the batch's S3 location), so a
-crash of the daemon loses nothing that was answered. A batch is sealed when it holds
-``max_rows`` records or is ``max_age_s`` old, then uploaded gzip-compressed to
-``capture/<endpoint>/dt=YYYY-MM-DD/<batch id>.jsonl.gz`` and its spool file deleted. The key is
-fixed when the batch opens, so re-uploading a spool left by a crash (``recover``) overwrites
-the same object: none lost, none doubled.
+Handlers send captured rows with ``PutRecordBatch`` on every target. moto would write each
+call as its own uncompressed object under a literal prefix; this engine answers the call
+itself (``FirehoseMiddleware``, in front of the control plane) for streams with an S3
+destination, as Firehose does:
 
-A failed upload is retried by the background loop with exponential backoff (0.5 s doubling to
-60 s; an explicit ``flush`` tries at once). A batch whose bucket no longer exists (the stage
-was destroyed) is moved to ``capture-spool/dead/`` after ``DEAD_AFTER`` attempts, with one
-error in the log, instead of being retried forever.
+- the records are appended to a spool file on disk before the call is answered (accepted
+  means durable: a crash of the daemon loses nothing that was accepted);
+- a batch is sealed when it holds ``max_rows`` records or is ``max_age_s`` old (Firehose's
+  buffering hints; locally 2 s, so a monitor sees traffic at once), then written to the
+  destination bucket, compressed as the stream says (GZIP), under the stream's prefix with
+  its ``!{timestamp:...}`` expressions evaluated at the batch's first arrival (or, without
+  expressions, ``YYYY/MM/DD/HH/``), named ``<stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<id>``;
+- the key is fixed when the batch opens, so re-delivering a spool left by a crash overwrites
+  the same object: none lost, none doubled;
+- a failed delivery is retried with exponential backoff (0.5 s doubling to 60 s); a batch
+  whose bucket no longer exists moves to ``firehose-spool/dead/`` after ``DEAD_AFTER``
+  attempts, with one error in the log.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .journal import Environ, StartResponse, WSGIApp, read_body
+from .motoapp import scope_of
+
 log = logging.getLogger(__name__)
 
-SPOOL_DIR = "capture-spool"
+SPOOL_DIR = "firehose-spool"
 DEAD_DIR = "dead"
 MAX_ROWS = 5000
 MAX_AGE_S = 2.0
@@ -40,7 +49,99 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 60.0
 DEAD_AFTER = 5  # attempts, when the bucket is gone
 
-Uploader = Callable[[str, str, str, bytes], None]  # region, bucket, key, gzip bytes
+Uploader = Callable[[str, str, str, bytes], None]  # region, bucket, key, object bytes
+
+
+_EXPRESSION = re.compile(r"!\{(timestamp|firehose):([^}]*)\}")
+_JAVA_TIME = (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"),
+              ("ss", "%S"))
+FIREHOSE_TARGET = "Firehose_20150804."
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A delivery stream's S3 destination, as its configuration says."""
+
+    name: str
+    version: str
+    bucket: str
+    prefix: str
+    gzip: bool
+
+    def object_key(self, arrival: float, unique: str) -> str:
+        """Where Firehose writes a batch whose first record arrived at ``arrival``."""
+        when = time.gmtime(arrival)
+
+        def expand(match: re.Match[str]) -> str:
+            namespace, arg = match.groups()
+            if namespace == "timestamp":
+                fmt = arg
+                for java, c in _JAVA_TIME:
+                    fmt = fmt.replace(java, c)
+                return time.strftime(fmt, when)
+            return unique if arg == "random-string" else match.group(0)
+
+        prefix = (_EXPRESSION.sub(expand, self.prefix) if _EXPRESSION.search(self.prefix)
+                  else self.prefix + time.strftime("%Y/%m/%d/%H/", when))
+        name = f"{self.name}-{self.version}-{time.strftime('%Y-%m-%d-%H-%M-%S', when)}-{unique}"
+        return prefix + name + (".gz" if self.gzip else "")
+
+
+def lookup_stream(account: str, region: str, name: str) -> Stream | None:
+    """The S3 destination of stream ``name`` in moto's store (None: no such stream, or not
+    delivering to S3)."""
+    from moto.firehose.models import firehose_backends
+
+    stream = firehose_backends[account][region].delivery_streams.get(name)
+    if stream is None:
+        return None
+    for destination in stream.destinations:
+        s3 = destination.get("ExtendedS3") or destination.get("S3")
+        if s3:
+            return Stream(name, str(stream.version_id), str(s3["BucketARN"]).split(":")[-1],
+                          str(s3.get("Prefix") or ""),
+                          str(s3.get("CompressionFormat") or "").upper() == "GZIP")
+    return None
+
+
+class FirehoseMiddleware:
+    """Answers ``PutRecord``/``PutRecordBatch`` for S3-bound streams (the rest goes to moto)."""
+
+    def __init__(self, app: WSGIApp, engine: FirehoseEngine) -> None:
+        self.app = app
+        self.engine = engine
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
+        if target not in (FIREHOSE_TARGET + "PutRecordBatch", FIREHOSE_TARGET + "PutRecord"):
+            return self.app(environ, start_response)
+        body = read_body(environ)
+        scope = scope_of(environ)
+        try:
+            call = json.loads(body)
+            name = str(call["DeliveryStreamName"])
+            records = ([base64.b64decode(r["Data"]) for r in call["Records"]]
+                       if target.endswith("Batch") else [base64.b64decode(call["Record"]["Data"])])
+        except (ValueError, KeyError, TypeError):
+            return _answer(start_response, 400, {"__type": "InvalidArgumentException",
+                                                 "message": "malformed request"})
+        stream = lookup_stream(scope[0], scope[1], name) if scope else None
+        if stream is None or scope is None:
+            return self.app(environ, start_response)  # moto answers (e.g. not found)
+        self.engine.add(scope[1], stream, records)
+        ids = [{"RecordId": uuid.uuid4().hex} for _ in records]
+        if target.endswith("Batch"):
+            return _answer(start_response, 200, {"FailedPutCount": 0, "Encrypted": False,
+                                                 "RequestResponses": ids})
+        return _answer(start_response, 200, {"RecordId": ids[0]["RecordId"], "Encrypted": False})
+
+
+def _answer(start_response: StartResponse, status: int, payload: dict[str, Any],
+            ) -> list[bytes]:
+    data = json.dumps(payload).encode()
+    start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", [
+        ("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
 @dataclass
@@ -54,7 +155,7 @@ class _Batch:
     rows: int = 0
 
 
-class CaptureStore:
+class FirehoseEngine:
     def __init__(self, spool: Path, upload: Uploader, *, max_rows: int = MAX_ROWS,
                  max_age_s: float = MAX_AGE_S) -> None:
         self.spool = spool
@@ -77,37 +178,36 @@ class CaptureStore:
         self._seq = 0
 
     # -- request path ---------------------------------------------------------------------
-    def add(self, region: str, capture: dict[str, Any]) -> None:
-        """Commit one request's lines to the spool (durable before the answer leaves)."""
-        lines = str(capture["lines"])
-        count = int(capture["count"])
-        bucket, endpoint, day = str(capture["bucket"]), str(capture["endpoint"]), str(
-            capture["day"])
+    def add(self, region: str, stream: Stream, records: list[bytes]) -> None:
+        """Commit records to the spool (durable before the call is answered)."""
+        data = b"".join(records)
         sealed = None
         with self._lock:
-            key = (region, bucket, endpoint, day)
+            key = (region, stream.name)
             batch = self._open.get(key)
             if batch is None:
-                batch = self._open_batch(region, bucket, endpoint, day)
+                batch = self._open_batch(region, stream)
                 self._open[key] = batch
-            os.write(batch.fd, lines.encode())
-            batch.rows += count
-            self.records += count
+            os.write(batch.fd, data)
+            batch.rows += len(records)
+            self.records += len(records)
             if batch.rows >= self.max_rows:
                 sealed = self._open.pop(key)
         if sealed is not None:
             self._seal(sealed)
 
-    def _open_batch(self, region: str, bucket: str, endpoint: str, day: str) -> _Batch:
+    def _open_batch(self, region: str, stream: Stream) -> _Batch:
         self._seq += 1
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        batch_id = f"{stamp}-{self._instance}-{self._seq:06d}"
-        key = f"capture/{endpoint}/dt={day}/{batch_id}.jsonl.gz"
+        now = time.time()
+        batch_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{self._instance}-" \
+                   f"{self._seq:06d}"
+        key = stream.object_key(now, f"{self._instance}-{self._seq:06d}")
         path = self.spool / f"{batch_id}.open"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        header = json.dumps({"region": region, "bucket": bucket, "key": key}) + "\n"
+        header = json.dumps({"region": region, "bucket": stream.bucket, "key": key,
+                             "gzip": stream.gzip}) + "\n"
         os.write(fd, header.encode())
-        return _Batch(path, fd, region, bucket, key, time.monotonic())
+        return _Batch(path, fd, region, stream.bucket, key, time.monotonic())
 
     def _seal(self, batch: _Batch) -> None:
         os.close(batch.fd)
@@ -119,7 +219,7 @@ class CaptureStore:
         # Seal what a crash left open, but upload nothing yet: the daemon starts this before
         # its control plane serves. The loop below uploads sealed batches once it answers.
         self._seal_leftovers()
-        self._thread = threading.Thread(target=self._loop, name="capture", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="firehose", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -127,7 +227,7 @@ class CaptureStore:
             try:
                 self.flush(only_old=True)
             except Exception:
-                log.exception("capture flush failed")
+                log.exception("firehose delivery failed")
 
     def flush(self, *, only_old: bool = False) -> int:
         """Seal (old or all) open batches and upload every sealed one; return rows uploaded."""
@@ -167,7 +267,8 @@ class CaptureStore:
                 rows = body.count(b"\n")
                 if rows:
                     where = json.loads(header)
-                    data = gzip.compress(body, compresslevel=6, mtime=0)
+                    data = (gzip.compress(body, compresslevel=6, mtime=0)
+                            if where.get("gzip") else body)
                     try:
                         self.upload(where["region"], where["bucket"], where["key"], data)
                     except Exception as exc:
@@ -190,15 +291,15 @@ class CaptureStore:
             os.replace(path, dead / path.name)
             self._retry.pop(path.name, None)
             self.dead += 1
-            log.error("capture batch %s: its bucket no longer exists; moved to %s after %d "
+            log.error("firehose batch %s: its bucket no longer exists; moved to %s after %d "
                       "attempts", path.name, dead, failed)
             return
         wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (failed - 1))
         self._retry[path.name] = (failed, time.monotonic() + wait)
         if failed == 1:
-            log.exception("capture upload of %s failed; retrying with backoff", path.name)
+            log.exception("firehose delivery of %s failed; retrying with backoff", path.name)
         else:
-            log.warning("capture upload of %s failed again (%d attempts, next in %.1fs): %s",
+            log.warning("firehose delivery of %s failed again (%d attempts, next in %.1fs): %s",
                         path.name, failed, wait, exc)
 
     def pending(self) -> int:
@@ -212,4 +313,4 @@ class CaptureStore:
         try:
             self.flush()
         except Exception:
-            log.exception("final capture flush failed; spool kept for the next start")
+            log.exception("final firehose delivery failed; spool kept for the next start")

@@ -1,21 +1,26 @@
-"""The local HTTP gateway: deployed API Gateway HTTP APIs, served on 127.0.0.1.
+"""The local API Gateway (HTTP APIs): deployed routes served on 127.0.0.1 by aiohttp.
 
 URL form: ``http://127.0.0.1:<gateway port>/<api id>/<path>`` — the path after the API id is
 matched against that API's routes (``$default`` stage). If the API has a named stage, the form
-``/<api id>/<stage>/<path>`` reaches it too. Internal endpoints:
+``/<api id>/<stage>/<path>`` reaches it too. Every route behaves the same way: the request
+becomes a payload v2.0 event, the Lambda proxy integration's function (alias weights drawn
+per request) answers it through the local Lambda service (``runner.py``), and its result
+becomes the HTTP response, as API Gateway translates it. Shadow versions get a copy.
+
+HTTP itself (framing, keep-alive, chunked bodies, ``Expect``, malformed requests) is aiohttp's,
+a maintained server, not code of this project.
+
+Internal endpoints:
 
 - ``GET /_mlops/health`` → 200 JSON;
 - ``POST /_mlops/refresh`` → reload routes and forget cached alias resolution (the deployer
   calls it after each deploy); otherwise routes are reloaded at most every 2 seconds;
-- ``POST /_mlops/flush`` → upload every buffered capture record now (tests, CLI);
-- ``GET /_mlops/workers`` → the pids of the runner's worker processes;
+- ``POST /_mlops/flush`` → deliver what the local Firehose buffers now (its buffer interval
+  elapses; tests, CLI);
+- ``GET /_mlops/workers`` → the pids of the execution environments;
 - ``GET /metrics`` → Prometheus text (see ``metrics.py``);
-- routes the daemon registers in ``Gateway.admin`` (the scheduler's clock, invoke: see
-  ``admin.py``); ``Gateway.on_refresh`` hooks also run on ``POST /_mlops/refresh``.
-
-After answering a request whose route is plain (no IAM, an alias without weights, no
-shadow), the gateway may hand the keep-alive connection to a warm worker, which answers the
-next requests itself (``direct.py``); connections come back through ``GatewayServer.resume``.
+- routes the daemon registers in ``Gateway.admin`` (the scheduler's clock: see ``admin.py``);
+  ``Gateway.on_refresh`` hooks also run on ``POST /_mlops/refresh``.
 
 Routes with ``AuthorizationType: AWS_IAM`` require a SigV4 ``Authorization`` header (403
 otherwise, like API Gateway). Locally its structure, service and date are checked, not the
@@ -24,23 +29,21 @@ signature itself: moto accepts any credentials, so there is no secret to check i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
-import io
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote
+
+from aiohttp import web
 
 from framework.runtime.clients import Connection
 
@@ -53,20 +56,19 @@ from .apigw import (
     json_response,
     translate_result,
 )
-from .direct import Ticket
 from .metrics import Metrics
 from .runner import Invocation, Runner
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
-DRAIN_LIMIT = 64 * 1024 * 1024
 ROUTES_TTL_S = 2.0
 _SIGV4 = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request,"
     r"\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$")
 MAX_CLOCK_SKEW_S = 15 * 60
 _LAMBDA_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d+:function:[^/]+?(?=/invocations|$)")
+Flush = Callable[[], int]
 
 
 def lambda_arn_of(integration_uri: str) -> str | None:
@@ -136,7 +138,7 @@ def check_sigv4(headers: dict[str, str], now: float | None = None) -> dict[str, 
 
 
 class Gateway:
-    """Route table cache + request handling; the HTTP server is a thin shell around it."""
+    """Route table cache + request handling, served by ``start``."""
 
     def __init__(
         self,
@@ -144,38 +146,25 @@ class Gateway:
         control_url: str,
         regions: Callable[[], list[str]],
         info: dict[str, Any] | None = None,
+        flush: Flush | None = None,
     ) -> None:
         self.runner = runner
         self.control_url = control_url
         self.regions = regions
         self.info = info or {}
-        # path -> handler(method, query, body); checked before the built-in routes
+        self.flush = flush
+        # path -> handler(method, query, body), run in a thread; checked first
         self.admin: dict[str, Callable[[str, str, bytes], HttpResponse]] = {}
         self.on_refresh: list[Callable[[], object]] = []
         self._table = RouteTable()
         self._loaded_at = -1e9
         self._lock = threading.Lock()
         self._reloading = False
+        self._site: asyncio.base_events.Server | None = None
         self.metrics = Metrics()
-        self.mirror = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
-        capture = runner.capture
         self.metrics.callbacks.update({
-            "mlops_capture_records_total": ("counter", lambda: capture.records),
-            "mlops_capture_uploaded_total": ("counter", lambda: capture.uploaded_rows),
-            "mlops_capture_upload_failures_total": ("counter", lambda: capture.failures),
-            "mlops_capture_pending": ("gauge", capture.pending),
-            "mlops_capture_dead_letters_total": ("counter", lambda: capture.dead),
             "mlops_log_events_shipped_total": ("counter", lambda: runner.logs.shipped),
         })
-        self.hub = runner.hub
-        if self.hub is not None:
-            hub = self.hub
-            hub.metrics = self.metrics
-            self.metrics.callbacks.update({
-                "mlops_direct_connections": ("gauge", hub.handed),
-                "mlops_direct_adopted_total": ("counter", lambda: hub.adopted),
-                "mlops_direct_replayed_total": ("counter", lambda: hub.replayed),
-            })
 
     def refresh(self) -> RouteTable:
         table = load_routes(self.control_url, self.regions())
@@ -184,13 +173,13 @@ class Gateway:
         self.runner.refresh()
         return table
 
-    def table(self) -> RouteTable:
+    async def table(self) -> RouteTable:
         """The routes; once loaded, a stale table is served while one thread reloads it."""
         if time.monotonic() - self._loaded_at <= ROUTES_TTL_S:
             return self._table
         if self._loaded_at < 0:  # never loaded: this request has to wait
             try:
-                return self.refresh()
+                return await asyncio.to_thread(self.refresh)
             except Exception:
                 log.exception("could not load routes from the control plane")
                 return self._table
@@ -212,23 +201,18 @@ class Gateway:
         return self._table
 
     def internal(self, method: str, path: str) -> HttpResponse | None:
-        if path == "/_mlops/health" and method in ("GET", "HEAD"):
-            return json_response(200, {"status": "ok", **self.info})
+        """The gateway's own routes (run in a thread: some wait on the control plane)."""
         if path == "/metrics" and method in ("GET", "HEAD"):
-            if self.hub is not None:
-                self.hub.sync()  # the workers' latest reports count
             body = self.metrics.render().encode()
             return HttpResponse(200, [("content-type", "text/plain; version=0.0.4")], body)
         if path == "/_mlops/workers" and method == "GET":
             return json_response(200, {"pids": self.runner.worker_pids()})
         if path == "/_mlops/flush" and method == "POST":
-            uploaded = self.runner.flush_capture()
+            uploaded = self.flush() if self.flush is not None else 0
             shipped = self.runner.logs.ship()
             return json_response(200, {"uploaded": uploaded, "log_events": shipped})
         if path == "/_mlops/refresh" and method == "POST":
             table = self.refresh()
-            if self.hub is not None:
-                self.hub.revoke()  # handed connections come back and are routed afresh
             for hook in self.on_refresh:
                 try:
                     hook()
@@ -236,93 +220,68 @@ class Gateway:
                     log.exception("refresh hook %r failed", hook)
             routes = {api: [r.route_key for r in rs] for api, rs in table.apis.items()}
             return json_response(200, {"refreshed": True, "routes": routes})
-        if path.startswith("/_mlops/"):
-            return json_response(404, {"message": "Not Found"})
-        return None
+        return json_response(404, {"message": "Not Found"})
 
-    def serve(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        source_ip: str,
-        protocol: str = "HTTP/1.1",
-    ) -> tuple[HttpResponse, Ticket | None]:
-        """The response, and a ticket if the connection's next requests may go direct."""
-        path, _, query = target.partition("?")
-        admin = self.admin.get(path)
-        if admin is not None:
-            return admin(method, query, body), None
-        internal = self.internal(method, path)
-        if internal is not None:
-            return internal, None
-        request_id = str(uuid.uuid4())
-        response, ticket = self._route(method, target, path, query, headers, body, source_ip,
-                                       request_id, protocol)
-        return HttpResponse(
-            response.status,
-            [*response.headers, ("x-amzn-requestid", request_id), ("apigw-requestid", request_id)],
-            response.body,
-        ), ticket
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """One HTTP request, whatever its route."""
+        method, path, query = request.method, request.raw_path.partition("?")[0], \
+            request.query_string
+        if path == "/_mlops/health":
+            response = json_response(200, {"status": "ok", **self.info})
+        elif path.startswith("/_mlops/") or path == "/metrics":
+            body = await request.read()
+            admin = self.admin.get(path)
+            response = await asyncio.to_thread(
+                admin or (lambda m, _q, _b: self.internal(m, path)), method, query, body)
+        else:
+            body = await _read_body(request)
+            if body is None:
+                response = json_response(413, {"message": "Request Entity Too Large"})
+            else:
+                request_id = str(uuid.uuid4())
+                response = await self._route(request, path, query, body, request_id)
+                response = HttpResponse(response.status, [
+                    *response.headers, ("apigw-requestid", request_id)], response.body)
+        out = web.Response(status=response.status, body=response.body)
+        for name, value in response.headers:
+            out.headers.add(name, value)
+        return out
 
-    def _route(
-        self,
-        method: str,
-        target: str,
-        path: str,
-        query: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        source_ip: str,
-        request_id: str,
-        protocol: str,
-    ) -> tuple[HttpResponse, Ticket | None]:
+    async def _route(self, request: web.BaseRequest, path: str, query: str, body: bytes,
+                     request_id: str) -> HttpResponse:
+        method = request.method
         api_id, _, rest = path.lstrip("/").partition("/")
-        table = self.table()
+        table = await self.table()
         raw_path = "/" + rest
         stage = "$default"
         first, _, after = rest.partition("/")
         if first and first != "$default" and first in table.stages.get(api_id, set()):
             stage, rest = first, after
-        match_path = "/" + unquote(rest)
-        found = table.find(api_id, method, match_path)
+        found = table.find(api_id, method, "/" + unquote(rest))
         if found is None:
             self.metrics.inc("mlops_unrouted_requests_total")
-            return json_response(404, {"message": "Not Found"}), None
+            return json_response(404, {"message": "Not Found"})
         route, params = found
+        headers = list(request.headers.items())
         identity = None
         if route.authorization == "AWS_IAM":
             identity = check_sigv4({k.lower(): v for k, v in headers})
             if identity is None:
                 self.metrics.inc("mlops_unauthorized_requests_total")
-                return json_response(403, {"message": "Forbidden"}), None
+                return json_response(403, {"message": "Forbidden"})
+        peer = request.remote or "127.0.0.1"
         event = build_event(
-            route=route,
-            api_id=api_id,
-            stage=stage,
-            method=method,
-            raw_path=raw_path,
-            raw_query=query,
-            headers=headers,
-            body=body,
-            path_params=params,
-            source_ip=source_ip,
-            request_id=request_id,
-            protocol=protocol,
-        )
+            route=route, api_id=api_id, stage=stage, method=method, raw_path=raw_path,
+            raw_query=query, headers=headers, body=body, path_params=params, source_ip=peer,
+            request_id=request_id, protocol=f"HTTP/{request.version.major}.{request.version.minor}")
         if identity is not None:
             event["requestContext"]["authorizer"] = {"iam": identity}
         started = time.perf_counter()
         try:
-            result = self.runner.invoke(route.function_uri, None, event)
+            result = await self.runner.invoke_async(route.function_uri, None, event)
         except Exception:
             log.exception("invoke of %s failed", route.function_uri)
-            return json_response(500, {"message": "Internal Server Error"}), None
-        extra = [
-            ("x-mlops-executed-version", result.executed_version),
-            ("x-mlops-cold-start", "true" if result.cold_start else "false"),
-        ]
+            return json_response(500, {"message": "Internal Server Error"})
         if result.timed_out:
             response = json_response(504, {"message": "Gateway Timeout"})
         elif result.error is not None:
@@ -342,40 +301,15 @@ class Gateway:
                              None if result.init_ms is None else result.init_ms / 1000)
         shadow = result.shadow_version
         if shadow and shadow != result.executed_version and status < 400:
-            self.mirror.submit(self._shadow, route.function_uri, shadow, event, result)
-        ticket = None
-        if (self.hub is not None and kind is None and identity is None and not shadow
-                and not result.weighted and result.pool is not None and protocol == "HTTP/1.1"
-                and method != "HEAD"):  # a worker always writes the body
-            ticket = self._ticket(route, result, match_path, {
-                "route_key": route.route_key, "api_id": api_id, "stage": stage,
-                "method": method, "target": target, "raw_path": raw_path, "raw_query": query,
-                "path_params": params, "source_ip": source_ip,
-                "invoked_arn": result.invoked_arn, "version": result.executed_version})
-        return HttpResponse(response.status, [*response.headers, *extra], response.body), ticket
+            asyncio.ensure_future(self._shadow(route.function_uri, shadow, event, result))
+        return response
 
-    def _ticket(self, route: Route, result: Invocation, path: str, fields: dict[str, Any],
-                ) -> Ticket:
-        api_id, method = fields["api_id"], fields["method"]
-        pool = result.pool
-
-        def still_valid() -> bool:
-            """Same route, same function version, no weights, no shadow: still direct."""
-            found = self.table().find(api_id, method, path)
-            if found is None or found[0] != route:
-                return False
-            fn, weighted, _ = self.runner.target(route.function_uri)
-            return not weighted and not fn.shadow and self.runner.pool_of(fn) is pool
-
-        assert pool is not None
-        return Ticket(pool, fields, still_valid)
-
-    def _shadow(self, function: str, version: str, event: dict[str, Any],
-                primary: Invocation) -> None:
+    async def _shadow(self, function: str, version: str, event: dict[str, Any],
+                      primary: Invocation) -> None:
         """Shadow rollouts: the candidate answers a copy of the request (its answer is
         captured by its own handler, never returned); count how often it agrees."""
         try:
-            copy = self.runner.invoke(function, version, event)
+            copy = await self.runner.invoke_async(function, version, event)
         except Exception:
             log.exception("shadow invoke of %s:%s failed", function, version)
             return
@@ -390,6 +324,35 @@ class Gateway:
         self.metrics.inc("mlops_shadow_agreed_total", labels,
                          sum(1 for a, b in zip(ours, theirs, strict=True) if a == b))
 
+    async def start(self, host: str, port: int) -> None:
+        """Serve on ``host:port`` (on the runner's loop)."""
+        # The daemon's long-lived objects (moto's state, replayed journal) would otherwise be
+        # traversed by every full collection, a pause of milliseconds on the request path.
+        gc.collect()
+        gc.freeze()
+        server = web.Server(self.handle, access_log=None)
+        self._site = await asyncio.get_running_loop().create_server(
+            server, host, port, backlog=128, reuse_address=True)
+
+    async def stop(self) -> None:
+        if self._site is not None:
+            self._site.close()
+            self._site = None
+
+
+async def _read_body(request: web.BaseRequest) -> bytes | None:
+    """The body, or None past Lambda's 6 MB (aiohttp drains or closes the rest)."""
+    if (request.content_length or 0) > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(1 << 16):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
 
 def _predictions(payload: Any) -> list[Any] | None:
     """The ``predictions`` of a handler's v2 response, if it has them."""
@@ -399,190 +362,3 @@ def _predictions(payload: Any) -> list[Any] | None:
         return None
     got = body.get("predictions") if isinstance(body, dict) else None
     return got if isinstance(got, list) else None
-
-
-class _Prefixed(io.RawIOBase):
-    """A socket's input, after bytes already read from it (by a worker handing it back)."""
-
-    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
-        self._prefix = memoryview(prefix)
-        self._raw = socket.SocketIO(sock, "rb")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # An unparseable request line is answered with a status line and headers, not in the
-    # HTTP/0.9 form (a bare body) http.server falls back to.
-    default_request_version = "HTTP/1.0"
-    wbufsize = 1 << 16  # headers and body leave in one write
-    disable_nagle_algorithm = True
-    server: GatewayServer
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None,
-                   ) -> None:
-        """Malformed requests (bad request line, headers too long...): JSON, like every other
-        answer of the gateway, and the connection closes."""
-        self.close_connection = True
-        reason = message or HTTPStatus(code).phrase
-        body = json.dumps({"message": reason}).encode()
-        self.send_response(code, HTTPStatus(code).phrase)
-        self.send_header("content-type", "application/json")
-        self.send_header("connection", "close")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-            self.wfile.write(body)
-
-    def __init__(self, request: Any, client_address: Any, server: Any, prefix: bytes = b"",
-                 ) -> None:
-        self._prefix = prefix
-        self._ticket: Ticket | None = None
-        super().__init__(request, client_address, server)
-
-    def setup(self) -> None:
-        super().setup()
-        if self._prefix:
-            self.rfile.close()  # nothing read yet; releases its hold on the socket
-            self.rfile = io.BufferedReader(_Prefixed(self._prefix, self.connection))
-
-    def handle(self) -> None:
-        self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
-            ticket, self._ticket = self._ticket, None
-            if ticket is not None and self.server.handoff(self, ticket):
-                return
-            self.handle_one_request()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                length = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if length == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                size += length
-                if size > MAX_BODY:
-                    self.close_connection = True
-                    return None
-                chunks.append(self.rfile.read(length))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._discard(length)
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _discard(self, length: int) -> None:
-        """Read an oversized body so the client sees the 413 (not a reset), within reason."""
-        if length > DRAIN_LIMIT:
-            self.close_connection = True
-            return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 20))
-            if not chunk:
-                break
-            length -= len(chunk)
-
-    def _serve(self) -> None:
-        body = self._read_body()
-        if body is None:
-            response = json_response(413, {"message": "Request Entity Too Large"})
-        else:
-            response, self._ticket = self.server.gateway.serve(
-                self.command,
-                self.path,
-                list(self.headers.items()),
-                body,
-                self.client_address[0],
-                self.request_version,
-            )
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
-
-
-class GatewayServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
-        self.gateway = gateway
-        self._local = threading.local()  # .handed: this thread's connection went to a worker
-        super().__init__(address, _Handler)
-        if gateway.hub is not None:
-            gateway.hub.resume = self.resume
-
-    def handoff(self, handler: _Handler, ticket: Ticket) -> bool:
-        """Give the handler's connection to a warm worker (see ``direct.py``)."""
-        hub = self.gateway.hub
-        sock = handler.connection
-        if hub is None or handler.rfile.closed:
-            return False
-        sock.setblocking(False)
-        try:
-            # a request already on its way comes along
-            prefix = cast(io.BufferedReader, handler.rfile).peek()
-        except OSError:
-            return False
-        finally:
-            sock.setblocking(True)
-        self._local.handed = hub.adopt(ticket, sock, handler.client_address, prefix)
-        return bool(self._local.handed)
-
-    def resume(self, sock: socket.socket, address: Any, prefix: bytes) -> None:
-        """Serve a connection a worker handed back (or left behind), from ``prefix`` on."""
-
-        def run() -> None:
-            try:
-                _Handler(sock, address, self, prefix)
-            except Exception:
-                self.handle_error(sock, address)
-            finally:
-                self.shutdown_request(sock)
-
-        threading.Thread(target=run, name="gateway-resumed", daemon=True).start()
-
-    def shutdown_request(self, request: Any) -> None:
-        if getattr(self._local, "handed", False):
-            self._local.handed = False
-            return  # a worker answers it now; the hub holds it
-        super().shutdown_request(request)
-
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        # The daemon's long-lived objects (moto's state, replayed journal) would otherwise be
-        # traversed by every full collection, a pause of milliseconds on the request path:
-        # freeze them and collect the young generation less often.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20000, 50, 50)
-        super().serve_forever(poll_interval)

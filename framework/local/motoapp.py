@@ -54,6 +54,12 @@ def _account_for(access_key: str) -> str:
     return access_key if re.fullmatch(r"\d{12}", access_key) else LOCAL_ACCOUNT_ID
 
 
+def scope_of(environ: Environ) -> tuple[str, str] | None:
+    """(account, region) a signed request is for."""
+    match = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    return (_account_for(match.group(1)), match.group(2)) if match else None
+
+
 def warm_up() -> None:
     """Create the always-touched backends (IAM is consulted on every signed request)."""
     from moto.iam.models import get_account_id_from

@@ -1,49 +1,65 @@
-"""The local Lambda runner: executes the *deployed* code, fetched back from the control plane.
+"""The local Lambda service's data plane: runs the *deployed* code, fetched back from the
+control plane, the way Lambda runs it.
 
 Resolution: ``function`` (name or ARN) + ``qualifier`` (version, alias or ``$LATEST``) →
 the executed version (a weighted alias picks one with a seedable RNG) → that version's
-configuration → its zip, ``s3://<mlops:registry tag>/code/<sha256 hex>.zip``, verified and
-extracted once into ``home/code/<hex>/`` → a pool of worker processes for
-(function, version, code).
+configuration → its zip, ``s3://<mlops:registry tag>/code/<sha256 hex>.zip``, and each of its
+layers, ``s3://<registry>/layers/<sha256 hex>.zip``, verified against the SHA-256 the control
+plane recorded and extracted once, read-only → execution environments (``sandbox.py``) of the
+function's runtime, bootstrapped by AWS's ``awslambdaric``, pooled per (function, version,
+code) (``pool.py``).
+
+Everything runs on one asyncio loop (the data plane's thread); ``invoke`` is the thread-safe
+entry for the scheduler and the control plane's ``Invoke``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
+import json
 import logging
 import os
+import platform
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from framework.compile import names
 from framework.errors import MlopsError
 from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
-from .capture import SPOOL_DIR, CaptureStore
-from .direct import PAGES_DIR, DirectHub, recover_pages
-from .files import CODE_DIR, LOGS_DIR
+from .files import CODE_DIR, LAYERS_DIR, LOGS_DIR, RUNTIMES_DIR
 from .logship import LogShipper
-from .pool import Pool, WorkerSpec
+from .pool import Pool, PoolClosed
+from .sandbox import SandboxSpec, runtime_error
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 REGISTRY_TAG = "mlops:registry"
 CODE_PREFIX = "code/"
 DEFAULT_REGION = "us-east-1"
 CACHE_TTL_S = 2.0
-CAPTURE_KEY = "mlopsCapture"  # framework.runtime.capture.CAPTURE_KEY (handlers' side)
-_BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "SYSTEMROOT", "TZ")
+# What a Lambda Python runtime brings beside the interpreter: AWS's runtime interface client,
+# which its bootstrap runs, and the SDK it includes (its version varies by region and date on
+# AWS; a function that needs a given one ships it, as this project's layers do).
+RUNTIME_PACKAGES = ("awslambdaric==4.2.2", "boto3")
+_PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+_HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -58,10 +74,8 @@ class Invocation:
     timed_out: bool
     request_id: str = ""
     endpoint: str = ""  # MLOPS_ENDPOINT of the function, else its name
-    init_ms: float | None = None  # cold starts: the worker's init duration
-    captured: int = 0  # capture records committed for this invocation
+    init_ms: float | None = None  # cold starts: the environment's INIT duration
     shadow_version: str | None = None  # the function's shadow version, if one is set
-    pool: Pool | None = None  # the workers of the executed version
     weighted: bool = False  # the version was drawn by alias weights
     invoked_arn: str = ""
 
@@ -81,9 +95,10 @@ class FunctionVersion:
     env: dict[str, str]
     registry: str
     reserved_concurrency: int | None
+    runtime: str = "python3.13"
+    architecture: str = "x86_64"
+    layers: tuple[str, ...] = ()  # layer version ARNs, in order
     shadow: str | None = None  # version mirrored with a copy of this function's traffic
-
-
 def parse_function(function: str, qualifier: str | None, region: str) -> tuple[str, str, str]:
     """(name, region, qualifier) from a name or a (possibly qualified) Lambda ARN."""
     if function.startswith("arn:"):
@@ -144,8 +159,10 @@ class _TTLCache:
             self._data.clear()
 
 
+
+
 class Runner:
-    """Invoke deployed Lambda functions locally."""
+    """Invoke deployed Lambda functions locally, on the data plane's event loop."""
 
     def __init__(
         self,
@@ -164,33 +181,26 @@ class Runner:
         self.concurrency = concurrency or int(env_concurrency)
         seed = os.environ.get("MLOPS_ROUTING_SEED")
         self.rng = rng or random.Random(int(seed) if seed else None)
-        self._rng_lock = threading.Lock()
         self._aliases = _TTLCache(cache_ttl_s)
         self._versions = _TTLCache(cache_ttl_s)
         self._pools: dict[tuple[str, str, str, str], Pool] = {}
         self._lock = threading.Lock()
         self._refreshing: set[tuple[Any, ...]] = set()
-        self._extract_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         self.memory_limits = os.environ.get("MLOPS_LOCAL_MEMORY_LIMITS", "1") != "0"
-        self.capture = CaptureStore(
-            home / SPOOL_DIR, self._upload,
-            max_age_s=float(os.environ.get("MLOPS_CAPTURE_FLUSH_S") or 2.0))
-        self.capture.start()
         self.logs = LogShipper(lambda region: self._client("logs", region))
         self.logs.start()
-        # Warm workers answering handed connections themselves (MLOPS_LOCAL_DIRECT=0: off).
-        direct = os.environ.get("MLOPS_LOCAL_DIRECT", "1") != "0"
-        self.pages = home / SPOOL_DIR / PAGES_DIR
-        recover_pages(self.pages, self.capture)  # left by a daemon that crashed
-        self.hub = DirectHub(self.capture) if direct else None
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="data-plane",
+                                        daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the data plane's loop from another thread; its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def _client(self, service: str, region: str) -> Any:
         return Connection(region, self.control_url, dummy_credentials=True).client(service)
-
-    def _upload(self, region: str, bucket: str, key: str, data: bytes) -> None:
-        self._client("s3", region).put_object(
-            Bucket=bucket, Key=key, Body=data, ContentType="application/x-ndjson",
-            ContentEncoding="gzip")
 
     # -- control plane -------------------------------------------------------------------
     def _lambda(self, region: str) -> Any:
@@ -211,8 +221,7 @@ class Runner:
         primary, weights = self._cached(self._aliases, key, load)
         if not weights:
             return str(primary), False
-        with self._rng_lock:
-            return pick_version(primary, weights, self.rng), True
+        return pick_version(primary, weights, self.rng), True
 
     def _cached(self, cache: _TTLCache, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         """Stale-while-revalidate: a stale entry is served while one thread refreshes it, so
@@ -262,7 +271,7 @@ class Runner:
                 hint="deploy it with mlops (code in s3://<registry>/code/<sha256>.zip)",
             )
         reserved = (resp.get("Concurrency") or {}).get("ReservedConcurrentExecutions")
-        spec = FunctionVersion(
+        return FunctionVersion(
             name=name,
             region=region,
             version=str(cfg.get("Version", version)),
@@ -274,95 +283,149 @@ class Runner:
             env=dict((cfg.get("Environment") or {}).get("Variables") or {}),
             registry=str(registry),
             reserved_concurrency=int(reserved) if reserved else None,
+            runtime=str(cfg.get("Runtime") or "python3.13"),
+            architecture=str((cfg.get("Architectures") or ["x86_64"])[0]),
+            layers=tuple(str(layer["Arn"]) for layer in cfg.get("Layers") or ()),
             shadow=tags.get(names.SHADOW_TAG) or None,
         )
-        return spec
 
-    def code_dir(self, fn: FunctionVersion) -> Path:
-        """The extracted, verified zip for ``fn`` (fetched and extracted once)."""
-        target = self.home / CODE_DIR / fn.code_sha256
+    # -- the bytes that ship --------------------------------------------------------------
+    def _fetch(self, region: str, bucket: str, key: str, sha_hex: str, target: Path,
+               where: str) -> Path:
+        """``s3://bucket/key`` verified against ``sha_hex``, extracted read-only at
+        ``target`` (once)."""
         if target.is_dir():
             return target
-        with self._extract_lock:
+        with self._fetch_lock:
             if target.is_dir():
                 return target
-            conn = Connection(fn.region, self.control_url, dummy_credentials=True)
-            key = f"{CODE_PREFIX}{fn.code_sha256}.zip"
-            body = conn.client("s3").get_object(Bucket=fn.registry, Key=key)["Body"].read()
+            body = self._client("s3", region).get_object(Bucket=bucket, Key=key)["Body"].read()
             actual = hashlib.sha256(body).hexdigest()
-            if actual != fn.code_sha256:
-                raise MlopsError(
-                    f"s3://{fn.registry}/{key} has sha256 {actual}, expected {fn.code_sha256}",
-                    where=f"lambda:{fn.name}:{fn.version}",
-                    hint="the registry object was overwritten; redeploy",
-                )
+            if actual != sha_hex:
+                raise MlopsError(f"s3://{bucket}/{key} has sha256 {actual}, expected {sha_hex}",
+                                 where=where, hint="the registry object was overwritten; redeploy")
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
             try:
                 with zipfile.ZipFile(io.BytesIO(body)) as archive:
                     archive.extractall(tmp)
+                _read_only(tmp)
                 os.rename(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         return target
 
-    # -- execution -----------------------------------------------------------------------
-    def _env(self, fn: FunctionVersion, code_dir: Path) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+    def code_dir(self, fn: FunctionVersion) -> Path:
+        """The deployed zip of ``fn``, extracted (Lambda's task root)."""
+        return self._fetch(fn.region, fn.registry, f"{CODE_PREFIX}{fn.code_sha256}.zip",
+                           fn.code_sha256, self.home / CODE_DIR / fn.code_sha256,
+                           f"lambda:{fn.name}:{fn.version}")
+
+    def layer_dir(self, fn: FunctionVersion, arn: str) -> Path:
+        """A layer version of ``fn``, extracted (what Lambda mounts under /opt)."""
+        content = self._lambda(fn.region).get_layer_version_by_arn(Arn=arn)["Content"]
+        sha_hex = _sha_hex(content["CodeSha256"])
+        return self._fetch(fn.region, fn.registry, names.layer_key(sha_hex), sha_hex,
+                           self.home / LAYERS_DIR / sha_hex, arn)
+
+    def runtime_dir(self, runtime: str, arch: str) -> Path:
+        """The runtime's own directory (Lambda's /var/runtime): ``RUNTIME_PACKAGES`` for
+        ``runtime``'s Python version, installed once from their wheels."""
+        target = self.home / RUNTIMES_DIR / f"{runtime}-{arch}"
+        if target.is_dir():
+            return target
+        with self._fetch_lock:
+            if target.is_dir():
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
+            cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+                   "--disable-pip-version-check", "--target", str(tmp), "--only-binary=:all:",
+                   "--implementation", "cp", "--python-version", runtime.removeprefix("python"),
+                   "--platform", _PIP_PLATFORMS[arch], *RUNTIME_PACKAGES]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise MlopsError(f"could not install the {runtime} runtime's packages: "
+                                 f"{proc.stderr.strip()[-300:]}", where=f"runtime {runtime}",
+                                 hint="pip needs PyPI (or its cache) once per runtime")
+            _read_only(tmp)
+            os.rename(tmp, target)
+        return target
+
+    def _env(self, fn: FunctionVersion, code_dir: Path, runtime_dir: Path,
+             layers: tuple[Path, ...]) -> dict[str, str]:
+        """Exactly the function's variables plus the ones Lambda sets."""
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LD_LIBRARY_PATH": os.pathsep.join(
+                [str(runtime_dir), str(code_dir), str(code_dir / "lib"),
+                 *(str(layer / "lib") for layer in layers)]),
+        }
         env.update(fn.env)
-        env.update(
-            {
-                "AWS_LAMBDA_FUNCTION_NAME": fn.name,
-                "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
-                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[{fn.version}]{uuid.uuid4().hex}",
-                "AWS_EXECUTION_ENV": "AWS_Lambda_python3",
-                "AWS_REGION": fn.region,
-                "AWS_DEFAULT_REGION": fn.region,
-                "AWS_ENDPOINT_URL": self.control_url,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "LAMBDA_TASK_ROOT": str(code_dir),
-                "_HANDLER": fn.handler,
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",
-                # Capture lines come back with the response; the runner batches them to S3.
-                "MLOPS_CAPTURE_SINK": "local",
-            }
-        )
+        stamp = datetime.now(UTC).strftime("%Y/%m/%d")
+        env.update({
+            "_HANDLER": fn.handler,
+            "AWS_REGION": fn.region,
+            "AWS_DEFAULT_REGION": fn.region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}",
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"{stamp}/[{fn.version}]{uuid.uuid4().hex}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            "LAMBDA_RUNTIME_DIR": str(runtime_dir),
+            # The one addition: where the SDK finds this AWS (the control plane).
+            "AWS_ENDPOINT_URL": self.control_url,
+            # The extracted trees stay as shipped (Lambda's are read-only; here root could
+            # write into them): every cold start compiles what the zip and layers lack.
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
         return env
 
-    def _pool(self, fn: FunctionVersion) -> Pool:
+    def sandbox_spec(self, fn: FunctionVersion) -> SandboxSpec:
+        """How to start ``fn``'s environments (blocking: fetches what it has not yet)."""
+        from framework.interpreters import find_python
+
+        host = _HOST_ARCH.get(platform.machine().lower(), platform.machine())
+        if fn.architecture != host:
+            raise MlopsError(f"{fn.name} is built for {fn.architecture}; this machine is {host}",
+                             where=f"lambda:{fn.name}:{fn.version}",
+                             hint=f"set architecture: {host} for the local stage")
+        python = find_python(fn.runtime)
+        code_dir = self.code_dir(fn)
+        layers = tuple(self.layer_dir(fn, arn) for arn in fn.layers)
+        runtime_dir = self.runtime_dir(fn.runtime, fn.architecture)
+        log_path = self.home / LOGS_DIR / f"{fn.name}.log"
+        self.logs.register(log_path, fn.region, fn.name)
+        return SandboxSpec(
+            runtime=fn.runtime, python=python, handler=fn.handler, task_root=code_dir,
+            layers=layers, runtime_dir=runtime_dir,
+            env=self._env(fn, code_dir, runtime_dir, layers), timeout_s=fn.timeout_s,
+            memory_mb=fn.memory_mb if self.memory_limits else None, log_path=log_path,
+            function_arn=fn.arn, version=fn.version)
+
+    async def _pool(self, fn: FunctionVersion) -> Pool:
         key = (fn.region, fn.name, fn.version, fn.code_sha256)
-        with self._lock:
-            pool = self._pools.get(key)
+        pool = self._pools.get(key)
         if pool is not None:
             return pool
-        code_dir = self.code_dir(fn)
-        log_path = self.home / LOGS_DIR / f"{fn.name}.log"
-        spec = WorkerSpec(
-            code_dir=code_dir,
-            env=self._env(fn, code_dir),
-            timeout_s=fn.timeout_s,
-            log_path=log_path,
-            memory_mb=fn.memory_mb if self.memory_limits else None,
-            direct=self.hub is not None,
-            page_dir=self.pages,
-        )
-        self.logs.register(log_path, fn.region, fn.name)
-        stale: list[Pool] = []
-        with self._lock:
-            pool = self._pools.get(key)
-            if pool is None:
-                pool = Pool(spec, fn.reserved_concurrency or self.concurrency, self.hub)
-                # Code replaced under the same version ($LATEST): retire the old workers.
-                for old in [k for k in self._pools if k[:3] == key[:3]]:
-                    stale.append(self._pools.pop(old))
-                self._pools[key] = pool
-        for old_pool in stale:
-            old_pool.close()
+        spec = await asyncio.to_thread(self.sandbox_spec, fn)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = Pool(spec, fn.reserved_concurrency or self.concurrency)
+            # Code replaced under the same version ($LATEST): retire the old environments.
+            for old in [k for k in self._pools if k[:3] == key[:3]]:
+                asyncio.ensure_future(self._pools.pop(old).close())
+            self._pools[key] = pool
         return pool
 
     def target(self, function: str, qualifier: str | None = None,
@@ -375,48 +438,56 @@ class Runner:
             invoked_arn += f":{qualifier}"
         return self.describe(name, region, version), weighted, invoked_arn
 
-    def pool_of(self, fn: FunctionVersion) -> Pool | None:
-        """The existing workers of ``fn``, if any."""
-        with self._lock:
-            return self._pools.get((fn.region, fn.name, fn.version, fn.code_sha256))
+    def _target_cached(self, function: str, qualifier: str | None,
+                       ) -> tuple[FunctionVersion, bool, str] | None:
+        """``target`` when the caches can answer it without a control-plane call."""
+        name, region, qual = parse_function(function, qualifier, self.region)
+        if not (qual == "$LATEST" or qual.isdigit()) and self._aliases.lookup(
+                (region, name, qual))[0] is None:
+            return None
+        version, _ = self.resolve(name, region, qual)
+        if self._versions.lookup((region, name, version))[0] is None:
+            return None
+        return self.target(function, qualifier)
 
-    def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
+    async def invoke_async(self, function: str, qualifier: str | None, event: Any,
+                           ) -> Invocation:
         started = time.perf_counter()
-        fn, weighted, invoked_arn = self.target(function, qualifier)
-        region = fn.region
-        pool = self._pool(fn)
-        request_id = str(uuid.uuid4())
-        outcome = pool.invoke(event, request_id, invoked_arn)
-        payload = outcome.payload
-        captured = 0
-        if isinstance(payload, dict) and CAPTURE_KEY in payload:
-            payload = dict(payload)
-            record = payload.pop(CAPTURE_KEY)
-            if isinstance(record, dict):
-                self.capture.add(region, record)  # durable before the caller sees the answer
-                captured = int(record.get("count") or 0)
+        found = self._target_cached(function, qualifier)
+        if found is None:
+            found = await asyncio.to_thread(self.target, function, qualifier)
+        fn, weighted, invoked_arn = found
+        pool = await self._pool(fn)
+        try:
+            result = await pool.invoke(json.dumps(event).encode(), invoked_arn)
+        except PoolClosed:  # replaced while this request waited for an environment
+            pool = await self._pool(fn)
+            result = await pool.invoke(json.dumps(event).encode(), invoked_arn)
+        payload = None
+        error = result.error
+        if result.payload is not None:
+            try:
+                payload = json.loads(result.payload)
+            except ValueError:
+                error = runtime_error("Runtime.InvalidResponse", "the response is not JSON")
         return Invocation(
             payload=payload,
-            error=outcome.error,
+            error=error,
             executed_version=fn.version,
-            cold_start=outcome.cold_start,
+            cold_start=result.cold,
             duration_ms=(time.perf_counter() - started) * 1000,
-            timed_out=outcome.timed_out,
-            request_id=request_id,
+            timed_out=result.timed_out,
+            request_id=result.request_id,
             endpoint=fn.env.get("MLOPS_ENDPOINT") or fn.name,
-            init_ms=outcome.init_ms,
-            captured=captured,
+            init_ms=result.init_ms,
             shadow_version=fn.shadow,
-            pool=pool,
             weighted=weighted,
             invoked_arn=invoked_arn,
         )
 
-    def flush_capture(self) -> int:
-        """Upload every capture record so far, those of direct requests included."""
-        if self.hub is not None:
-            self.hub.sync()
-        return self.capture.flush()
+    def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
+        """``invoke_async`` from any other thread."""
+        return self.run(self.invoke_async(function, qualifier, event))
 
     def refresh(self) -> None:
         """Forget cached aliases and configurations (after a deploy)."""
@@ -424,19 +495,22 @@ class Runner:
         self._versions.clear()
 
     def worker_pids(self) -> list[int]:
-        with self._lock:
-            pools = list(self._pools.values())
-        return [pid for pool in pools for pid in pool.worker_pids()]
+        return [pid for pool in list(self._pools.values()) for pid in pool.pids()]
+
+    async def _close_pools(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools))
 
     def close(self) -> None:
-        if self.hub is not None:
-            self.hub.sync()  # the workers' last reports, before they are killed
-        with self._lock:
-            pools = list(self._pools.values())
-            self._pools.clear()
-        for pool in pools:
-            pool.close()
-        if self.hub is not None:
-            self.hub.close()
-        self.capture.close()
+        if self.loop.is_running():
+            self.run(self._close_pools(), timeout=30)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
         self.logs.close()
+
+
+def _read_only(root: Path) -> None:
+    """Files as Lambda has them: read-only (folders stay removable by their owner)."""
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, path.stat().st_mode & 0o555)

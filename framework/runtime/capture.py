@@ -8,14 +8,11 @@ Capture: for a sampled request, one JSON line per row::
 Sampling is a deterministic function of the request id (``sampled``), so the set of captured
 requests is reproducible: exactly those whose id hashes below the sample rate.
 
-Where the lines go (``MLOPS_CAPTURE_SINK``):
+Where the lines go (``MLOPS_CAPTURE_SINK``, else the endpoint's ``MLOPS_CAPTURE_STREAM``):
 
-- ``local`` — set by the local runner: the lines travel back with the response
-  (``CAPTURE_KEY`` in the result) and the runner commits them to its spool *before* the
-  caller sees the answer, then uploads gzip batches. A worker killed mid-request never
-  delivered a response, so it has no record either: none lost, none doubled.
-- ``firehose:<stream>`` — on AWS: one ``PutRecordBatch`` per request, before the answer;
-  Firehose buffers and writes gzip objects under ``capture/<endpoint>/dt=YYYY-MM-DD/``.
+- ``firehose:<stream>`` — on every target: one ``PutRecordBatch`` per request, before the
+  answer; Firehose (on AWS, or the local AWS's engine) buffers and writes gzip objects under
+  ``capture/<endpoint>/dt=YYYY-MM-DD/``;
 - ``off`` — nothing.
 """
 
@@ -34,7 +31,6 @@ from framework.runtime.features import FeatureSpec, Rows
 from framework.runtime.http import finite
 from framework.runtime.inference import Prediction, PredictionText
 
-CAPTURE_KEY = "mlopsCapture"  # private key of a handler result, removed by the local runner
 FIREHOSE_BATCH = 500
 
 

@@ -151,7 +151,6 @@ class Service:
         kind = "unknown"
         rows = 0
         key_id = None
-        extra: dict[str, Any] | None = None
         try:
             request = http.parse_event(event)
             request_id = request.request_id or request_id
@@ -159,7 +158,7 @@ class Service:
                               self._native_path)
             if self.keys is not None and kind not in OPEN_KINDS:
                 key_id = self.keys.check(request.headers)
-            body, status, extra, rows = self._dispatch(kind, request, request_id, ts, t0)
+            body, status, rows = self._dispatch(kind, request, request_id, ts, t0)
             response = http.json_response(status, body)
         except RequestError as e:
             response = http.error_response(e, request_id)
@@ -173,13 +172,16 @@ class Service:
             body = {"error": "internal_error", "message": "unexpected error; see the logs"}
             response = http.json_response(500, {**body, "request_id": request_id})
         latency_ms = (time.perf_counter() - t0) * 1000
-        if extra is not None:
-            response[capture.CAPTURE_KEY] = extra
+        # What a client reads about the answer comes from here, so it is the same on AWS.
+        response["headers"].update({
+            "x-mlops-executed-version": self.s.lambda_version,
+            "x-mlops-cold-start": "true" if cold else "false",
+            "x-mlops-request-id": str(request_id or "")})
         self._log(kind, response["statusCode"], request_id, rows, latency_ms, cold, key_id)
         return response
 
     def _dispatch(self, kind: str, request: http.Request, request_id: str | None, ts: float,
-                  t0: float) -> tuple[Any, int, dict[str, Any] | None, int]:
+                  t0: float) -> tuple[Any, int, int]:
         s = self.s
         method = request.method
         if kind in ("predict", "oip_infer") and method == "POST":
@@ -199,38 +201,37 @@ class Service:
                 prediction = bundle.run(rows)
                 text = None  # encoded only if captured
                 body = oip.response(bundle, s.endpoint, prediction, oip_id, request_id, wanted)
-            extra = self._capture(request_id or "", ts, t0, rows, prediction, text)
-            return body, 200, extra, len(rows)
+            self._capture(request_id or "", ts, t0, rows, prediction, text)
+            return body, 200, len(rows)
         if kind == "predict" and method == "GET":
-            return self.bundle.info(), 200, None, 0
+            return self.bundle.info(), 200, 0
         if kind == "feedback" and method == "POST":
-            return self._feedback(http.json_body(request), ts, request_id or ""), 202, None, 0
+            return self._feedback(http.json_body(request), ts, request_id or ""), 202, 0
         if kind == "openapi" and method == "GET":
-            return self._openapi(request), 200, None, 0
+            return self._openapi(request), 200, 0
         if kind == "oip_metadata" and method == "GET":
-            return oip.metadata(self.bundle, s.endpoint), 200, None, 0
+            return oip.metadata(self.bundle, s.endpoint), 200, 0
         if kind == "oip_ready" and method == "GET":
             ready = self.bundle is not None
-            return {"name": s.endpoint, "ready": ready}, 200, None, 0
+            return {"name": s.endpoint, "ready": ready}, 200, 0
         if kind == "oip_live" and method == "GET":
-            return {"live": True}, 200, None, 0
+            return {"live": True}, 200, 0
         if kind == "oip_server_ready" and method == "GET":
             _ = self.bundle  # a model that cannot load answers 503
-            return {"ready": True}, 200, None, 0
+            return {"ready": True}, 200, 0
         if kind == "oip_server" and method == "GET":
-            return {"name": "mlops", "version": framework.__version__, "extensions": []}, 200, \
-                None, 0
+            return {"name": "mlops", "version": framework.__version__, "extensions": []}, 200, 0
         if kind == "unknown":
             raise RequestError(404, "not_found", "no such route on this endpoint")
         allowed = "POST" if kind in ("oip_infer", "feedback") else "GET"
         raise RequestError(405, "method_not_allowed", f"use {allowed} on this route")
 
     def _capture(self, request_id: str, ts: float, t0: float, rows: Rows,
-                 prediction: Prediction, text: PredictionText | None,
-                 ) -> dict[str, Any] | None:
+                 prediction: Prediction, text: PredictionText | None) -> None:
+        """Send the request's capture lines to the endpoint's Firehose stream (every target)."""
         s = self.s
         if not s.sample_rate or not capture.sampled(request_id, s.sample_rate):
-            return None
+            return
         bundle = self.bundle
         latency_ms = (time.perf_counter() - t0) * 1000
         time_text = capture.iso_utc(ts)
@@ -243,11 +244,6 @@ class Service:
                 request_id=request_id, ts=ts, endpoint=s.endpoint, model=bundle.name,
                 version=bundle.version, lambda_version=s.lambda_version, latency_ms=latency_ms,
                 features=bundle.features, rows=rows, prediction=prediction)
-        if s.sink == "local":
-            # the day of the same instant; iso_utc's year is zero-padded, day's is not
-            day = time_text[:10] if time_text[0] != "0" else capture.day(ts)
-            return {"bucket": s.bucket, "endpoint": s.endpoint, "day": day,
-                    "lines": lines, "count": len(rows)}
         if s.sink.startswith("firehose:"):
             try:
                 capture.firehose_put(self.conn.client("firehose"), s.sink[9:], lines)
@@ -255,7 +251,6 @@ class Service:
                 print(json.dumps({"level": "ERROR", "msg": "capture_failed", "error": str(e),
                                   "request_id": request_id, "rows": len(rows)}),
                       file=sys.stderr, flush=True)
-        return None
 
     def _line_format(self, bundle: ModelBundle) -> capture.LineFormat:
         """The capture line format of ``bundle`` (built on its first captured request)."""

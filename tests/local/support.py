@@ -138,7 +138,7 @@ def create_function(
     key = upload_code(conn, data if data is not None else code_zip(tag))
     resp: dict[str, Any] = conn.client("lambda").create_function(
         FunctionName=name,
-        Runtime="python3.11",
+        Runtime="python3.13",
         Role=role,
         Handler="handlers.echo.handler",
         Code={"S3Bucket": BUCKET, "S3Key": key},
