@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from framework.compile import names
 from framework.errors import StateLockedError
+from framework.monitoring.store import missing
 from framework.plan.state import State, now_iso
 from framework.procs import pid_alive
 
@@ -56,7 +57,7 @@ class StateStore:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=names.state_key(self.stage))
         except ClientError as exc:
-            if _code(exc) in {"NoSuchKey", "404"}:
+            if missing(exc):
                 return None
             raise
         return State.from_json(body["Body"].read().decode())
@@ -128,7 +129,7 @@ class StateStore:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=names.lock_key(self.stage))
         except ClientError as exc:
-            if _code(exc) in {"NoSuchKey", "404", "NoSuchBucket"}:
+            if missing(exc):
                 return None
             raise
         result: dict[str, Any] = json.loads(body["Body"].read())

@@ -1,8 +1,28 @@
-"""Where a monitor reads captures and writes reports: the registry bucket, or memory in tests."""
+"""Where a monitor reads captures and writes reports: the registry bucket, or memory in tests.
+
+``missing`` is the one place that decides whether an S3 error means "no such object", for
+every reader of the registry bucket (monitors, deploy state and lock, registry, rollouts).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
+
+# S3 answers 404 NoSuchKey for a missing key only to a caller allowed s3:ListBucket; to anyone
+# else it answers 403 AccessDenied, so as not to tell whether the key exists. A HEAD has no
+# body, so its code is the bare status. A missing bucket holds no object either.
+MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket", "AccessDenied", "403"})
+
+
+def missing(exc: BaseException) -> bool:
+    """Whether ``exc`` (a botocore ``ClientError`` from a GET or HEAD of an object) means the
+    object is not there: 404 and 403 alike. Stdlib-only: the monitor's Lambda zip imports it."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in MISSING_CODES or status in (403, 404)
 
 
 class Store(Protocol):
@@ -23,10 +43,8 @@ class S3Store:
     def get(self, key: str) -> bytes | None:
         try:
             body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        except Exception as e:  # botocore ClientError 404 on some targets
-            if "404" in str(e) or "NoSuchKey" in str(e) or "Not Found" in str(e):
+        except Exception as exc:  # botocore's ClientError, caught without importing botocore
+            if missing(exc):
                 return None
             raise
         return body

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from framework.apply.audit import AuditLog
 from framework.config.semver import SemVer
+from framework.monitoring.store import missing
 from framework.registry import refs
 from framework.registry.errors import (
     AliasConflictError,
@@ -34,7 +35,7 @@ from framework.registry.metadata import contract_differences
 from framework.registry.provenance import now_iso
 
 PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}  # of a listing: 403 is denied
 
 
 def _code(exc: ClientError) -> str:
@@ -84,7 +85,7 @@ class Registry:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in MISSING:
+            if missing(exc):  # 404, or 403 to a caller without s3:ListBucket
                 return None
             raise
         return obj["Body"].read(), str(obj["ETag"])

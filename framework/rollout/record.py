@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from framework.errors import MlopsError
+from framework.monitoring.store import missing
 
 RUNNING, COMPLETED, ROLLED_BACK, ABORTED = "running", "completed", "rolled_back", "aborted"
 
@@ -90,7 +91,7 @@ class RolloutStore:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=record_key(stage, endpoint))
         except ClientError as exc:
-            if _code(exc) in {"NoSuchKey", "404", "NoSuchBucket"}:
+            if missing(exc):
                 return None
             raise
         return RolloutRecord.from_json(obj["Body"].read().decode()), str(obj["ETag"])
