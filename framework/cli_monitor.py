@@ -1,9 +1,9 @@
 """``mlops monitor run|report|history`` and ``mlops mail list|show``.
 
-``monitor run`` on the local target invokes the *deployed* monitor function through the local
-runner (``POST /_mlops/invoke`` on the gateway), so what runs locally is what ships; with
-``--in-process`` (or on other targets, or when no runner answers) it runs the deployed
-monitor's settings (read back from its function's environment) in this process instead.
+``monitor run`` invokes the *deployed* monitor function with Lambda's ``Invoke`` on every
+target (the local AWS runs it on its Lambda service), so what runs locally is what ships; with
+``--in-process`` it runs the deployed monitor's settings (read back from its function's
+environment) in this process instead.
 ``mail`` reads the local outbox (``.mlops/local/outbox/*.eml``: every message sent to the
 local SES) on the local target, else the copies monitors keep in the registry
 (``reports/*/*/message.eml``).
@@ -11,6 +11,8 @@ local SES) on the local target, else the copies monitors keep in the registry
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import email
 import json
 import urllib.error
@@ -59,45 +61,34 @@ def _store(session: Any) -> Any:
     return S3Store(session.target.conn.client("s3"), session.bucket)
 
 
-def _invoke_deployed(session: Any, name: str, event: dict[str, Any]) -> dict[str, Any] | None:
-    """Run the deployed monitor function through the local runner; None if no runner answers."""
+def _invoke_deployed(session: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Run the deployed monitor function with Lambda's ``Invoke`` (on AWS, or the local AWS's
+    Lambda service alike)."""
     from framework.compile import names
-    from framework.compile.compiler import MONITOR_TIMEOUT
 
     t = session.target
     fn = names.function_name(session.ws.project, session.ws.stage, names.monitor_unit(name))
-    arn = names.function_arn(t.region, t.account_id, fn, names.ALIAS)
-    try:  # upload the captures still buffered, so the run sees every request made so far
+    if t.gateway_url:  # the local Firehose's buffer interval elapses now: every capture counts
         flush = urllib.request.Request(f"{t.gateway_url}/_mlops/flush", method="POST", data=b"")
-        urllib.request.urlopen(flush, timeout=30).read()
-    except OSError:
-        pass
-    req = urllib.request.Request(
-        f"{t.gateway_url}/_mlops/invoke", method="POST",
-        data=json.dumps({"function": arn, "event": event}).encode(),
-        headers={"content-type": "application/json"})
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(flush, timeout=30).read()
+    # A run may take the function's whole timeout (15 min at most); never retried.
+    lam = dataclasses.replace(t.conn, read_timeout=960.0, max_attempts=1).client("lambda")
     try:
-        with urllib.request.urlopen(req, timeout=MONITOR_TIMEOUT + 30) as resp:
-            outcome: dict[str, Any] = json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            return None  # a daemon without the invoke route
-        try:
-            detail = json.loads(e.read() or b"{}").get("message", "")
-        except ValueError:
-            detail = f"HTTP {e.code}"
-        raise MonitorError(f"monitor '{name}' could not be invoked ({arn}): {detail}",
+        resp = lam.invoke(FunctionName=fn, Qualifier=names.ALIAS,
+                          Payload=json.dumps(event).encode())
+    except Exception as e:
+        raise MonitorError(f"monitor '{name}' could not be invoked ({fn}): {e}",
                            hint="run mlops deploy") from e
-    except OSError:
-        return None
-    if not outcome.get("ok"):
-        err = outcome.get("error") or {}
-        raise MonitorError(f"monitor function {arn} failed: {err.get('errorType')}: "
-                           f"{err.get('errorMessage')}", where=arn,
-                           hint="see .mlops/local/logs/ for its log")
-    payload: dict[str, Any] = outcome["payload"]
-    payload["executed_version"] = outcome.get("executed_version")
-    return payload
+    payload: Any = json.loads(resp["Payload"].read() or b"null")
+    if resp.get("FunctionError"):
+        err = payload if isinstance(payload, dict) else {}
+        raise MonitorError(f"monitor function {fn} failed: {err.get('errorType')}: "
+                           f"{err.get('errorMessage')}", where=fn,
+                           hint="its log: mlops logs, or CloudWatch /aws/lambda/" + fn)
+    summary: dict[str, Any] = payload
+    summary["executed_version"] = resp.get("ExecutedVersion")
+    return summary
 
 
 @monitor_app.command("run")
@@ -119,7 +110,7 @@ def run(name: str, window: Annotated[str | None, typer.Option(
     except ValueError as e:
         raise MonitorError(str(e)) from e
     summary = None
-    if session.target.gateway_url and not in_process:
+    if not in_process:
         summary = _invoke_deployed(session, name, {
             "source": "mlops.cli", "monitor": name, "window": win.to_dict()})
     if summary is not None:

@@ -324,7 +324,9 @@ class Runner:
 
     def layer_dir(self, fn: FunctionVersion, arn: str) -> Path:
         """A layer version of ``fn``, extracted (what Lambda mounts under /opt)."""
-        content = self._lambda(fn.region).get_layer_version_by_arn(Arn=arn)["Content"]
+        layer, _, number = arn.rpartition(":")
+        content = self._lambda(fn.region).get_layer_version(
+            LayerName=layer, VersionNumber=int(number))["Content"]
         sha_hex = _sha_hex(content["CodeSha256"])
         return self._fetch(fn.region, fn.registry, names.layer_key(sha_hex), sha_hex,
                            self.home / LAYERS_DIR / sha_hex, arn)
