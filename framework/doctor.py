@@ -37,6 +37,7 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 STYLE = {OK: "green", WARN: "yellow", FAIL: "red"}
 SES_SANDBOX_QUOTA = 200.0  # Max24HourSend of every account still in the SES sandbox
 LOW_CONCURRENCY = 100  # new accounts may start with 10 concurrent executions, not 1000
+MIN_UNRESERVED = 10  # Lambda refuses a reservation that leaves fewer unreserved executions
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
           "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
           "ExpiredTokenException", "SignatureDoesNotMatch", "403"}
@@ -182,6 +183,38 @@ def service_checks(conn: Connection) -> list[Check]:
 # -- quotas --------------------------------------------------------------------------------
 
 
+def reservations(config: Config) -> tuple[int, int]:
+    """(executions reserved by endpoint functions, by monitor functions): each endpoint's
+    function reserves its ``concurrency``, each monitor's reserves 1."""
+    return sum(ep.concurrency for ep in config.endpoints.values()), len(config.monitors)
+
+
+def concurrency_check(limit: dict[str, Any], config: Config) -> Check:
+    """The declared reservations against the account's concurrency (GetAccountSettings):
+    Lambda refuses any reservation that leaves fewer than 10 executions unreserved."""
+    endpoints, monitors = reservations(config)
+    wanted = endpoints + monitors
+    concurrent = int(limit.get("ConcurrentExecutions", 0))
+    unreserved = int(limit.get("UnreservedConcurrentExecutions", concurrent))
+    detail = (f"{concurrent} concurrent executions ({unreserved} unreserved); the functions "
+              f"reserve {wanted} (endpoints declare {endpoints}, monitors {monitors})")
+    hint = ("request a higher 'Concurrent executions' quota (Service Quotas → AWS Lambda; it "
+            "can take a day), or lower the endpoints' `concurrency` in mlops.yaml")
+    if concurrent - wanted < MIN_UNRESERVED:
+        return Check("Lambda concurrency", FAIL, f"{detail}: that would leave fewer than "
+                     f"{MIN_UNRESERVED} unreserved, which Lambda refuses, so the deploy "
+                     "would fail", hint)
+    if unreserved - wanted < MIN_UNRESERVED:
+        return Check("Lambda concurrency", WARN, f"{detail}: reserving them on top of what "
+                     f"is reserved now leaves fewer than {MIN_UNRESERVED} unreserved; fine only "
+                     "if this stage is deployed already (its reservations are counted)", hint)
+    if concurrent < LOW_CONCURRENCY:
+        return Check("Lambda concurrency", WARN, detail,
+                     "new accounts may start at 10: request more in Service Quotas "
+                     "(AWS Lambda → Concurrent executions) before load or rollouts")
+    return Check("Lambda concurrency", OK, detail)
+
+
 def quota_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Check]:
     workers = sum(ep.concurrency for ep in config.endpoints.values())
     if kind is TargetKind.local:
@@ -199,17 +232,7 @@ def quota_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Che
         return [_call_failed("Lambda quotas", exc, "lambda:GetAccountSettings", "Lambda")]
     limit = settings.get("AccountLimit", {})
     usage = settings.get("AccountUsage", {})
-    out = []
-    concurrent = int(limit.get("ConcurrentExecutions", 0))
-    unreserved = limit.get("UnreservedConcurrentExecutions")
-    detail = (f"{concurrent} concurrent executions ({unreserved} unreserved); endpoints "
-              f"declare {workers}")
-    if concurrent < LOW_CONCURRENCY:
-        out.append(Check("Lambda concurrency", WARN, detail,
-                         "new accounts may start at 10: request more in Service Quotas "
-                         "(AWS Lambda → Concurrent executions) before load or rollouts"))
-    else:
-        out.append(Check("Lambda concurrency", OK, detail))
+    out = [concurrency_check(limit, config)]
     total, used = int(limit.get("TotalCodeSize", 0)), int(usage.get("TotalCodeSize", 0))
     if total:
         share = used / total
@@ -251,7 +274,8 @@ def ses_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Check
     elif kind is TargetKind.localstack:
         out.append(Check("SES sandbox", OK, f"LocalStack keeps sent messages (GET /_aws/ses); "
                          f"no sandbox (reported quota {max24:g}/24h)"))
-    elif max24 == SES_SANDBOX_QUOTA:
+    elif (production := _production_access(conn)) is False or (
+            production is None and max24 == SES_SANDBOX_QUOTA):
         sandbox = True
         out.append(Check("SES sandbox", WARN, f"in the SES sandbox ({max24:g} messages per "
                          f"24 h, {rate} per second): mail goes only to verified addresses, so "
@@ -264,6 +288,18 @@ def ses_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Check
     out.append(_sending_enabled(ses, kind))
     out += _verified(ses, kind, config, sandbox)
     return out
+
+
+def _production_access(conn: Connection) -> bool | None:
+    """The account's SES sandbox status as SES states it (sesv2 GetAccount:
+    ProductionAccessEnabled); None where the control plane does not say (moto lacks the
+    call), and the sending quota is the clue instead."""
+    try:
+        account = conn.client("sesv2").get_account()
+    except (ClientError, BotoCoreError):
+        return None
+    value = account.get("ProductionAccessEnabled")
+    return None if value is None else bool(value)
 
 
 def _sending_enabled(ses: Any, kind: TargetKind) -> Check:
@@ -290,12 +326,15 @@ def _verified(ses: Any, kind: TargetKind, config: Config, sandbox: bool) -> list
     wanted = addresses(config)
     if not wanted:
         return [Check("SES addresses", OK, "no monitor sends e-mail")]
+    attrs: dict[str, Any] = {}
+    listed = list(wanted)
     try:
-        got = ses.get_identity_verification_attributes(Identities=list(wanted))
+        for i in range(0, len(listed), 100):  # the call takes at most 100 identities
+            got = ses.get_identity_verification_attributes(Identities=listed[i:i + 100])
+            attrs.update(got.get("VerificationAttributes", {}))
     except (ClientError, BotoCoreError) as exc:
         return [_call_failed("SES addresses", exc, "ses:GetIdentityVerificationAttributes",
                              "SES")]
-    attrs = got.get("VerificationAttributes", {})
     senders = {mon.notify.sender or (mon.notify.email[0] if mon.notify.email else "")
                for mon in config.monitors.values()}
     out = []

@@ -130,8 +130,10 @@ def test_quotas(conn: Connection) -> None:
                          "TotalCodeSize": 80 * 2**30},
         "AccountUsage": {"TotalCodeSize": 79 * 2**30, "FunctionCount": 4}})
     got = by_name(doctor.quota_checks(small, TargetKind.aws, config()))  # type: ignore[arg-type]
-    assert got["Lambda concurrency"].status == WARN and "endpoints declare 3" in \
-        got["Lambda concurrency"].detail
+    # 3 (the endpoint) + 1 (the monitor) reserved of 10 leaves 6 < 10: Lambda would refuse.
+    assert got["Lambda concurrency"].status == FAIL
+    assert "reserve 4 (endpoints declare 3, monitors 1)" in got["Lambda concurrency"].detail
+    assert "Service Quotas" in got["Lambda concurrency"].hint
     assert got["Lambda code storage"].status == WARN
     big = _Stub(get_account_settings={
         "AccountLimit": {"ConcurrentExecutions": 1000, "TotalCodeSize": 80 * 2**30},
@@ -142,8 +144,49 @@ def test_quotas(conn: Connection) -> None:
     assert local_[0].status == OK and "3 worker(s)" in local_[0].detail
 
 
+def settings(concurrent: int, unreserved: int) -> dict[str, Any]:
+    return {"AccountLimit": {"ConcurrentExecutions": concurrent, "TotalCodeSize": 80 * 2**30,
+                             "UnreservedConcurrentExecutions": unreserved},
+            "AccountUsage": {"TotalCodeSize": 2**20}}
+
+
+def test_concurrency_against_the_declared_reservations() -> None:
+    def check(concurrent: int, unreserved: int) -> doctor.Check:
+        stub = _Stub(get_account_settings=settings(concurrent, unreserved))
+        got = doctor.quota_checks(stub, TargetKind.aws, config())  # type: ignore[arg-type]
+        return by_name(got)["Lambda concurrency"]
+
+    assert check(13, 13).status == FAIL  # 13 - 4 = 9 < 10, whatever else is reserved
+    ok_in_all = check(400, 12)  # 400 in all, but others reserved most: 12 - 4 < 10
+    assert ok_in_all.status == WARN and "fine only if this stage is deployed" in \
+        ok_in_all.detail
+    assert check(1000, 1000).status == OK
+    assert check(50, 50).status == WARN  # low for load, though it fits
+
+
+def test_the_sandbox_as_ses_states_it() -> None:
+    """sesv2 GetAccount says whether the account has production access; the quota is only
+    the clue where the control plane does not answer it."""
+    base = {"get_send_quota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0},
+            "get_account_sending_enabled": {"Enabled": True},
+            "get_identity_verification_attributes": {"VerificationAttributes": {
+                "s@example.com": {"VerificationStatus": "Success"},
+                "r@example.com": {"VerificationStatus": "Pending"}}}}
+    cfg = config(email=["r@example.com"], sender="s@example.com")
+    sandboxed = _Stub(**base, get_account={"ProductionAccessEnabled": False})
+    got = by_name(doctor.ses_checks(sandboxed, TargetKind.aws, cfg))  # type: ignore[arg-type]
+    assert got["SES sandbox"].status == WARN and "only to verified" in got["SES sandbox"].detail
+    assert got["SES r@example.com"].status == WARN  # an unverified recipient, in the sandbox
+    assert "every recipient must be verified" in got["SES r@example.com"].detail
+    assert got["SES s@example.com"].status == OK
+    production = _Stub(**base, get_account={"ProductionAccessEnabled": True})
+    got = by_name(doctor.ses_checks(production, TargetKind.aws, cfg))  # type: ignore[arg-type]
+    assert got["SES sandbox"].status == OK and got["SES r@example.com"].status == OK
+
+
 def test_sending_disabled_fails() -> None:
     stub = _Stub(get_send_quota={"Max24HourSend": 50000.0, "MaxSendRate": 14.0},
+                 get_account={"ProductionAccessEnabled": True},
                  get_account_sending_enabled={"Enabled": False},
                  get_identity_verification_attributes={"VerificationAttributes": {}})
     got = by_name(doctor.ses_checks(stub, TargetKind.aws,  # type: ignore[arg-type]

@@ -172,3 +172,22 @@ def cross_issues(data: Mapping[str, object]) -> list[Issue]:
                 Issue(("monitors", name, "endpoint"), _unknown("endpoint", target, endpoints))
             )
     return issues
+
+
+def target_issues(data: Mapping[str, object], target: str) -> list[Issue]:
+    """What a stage's target needs beyond the rest: on AWS (and LocalStack) the From address of
+    a report must be an SES identity that a person verified by clicking the link SES mails to
+    it, so it is never guessed from the recipients; only the local target, which keeps every
+    message in its outbox, defaults it to the first recipient."""
+    if target == "local":
+        return []
+    issues = []
+    for name, monitor in _mapping(data.get("monitors")).items():
+        notify = _mapping(_mapping(monitor).get("notify"))
+        if _sequence(notify.get("email")) and not notify.get("sender"):
+            issues.append(Issue(("monitors", name, "notify"), (
+                f"monitor '{name}' e-mails its report but names no sender, which the {target} "
+                "target needs: reports are sent from a verified SES identity; add "
+                "sender: ADDRESS (an address whose verification link someone will click, "
+                "e.g. in this stage's overrides)")))
+    return issues

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from framework.config.checks import cross_issues
+from framework.config.checks import cross_issues, target_issues
 from framework.config.models import DEFER_CROSS_CHECKS, OVERRIDABLE, Config, TargetKind
 from framework.config.problems import from_issue, from_pydantic, is_noise, wants_text
 from framework.config.yamlsource import YMap, merge, parse_yaml, to_data
@@ -141,7 +141,8 @@ def load_config(
 
     stage_name = stage or DEFAULT_STAGE
     _check_stage(tree, stage_name, source)
-    config, found = _validate(_overlay(tree, stage_name), fallback)
+    merged = _overlay(tree, stage_name)
+    config, found = _validate(merged, fallback)
     problems += found
     stages = tree.items.get("stages")
     for other in list(stages.items) if isinstance(stages, YMap) else []:
@@ -157,6 +158,9 @@ def load_config(
 
     chosen = config.stages.get(stage_name)
     target = (chosen.target if chosen else None) or config.target
+    needs = target_issues(config.model_dump(mode="json"), target.value)
+    if needs:
+        raise ConfigError([from_issue(i, merged, fallback) for i in needs], source=source)
     env = os.environ if environ is None else environ
     endpoint_url = chosen.endpoint_url if chosen else None
     if endpoint_url is None and target is TargetKind.localstack:

@@ -569,7 +569,9 @@ class Notify(Strict):
 
     email: tuple[Email, ...] = Field(default=(), description="Recipients of the report.")
     sender: str | None = Field(
-        default=None, description="From address (an SES identity); defaults to the first recipient."
+        default=None, description="From address, an SES identity: required on aws and "
+        "localstack targets (someone must click the link SES mails to it); on the local target "
+        "it defaults to the first recipient."
     )
     when: NotifyWhen = Field(default=NotifyWhen.drift, description="always, drift or failure.")
 

@@ -37,7 +37,7 @@ monitors:
   drift:
     endpoint: predict
     schedule: rate(1 day)
-    notify: {email: [ops@example.com], when: drift}
+    notify: {email: [ops@example.com], sender: reports@example.com, when: drift}
 stages:
   prod: {target: aws, region: eu-west-1, overrides: {endpoints: {predict: {memory: 2048}}}}
 """
@@ -297,3 +297,15 @@ def test_environment_variables_are_not_interpolated(
     assert (
         load_config(write(tmp_path, text)).config.models["diagnosis"].description == "${MODEL_DESC}"
     )
+
+
+def test_a_cloud_stage_needs_a_report_sender(tmp_path: Path) -> None:
+    """On AWS the From address must be an SES identity someone verified; it is not guessed
+    from the recipients. The local target keeps defaulting to the first recipient."""
+    path = write(tmp_path, VALID.replace("sender: reports@example.com, ", ""))
+    assert load_config(path).config.monitors["drift"].notify.sender is None  # local: fine
+    rendered = problems_of(path, "prod")
+    assert len(rendered) == 1
+    assert rendered[0].startswith("monitors.drift.notify: monitor 'drift' e-mails its report "
+                                  "but names no sender, which the aws target needs")
+    assert "(line 20, col 13)" in rendered[0] and "add sender: ADDRESS" in rendered[0]
