@@ -30,7 +30,13 @@ class Pool:
         async with self._slots:
             if self._closed:
                 raise PoolClosed(self.spec.function_arn)
-            sandbox = self._idle.pop() if self._idle else None
+            sandbox = None
+            while self._idle and sandbox is None:
+                sandbox = self._idle.pop()
+                if not sandbox.alive:  # exited while idle
+                    self._all.discard(sandbox)
+                    await sandbox.kill()
+                    sandbox = None
             cold = sandbox is None
             if sandbox is None:
                 sandbox = Sandbox(self.spec)

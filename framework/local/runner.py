@@ -331,31 +331,6 @@ class Runner:
         return self._fetch(fn.region, fn.registry, names.layer_key(sha_hex), sha_hex,
                            self.home / LAYERS_DIR / sha_hex, arn)
 
-    def runtime_dir(self, runtime: str, arch: str) -> Path:
-        """The runtime's own directory (Lambda's /var/runtime): ``RUNTIME_PACKAGES`` for
-        ``runtime``'s Python version, installed once from their wheels."""
-        target = self.home / RUNTIMES_DIR / f"{runtime}-{arch}"
-        if target.is_dir():
-            return target
-        with self._fetch_lock:
-            if target.is_dir():
-                return target
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
-            cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-                   "--disable-pip-version-check", "--target", str(tmp), "--only-binary=:all:",
-                   "--implementation", "cp", "--python-version", runtime.removeprefix("python"),
-                   "--platform", _PIP_PLATFORMS[arch], *RUNTIME_PACKAGES]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise MlopsError(f"could not install the {runtime} runtime's packages: "
-                                 f"{proc.stderr.strip()[-300:]}", where=f"runtime {runtime}",
-                                 hint="pip needs PyPI (or its cache) once per runtime")
-            _read_only(tmp)
-            os.rename(tmp, target)
-        return target
-
     def _env(self, fn: FunctionVersion, code_dir: Path, runtime_dir: Path,
              layers: tuple[Path, ...]) -> dict[str, str]:
         """Exactly the function's variables plus the ones Lambda sets."""
@@ -405,7 +380,7 @@ class Runner:
         python = find_python(fn.runtime)
         code_dir = self.code_dir(fn)
         layers = tuple(self.layer_dir(fn, arn) for arn in fn.layers)
-        runtime_dir = self.runtime_dir(fn.runtime, fn.architecture)
+        runtime_dir = install_runtime(self.home / RUNTIMES_DIR, fn.runtime, fn.architecture)
         log_path = self.home / LOGS_DIR / f"{fn.name}.log"
         self.logs.register(log_path, fn.region, fn.name)
         return SandboxSpec(
@@ -509,6 +484,35 @@ class Runner:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
         self.logs.close()
+
+
+_INSTALL_LOCK = threading.Lock()
+
+
+def install_runtime(root: Path, runtime: str, arch: str) -> Path:
+    """The runtime's own directory (Lambda's /var/runtime) under ``root``:
+    ``RUNTIME_PACKAGES`` for ``runtime``'s Python version, installed once from their wheels."""
+    target = root / f"{runtime}-{arch}"
+    if target.is_dir():
+        return target
+    with _INSTALL_LOCK:
+        if target.is_dir():
+            return target
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=root))
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+               "--disable-pip-version-check", "--target", str(tmp), "--only-binary=:all:",
+               "--implementation", "cp", "--python-version", runtime.removeprefix("python"),
+               "--platform", _PIP_PLATFORMS[arch], *RUNTIME_PACKAGES]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise MlopsError(f"could not install the {runtime} runtime's packages: "
+                             f"{proc.stderr.strip()[-300:]}", where=f"runtime {runtime}",
+                             hint="pip needs PyPI (or its cache) once per runtime")
+        _read_only(tmp)
+        os.rename(tmp, target)
+    return target
 
 
 def _read_only(root: Path) -> None:

@@ -136,7 +136,7 @@ class Sandbox:
             request_id, _, what = path[len(API) + 12:].partition("/")
             return await self._result(request, request_id, what)
         if request.method == "POST" and path == f"{API}/init/error":
-            body = await request.read()
+            body = await request.content.read()
             error = _error_body(body, request.headers, "Runtime.Unknown")
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(error)
@@ -163,10 +163,10 @@ class Sandbox:
         pending = self._current
         if pending is None or pending.request_id != request_id or what not in (
                 "response", "error"):
-            await request.read()
+            await request.content.read()
             return web.json_response({"errorMessage": f"unknown request id {request_id}",
                                       "errorType": "InvalidRequestID"}, status=400)
-        body = await request.read()
+        body = await request.content.read()
         self._current = None
         if what == "error":
             error = _error_body(body, request.headers, "Function.Unhandled")
@@ -262,7 +262,7 @@ class Sandbox:
                 "Runtime.OutOfMemory", f"Runtime exited with error: signal: killed "
                 f"(used {rss} MB of {spec.memory_mb} MB)")
         if error is not None and (timed_out or not self.alive or error["errorType"] in (
-                "Runtime.OutOfMemory",)):
+                "Runtime.OutOfMemory", "Function.ResponseSizeTooLarge")):  # Lambda resets it
             await self.kill()
         init_ms = self.init_ms if cold else None
         self._report(request_id, duration_ms, rss, init_ms, error)

@@ -1,4 +1,4 @@
-"""Local data plane pieces of serving: capture spool, metrics, log shipping, SigV4 check."""
+"""Local data plane pieces of serving: Firehose delivery, metrics, log shipping, SigV4 check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from framework.local.capture import CaptureStore
+from framework.local.firehose import FirehoseEngine, Stream
 from framework.local.gateway import check_sigv4
 from framework.local.logship import LogShipper
 from framework.local.metrics import Metrics
@@ -40,54 +40,64 @@ class FakeS3:
                 for line in gzip.decompress(data).decode().splitlines()]
 
 
-def _capture(n: int, rid: str, day: str = "2026-01-02") -> dict[str, Any]:
-    lines = "".join(json.dumps({"request_id": rid, "row": i}) + "\n" for i in range(n))
-    return {"bucket": "b", "endpoint": "ep", "day": day, "lines": lines, "count": n}
+STREAM = Stream("cap-ep", "1", "b", "capture/ep/dt=!{timestamp:yyyy-MM-dd}/", gzip=True)
+
+
+def _records(n: int, rid: str) -> list[bytes]:
+    return [(json.dumps({"request_id": rid, "row": i}) + "\n").encode() for i in range(n)]
+
+
+def test_object_keys_follow_firehose_naming() -> None:
+    when = 1767323045.0  # 2026-01-02T03:04:05Z
+    assert STREAM.object_key(when, "abc") == (
+        "capture/ep/dt=2026-01-02/cap-ep-1-2026-01-02-03-04-05-abc.gz")
+    plain = Stream("s", "2", "b", "raw/", gzip=False)
+    assert plain.object_key(when, "x") == "raw/2026/01/02/03/s-2-2026-01-02-03-04-05-x"
 
 
 def test_batches_by_size_and_flush(tmp_path: Path) -> None:
     s3 = FakeS3()
-    store = CaptureStore(tmp_path / "spool", s3.upload, max_rows=5, max_age_s=60)
+    store = FirehoseEngine(tmp_path / "spool", s3.upload, max_rows=5, max_age_s=60)
     for i in range(7):
-        store.add("us-east-1", _capture(2, f"r{i}"))
+        store.add("us-east-1", STREAM, _records(2, f"r{i}"))
     store.flush(only_old=True)  # seals nothing young, uploads the full ones
     assert len(s3.rows()) == 12 and store.pending() == 2
-    store.add("us-east-1", _capture(1, "other-day", day="2026-01-03"))
+    store.add("us-east-1", STREAM, _records(1, "more"))
     assert store.flush() == 3
     keys = sorted(k for _, k in s3.objects)
-    assert all(k.startswith("capture/ep/dt=2026-01-0") and k.endswith(".jsonl.gz") for k in keys)
-    assert len(keys) == 4  # two full batches of 6 rows, the rest, and another day
+    assert all(k.startswith("capture/ep/dt=20") and k.endswith(".gz") for k in keys)
+    assert len(keys) == 3  # two full batches of 6 rows and the rest
     assert len(s3.rows()) == 15 and not list((tmp_path / "spool").iterdir())
 
 
 def test_crash_recovery_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     s3 = FakeS3()
     spool = tmp_path / "spool"
-    first = CaptureStore(spool, s3.upload, max_rows=100, max_age_s=60)
-    first.add("us-east-1", _capture(3, "a"))
-    first.add("us-east-1", _capture(2, "b"))
+    first = FirehoseEngine(spool, s3.upload, max_rows=100, max_age_s=60)
+    first.add("us-east-1", STREAM, _records(3, "a"))
+    first.add("us-east-1", STREAM, _records(2, "b"))
     # the daemon dies: a torn last line, nothing uploaded
     open_file = next(spool.glob("*.open"))
     with open_file.open("ab") as fh:
         fh.write(b'{"request_id": "torn"')
-    second = CaptureStore(spool, s3.upload)
+    second = FirehoseEngine(spool, s3.upload)
     assert second.recover() == 5
     assert [r["request_id"] for r in s3.rows()] == ["a", "a", "a", "b", "b"]
     # an upload that succeeded before the crash deleted its spool: re-upload overwrites
-    third = CaptureStore(spool, s3.upload, max_rows=1, max_age_s=60)
-    third.add("us-east-1", _capture(1, "c"))
+    third = FirehoseEngine(spool, s3.upload, max_rows=1, max_age_s=60)
+    third.add("us-east-1", STREAM, _records(1, "c"))
     sealed = next(spool.glob("*.sealed"))
     data = sealed.read_bytes()
     third.flush()
     sealed.write_bytes(data)
-    CaptureStore(spool, s3.upload).recover()
+    FirehoseEngine(spool, s3.upload).recover()
     assert [r["request_id"] for r in s3.rows()].count("c") == 1
 
 
 def test_failed_upload_is_retried(tmp_path: Path) -> None:
     s3 = FakeS3()
-    store = CaptureStore(tmp_path / "spool", s3.upload)
-    store.add("us-east-1", _capture(2, "x"))
+    store = FirehoseEngine(tmp_path / "spool", s3.upload)
+    store.add("us-east-1", STREAM, _records(2, "x"))
     s3.fail = True
     assert store.flush() == 0 and store.failures == 1
     s3.fail = False
@@ -96,8 +106,8 @@ def test_failed_upload_is_retried(tmp_path: Path) -> None:
 
 def test_failed_upload_backs_off_and_a_gone_bucket_is_dead_lettered(tmp_path: Path) -> None:
     s3 = FakeS3()
-    store = CaptureStore(tmp_path / "spool", s3.upload, max_age_s=0)
-    store.add("us-east-1", _capture(2, "x"))
+    store = FirehoseEngine(tmp_path / "spool", s3.upload, max_age_s=0)
+    store.add("us-east-1", STREAM, _records(2, "x"))
     s3.fail = True
     store.flush(only_old=True)
     assert s3.calls == 1
