@@ -101,6 +101,8 @@ def validate(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
               f"{ws.stage} → {ws.loaded.target.value} ({ws.loaded.region}); "
               f"{len(cfg.models)} model(s), {len(cfg.endpoints)} endpoint(s), "
               f"{len(cfg.monitors)} monitor(s)")
+    for warning in ws.loaded.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 @app.command()

@@ -307,28 +307,61 @@ def keys_revoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
 # -- layer --------------------------------------------------------------------------------
 
 layer_app = typer.Typer(no_args_is_help=True,
-                        help="The Lambda layer with onnxruntime and numpy (for --target aws).")
+                        help="The Lambda layers the functions import their packages from.")
 
 
 @layer_app.command("build")
-def layer_build(arch: Annotated[str, typer.Option(help="x86_64 or arm64.")] = "x86_64",
-                python: Annotated[str, typer.Option(help="Lambda Python version.")] = "3.11",
-                out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")]
-                = Path(".mlops/build"),
-                package: Annotated[list[str] | None, typer.Option(
-                    "--package", "-p", help="Packages (default: onnxruntime numpy).")] = None,
-                ) -> None:
-    """Download manylinux wheels with pip and build the layer zip; check the 250 MB limit."""
-    from framework.package import LAYER_PACKAGES, SOURCE_ROOT, _bundle_files, build_layer
+def layer_build(
+    file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+    need: Annotated[list[str] | None, typer.Option(
+        "--need", help="serve (endpoints: onnxruntime, numpy, boto3) or monitor (numpy, scipy, "
+        "boto3); default: the layers the stage's functions need.")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="Lambda runtime, e.g. python3.13; default: the project's.")] = None,
+    arch: Annotated[str | None, typer.Option(
+        help="x86_64 or arm64; default: the project's.")] = None,
+) -> None:
+    """Resolve the layers' packages afresh, download manylinux wheels with pip and build the
+    zips in .mlops/build; check Lambda's 250 MB limit. `mlops deploy` builds missing layers
+    itself and reuses built ones: run this to upgrade them."""
+    from framework.compile import required_layers
+    from framework.config.runtimes import parse_architecture, parse_runtime
+    from framework.layers import MB, NEEDS
+    from framework.package import code_unzipped_bytes
+    from framework.workflow import Workspace, workspace_layers
 
-    code_bytes = sum(path.stat().st_size for _, path in _bundle_files(SOURCE_ROOT))
-    packages = tuple(package) if package else LAYER_PACKAGES
-    err.print(f"downloading {', '.join(packages)} for {arch} (python {python}) ...")
-    path, size = build_layer(out_dir, arch=arch, python=python, packages=packages,
-                             code_bytes=code_bytes)
-    mb = 1024 * 1024
-    out.print(f"layer {path} ({path.stat().st_size / mb:.1f} MB zipped, {size / mb:.1f} MB "
-              f"unzipped; with the function code {(size + code_bytes) / mb:.1f} MB of 250 MB)")
+    ws = Workspace.open(file, stage)
+    cfg = ws.loaded.config
+    try:
+        rt = parse_runtime(runtime).identifier if runtime else None
+        ar = parse_architecture(arch).value if arch else None
+    except ValueError as exc:
+        what, _, hint = str(exc).partition("; ")
+        raise ConfigError([Problem(where="layer", what=what, hint=hint)],
+                          source="layer") from None
+    unknown = [n for n in need or () if n not in NEEDS]
+    if unknown:
+        raise ConfigError([Problem(where="--need", what=f"unknown layer {', '.join(unknown)}",
+                                   hint=f"one of {', '.join(NEEDS)}")], source="layer")
+    wanted = required_layers(cfg) or [(n, cfg.runtime, cfg.architecture.value) for n in NEEDS]
+    keys = sorted({(n, rt or r, ar or a) for n, r, a in wanted if not need or n in need}
+                  | {(n, rt or cfg.runtime, ar or cfg.architecture.value) for n in need or ()})
+    err.print("resolving and building " + ", ".join(f"{n} ({r}, {a})" for n, r, a in keys)
+              + " ...")
+    code_bytes = code_unzipped_bytes()
+    for key, layer in workspace_layers(ws, fresh=True, keys=keys).items():
+        out.print(f"layer {layer.source}: {layer.summary}")
+        out.print(f"  {layer.size / MB:.1f} MB zipped; with the function code "
+                  f"{code_bytes / MB:.1f} MB, {_unzipped(ws, key) / MB:.1f} MB unzipped of "
+                  "Lambda's 250 MB")
+
+
+def _unzipped(ws: Any, key: tuple[str, str, str]) -> int:
+    from framework.layers import read_manifest
+    from framework.package import code_unzipped_bytes
+
+    built = read_manifest(ws.home / "build", key)
+    return (built.unzipped if built else 0) + code_unzipped_bytes()
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,10 @@
 """``mlops.lock``: what exactly is deployed, per stage, for review and reproduction.
 
 Written after every successful deploy (and by ``mlops lock``) from the deploy state: each
-model version with its artifact hash, the handler code hash, what each endpoint serves, the
-runtime dependency versions and the Python that built the package. ``mlops lock --check``
+model version with its artifact hash, the handler code hash, what each endpoint serves, each
+Lambda layer with the exact wheels in it (name, version, file, SHA-256: a fresh checkout
+rebuilds the same layer from them, see ``framework.layers``), the versions installed where
+the deploy ran and the Python that ran it. ``mlops lock --check``
 fails when the working tree would deploy something else than the lock records (CI uses it to
 catch an artifact changed without a version bump, or a deploy that was not committed).
 """
@@ -35,9 +37,15 @@ def stage_entry(state: State, *, target: str, region: str, account: str) -> dict
     models: dict[str, Any] = {}
     endpoints: dict[str, Any] = {}
     code: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
     for rid, entry in sorted(state.resources.items()):
         p = entry.props
-        if entry.kind == "model_version":
+        if entry.kind == "lambda_layer" and "need" in p:
+            layers[rid.split(".", 1)[1]] = {
+                "need": p["need"], "runtime": p["runtimes"][0],
+                "architecture": p["architectures"][0], "sha256": p["sha256"],
+                "packages": p.get("packages", {})}
+        elif entry.kind == "model_version":
             models[f"{p['name']}@{p['version']}"] = {"sha256": p["sha256"], "size": p["size"]}
         elif rid == "code":
             code = {"sha256": p["sha256"], "key": p["key"]}
@@ -55,7 +63,7 @@ def stage_entry(state: State, *, target: str, region: str, account: str) -> dict
     return {"target": target, "region": region, "account": account,
             "state": {"lineage": state.lineage, "serial": state.serial,
                       "updated_at": state.updated_at},
-            "models": models, "code": code, "endpoints": endpoints,
+            "models": models, "code": code, "endpoints": endpoints, "layers": layers,
             "dependencies": dependency_versions(),
             "python": platform.python_version()}
 
@@ -77,9 +85,11 @@ def write(path: Path, stage: str, entry: dict[str, Any]) -> None:
 
 
 def differences(locked: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What would deploy differently from the lock (models, code, endpoints)."""
+    """What would deploy differently from the lock (models, code, endpoints, layers)."""
     out = []
-    for key in ("models", "code", "endpoints"):
+    for key in ("models", "code", "endpoints", "layers"):
+        if key == "layers" and key not in locked:
+            continue  # written before layers were recorded
         before, after = locked.get(key, {}), current.get(key, {})
         if key == "code":
             if before.get("sha256") != after.get("sha256"):

@@ -101,6 +101,7 @@ def _function(p: dict[str, Any]) -> dict[str, Any]:
     layers = {"Layers": p["layers"]} if p.get("layers") else {}
     return {"Type": "AWS::Lambda::Function", "Properties": {**layers,
         "FunctionName": p["function_name"], "Runtime": p["runtime"], "Handler": p["handler"],
+        "Architectures": p["architectures"],
         "Role": p["role_arn"], "MemorySize": p["memory"], "Timeout": p["timeout"],
         "Description": p["description"], "ReservedConcurrentExecutions": p["concurrency"],
         "Code": {"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]},

@@ -14,8 +14,16 @@ from typing import TYPE_CHECKING, Any
 from framework.apply.audit import AuditLog
 from framework.apply.executor import Executor, Progress
 from framework.apply.store import StateStore
-from framework.compile import CodeBundle, CompileContext, ResourceGraph, compile_config, names
-from framework.compile.compiler import ResolvedModel
+from framework.compile import (
+    CodeBundle,
+    CompileContext,
+    LayerBundle,
+    ResourceGraph,
+    compile_config,
+    names,
+    required_layers,
+)
+from framework.compile.compiler import LayerKey, ResolvedModel
 from framework.config.loader import LoadedConfig, load_config
 from framework.errors import ConfigError, Problem
 from framework.package import build_code_bundle, describe_artifacts
@@ -87,26 +95,51 @@ def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
                        cache_dir=ws.home / "state")
     audit = AuditLog(s3=s3, bucket=bucket, local_file=ws.home / "audit.jsonl")
     session = Session(ws=ws, target=target, provider=AwsProvider(target.conn, ws.root),
-                      store=store, audit=audit)
+                      store=store, audit=audit, warnings=list(cfg.warnings))
     from framework.rollout.session import install
 
     install(session)
     return session
 
 
+def workspace_layers(ws: Workspace, *, fresh: bool = False,
+                     keys: list[LayerKey] | None = None) -> dict[LayerKey, LayerBundle]:
+    """The layers the stage's functions need (``required_layers``), built where missing.
+
+    A fresh checkout rebuilds them from the wheels ``mlops.lock`` records for the stage (see
+    ``framework.layers``); ``fresh`` resolves the packages afresh (``mlops layer build``)."""
+    from framework import lockfile
+    from framework.layers import bundle, ensure_layer, pins_from_lock
+    from framework.package import code_unzipped_bytes
+
+    build = ws.home / "build"
+    locked = lockfile.read(ws.root / "mlops.lock")["stages"].get(ws.stage)
+    pins = pins_from_lock(locked)
+    code_bytes = code_unzipped_bytes()
+    out = {}
+    for key in required_layers(ws.loaded.config) if keys is None else keys:
+        built = ensure_layer(key, build, pins=pins.get(key), code_bytes=code_bytes, fresh=fresh)
+        out[key] = bundle(built, build, ws.root)
+    return out
+
+
 def compile_workspace(ws: Workspace, account_id: str, region: str,
-                      resolved: Mapping[str, ResolvedModel] | None = None,
-                      layer: CodeBundle | None = None, cloud: bool = False) -> ResourceGraph:
-    """Check artifacts, build the code bundle, compile. Raises ConfigError on bad input.
+                      resolved: Mapping[str, ResolvedModel] | None = None, *,
+                      layers: Mapping[LayerKey, LayerBundle] | None = None,
+                      layer: CodeBundle | None = None) -> ResourceGraph:
+    """Check artifacts, build the code bundle and the layers, compile. Raises ConfigError on
+    bad input. Every target gets the same graph: layers and capture streams included.
 
     ``resolved`` holds the registry versions that endpoints' NAME@ALIAS / NAME@VERSION name
-    (see ``resolve_models``)."""
+    (see ``resolve_models``); ``layers`` defaults to ``workspace_layers(ws)``. ``layer`` is
+    ignored (callers of the single-layer era still pass it)."""
+    del layer
     artifacts = describe_artifacts(ws.loaded.config, ws.root)
     code = build_code_bundle(ws.root, ws.home / "build")
     ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,
                          account_id=account_id, artifacts=artifacts, code=code,
-                         resolved=dict(resolved or {}), layer=layer,
-                         capture_streams=cloud)
+                         resolved=dict(resolved or {}),
+                         layers=workspace_layers(ws) if layers is None else dict(layers))
     return compile_config(ws.loaded.config, ctx)
 
 
@@ -135,24 +168,6 @@ def refresh(session: Session, state: State) -> dict[str, bool]:
         return dict(zip(state.resources, found, strict=True))
 
 
-def is_cloud(session: Session) -> bool:
-    """AWS or LocalStack: the managed services do what the local data plane does itself."""
-    from framework.config.models import TargetKind
-
-    return session.target.kind is not TargetKind.local
-
-
-def runtime_layer(session: Session) -> CodeBundle | None:
-    """The onnxruntime/numpy/scipy layer for targets whose Lambda runtime lacks them (built
-    on first need: pip downloads manylinux wheels); the local data plane provides them."""
-    from framework.config.models import TargetKind
-    from framework.package import ensure_layer
-
-    if session.target.kind is TargetKind.local:
-        return None
-    return ensure_layer(session.ws.root, session.ws.home / "build")
-
-
 def check_target_support(session: Session) -> None:
     """Settings the stage's target cannot honour are refused before anything changes."""
     from framework.config.models import Strategy, TargetKind
@@ -176,8 +191,7 @@ def plan(session: Session, *, destroy: bool = False) -> Plan:
     state = session.store.load()
     graph = (ResourceGraph() if destroy else
              compile_workspace(session.ws, session.target.account_id, session.target.region,
-                               resolve_models(session), runtime_layer(session),
-                               cloud=is_cloud(session)))
+                               resolve_models(session)))
     live = refresh(session, state)
     if not state.project:
         state = State(project=session.ws.project, stage=session.ws.stage, lineage="")
@@ -244,11 +258,9 @@ def find_endpoint(session: Session, state: State, name: str) -> EndpointInfo:
 
 def synth(ws: Workspace) -> dict[str, Any]:
     """The CloudFormation template of the workspace's stage, for any account and region."""
-    from framework.package import find_layer
     from framework.synth import ACCOUNT, REGION, synthesize
 
-    graph = compile_workspace(ws, ACCOUNT, REGION, layer=find_layer(ws.root, ws.home / "build"),
-                              cloud=True)
+    graph = compile_workspace(ws, ACCOUNT, REGION)  # builds missing layers, as deploy does
     return synthesize(graph, description=f"mlops project {ws.project}, stage {ws.stage}")
 
 
@@ -312,8 +324,7 @@ def planned_lock_entry(session: Session) -> dict[str, Any]:
     from framework.plan.state import Entry
 
     graph = compile_workspace(session.ws, session.target.account_id, session.target.region,
-                              resolve_models(session), runtime_layer(session),
-                              cloud=is_cloud(session))
+                              resolve_models(session))
     as_state = State(project=session.ws.project, stage=session.ws.stage, resources={
         rid: Entry(res.kind, res.props, {}) for rid, res in graph.resources.items()})
     return lock_entry(session, as_state)

@@ -21,7 +21,8 @@ from framework.config.semver import SemVer
 from framework.errors import ConfigError, Problem
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
-RUNTIME = "python3.11"
+SERVE_LAYER = "serve"  # the layer need of endpoint functions (framework.layers.NEEDS)
+MONITOR_LAYER = "monitor"  # ... and of monitor functions
 HANDLER = "handlers.inference.handler"
 MONITOR_HANDLER = "handlers.monitor.handler"
 MONITOR_MEMORY = 1024
@@ -60,6 +61,40 @@ class CodeBundle:
 
 
 @dataclass(frozen=True)
+class LayerBundle:
+    """A built layer zip (``framework.layers``), addressed by content, and what it holds."""
+
+    need: str  # serve or monitor
+    runtime: str
+    architecture: str
+    sha256: str
+    size: int
+    source: str  # path of the zip to upload
+    # name → {"version", "file", "sha256"} of every wheel in it (recorded in mlops.lock)
+    packages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    summary: str = ""  # "onnxruntime 1.20.1, numpy 2.2.0, ..." for the description
+
+    @property
+    def unit(self) -> str:
+        return names.layer_unit(self.need, self.runtime, self.architecture)
+
+
+LayerKey = tuple[str, str, str]  # (need, runtime, architecture)
+
+
+def required_layers(config: Config) -> list[LayerKey]:
+    """The layers a config's functions need: each endpoint's serve layer for its runtime and
+    architecture, and the monitor layer for the project's."""
+    keys: set[LayerKey] = set()
+    for name in config.endpoints:
+        runtime, arch = config.endpoint_runtime(name)
+        keys.add((SERVE_LAYER, runtime, arch.value))
+    if config.monitors:
+        keys.add((MONITOR_LAYER, config.runtime, config.architecture.value))
+    return sorted(keys)
+
+
+@dataclass(frozen=True)
 class CompileContext:
     project: str
     stage: str
@@ -68,12 +103,16 @@ class CompileContext:
     artifacts: Mapping[str, ArtifactInfo]  # by model name
     code: CodeBundle
     resolved: Mapping[str, ResolvedModel] = field(default_factory=dict)  # by "NAME@REF"
-    # The runtime layer (onnxruntime, numpy, scipy) for targets whose Lambda lacks them;
-    # None where the functions run on the local data plane, which provides them.
-    layer: CodeBundle | None = None
-    # Cloud targets batch captured predictions through a Firehose stream per endpoint; the
-    # local data plane batches them itself.
-    capture_streams: bool = False
+    # Every layer ``required_layers`` names, by (need, runtime, architecture): every target's
+    # functions import their packages from them (Lambda's Python runtimes have none).
+    layers: Mapping[LayerKey, LayerBundle] = field(default_factory=dict)
+
+    def layer(self, key: LayerKey) -> LayerBundle:
+        found = self.layers.get(key)
+        if found is None:
+            raise ValueError(f"no layer built for {names.layer_unit(*key)}; build the layers "
+                             "required_layers(config) names (framework.layers.ensure_layer)")
+        return found
 
     @property
     def bucket(self) -> str:
@@ -153,6 +192,7 @@ class FunctionUnit:
     """One Lambda function with its role, log group, published version and ``live`` alias."""
 
     unit: str  # logical suffix: the endpoint's name, or mon-<monitor>
+    layer: LayerKey  # the one layer the function imports its packages from
     policy: dict[str, Any]
     handler: str
     memory: int
@@ -178,9 +218,12 @@ def _function_unit(ctx: CompileContext, bucket: str, u: FunctionUnit) -> Iterato
     yield Resource("log_group", f"logs.{u.unit}", {
         "name": names.log_group(fn), "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags(),
     })
+    layer = ctx.layer(u.layer)
     function_props: dict[str, Any] = {
         "function_name": fn,
-        "runtime": RUNTIME,
+        "runtime": layer.runtime,
+        "architectures": [layer.architecture],
+        "layers": [ref(f"layer.{layer.unit}", "layer_version_arn")],
         "handler": u.handler,
         "role_arn": names.role_arn(ctx.account_id, role),
         "code": {"bucket": bucket, "key": names.code_key(ctx.code.sha256),
@@ -192,12 +235,12 @@ def _function_unit(ctx: CompileContext, bucket: str, u: FunctionUnit) -> Iterato
         "environment": u.environment,
         "tags": {**ctx.tags(), "mlops:registry": bucket, **u.tags},
     }
-    deps = [f"role.{u.unit}", f"logs.{u.unit}", "code", *u.depends_on]
-    if ctx.layer is not None:
-        function_props["layers"] = [ref("layer", "layer_version_arn")]
+    deps = [f"role.{u.unit}", f"logs.{u.unit}", "code", *u.depends_on]  # + the layer's ref
     yield Resource("lambda_function", f"function.{u.unit}", function_props, tuple(deps))
+    # The layer's bytes count too: a new layer version must reach the live alias.
     yield Resource("lambda_version", f"version.{u.unit}", {
-        "function_name": fn, "function_digest": digest(function_props),
+        "function_name": fn,
+        "function_digest": digest({**function_props, "layer_sha256": layer.sha256}),
     }, (f"function.{u.unit}",))
     yield Resource("lambda_alias", f"alias.{u.unit}", {
         "function_name": fn, "alias": names.ALIAS,
@@ -238,7 +281,7 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
                        log_group=names.log_group(fn))
     stream_env: dict[str, str] = {}
     stream_deps: tuple[str, ...] = ()
-    if ctx.capture_streams and ep.capture and ep.capture.sample_rate > 0:
+    if ep.capture and ep.capture.sample_rate > 0:
         stream = names.capture_stream(ctx.project, ctx.stage, ep_name)
         yield from _capture_stream(ctx, bucket, ep_name, stream)
         policy["Statement"].append({
@@ -247,8 +290,10 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
                          f"{stream}"]})
         stream_env = {"MLOPS_CAPTURE_STREAM": stream}
         stream_deps = (f"stream.{ep_name}",)
+    runtime, arch = config.endpoint_runtime(ep_name)
     yield from _function_unit(ctx, bucket, FunctionUnit(
         unit=ep_name,
+        layer=(SERVE_LAYER, runtime, arch.value),
         policy=policy,
         handler=HANDLER, memory=ep.memory, timeout=ep.timeout, concurrency=ep.concurrency,
         description=ep.description or f"{ctx.project} endpoint {ep_name}",
@@ -292,21 +337,26 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
     }, (f"alias.{ep_name}",))
 
 
-def _layer(config: Config, ctx: CompileContext) -> Iterator[Resource]:
-    if ctx.layer is None:
-        return
+def _layers(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    """Each layer a function needs: its zip in the registry, then the published version."""
     bucket = config.registry.bucket or ctx.bucket
-    key = names.layer_key(ctx.layer.sha256)
-    yield Resource("s3_object", "layer-zip", {
-        "bucket": bucket, "key": key, "sha256": ctx.layer.sha256, "size": ctx.layer.size,
-        "source": ctx.layer.source, "content_type": "application/zip", "immutable": True,
-        "retain": True,
-    }, ("registry",))
-    yield Resource("lambda_layer", "layer", {
-        "layer_name": names.layer_name(ctx.project, ctx.stage), "bucket": bucket, "key": key,
-        "sha256": ctx.layer.sha256, "runtimes": [RUNTIME], "architectures": ["x86_64"],
-        "description": "onnxruntime, numpy and scipy for the mlops runtime",
-    }, ("layer-zip",))
+    for need in required_layers(config):
+        layer = ctx.layer(need)
+        key = names.layer_key(layer.sha256)
+        yield Resource("s3_object", f"layer-zip.{layer.unit}", {
+            "bucket": bucket, "key": key, "sha256": layer.sha256, "size": layer.size,
+            "source": layer.source, "content_type": "application/zip", "immutable": True,
+            "retain": True,
+        }, ("registry",))
+        description = f"mlops {layer.need} layer: {layer.summary}" if layer.summary else (
+            f"mlops {layer.need} layer")
+        yield Resource("lambda_layer", f"layer.{layer.unit}", {
+            "layer_name": names.layer_name(ctx.project, ctx.stage, layer.unit),
+            "bucket": bucket, "key": key, "sha256": layer.sha256,
+            "need": layer.need, "runtimes": [layer.runtime],
+            "architectures": [layer.architecture], "description": description[:256],
+            "packages": {name: dict(p) for name, p in sorted(layer.packages.items())},
+        }, (f"layer-zip.{layer.unit}",))
 
 
 def _api(config: Config, ctx: CompileContext) -> Iterator[Resource]:
@@ -350,6 +400,7 @@ def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
     spec = monitor_spec(config, ctx, name, mon, version)
     yield from _function_unit(ctx, bucket, FunctionUnit(
         unit=unit,
+        layer=(MONITOR_LAYER, config.runtime, config.architecture.value),
         policy=_template("monitor-function.json", bucket=bucket, model=ep.model_name,
                          endpoint=mon.endpoint, monitor=name, region=ctx.region,
                          account=ctx.account_id, log_group=names.log_group(fn),
@@ -421,7 +472,7 @@ def _monitors(config: Config, ctx: CompileContext) -> Iterator[Resource]:
 RULES: tuple[Rule, ...] = (
     _bucket,
     _model_objects,
-    _layer,
+    _layers,
     _api,
     _endpoints,
     _monitors,

@@ -79,8 +79,13 @@ def layer_key(sha256: str) -> str:
     return f"layers/{sha256}.zip"
 
 
-def layer_name(project: str, stage: str) -> str:
-    return _fit(f"{project}-{stage}-runtime", LIMITS["function"])
+def layer_unit(need: str, runtime: str, architecture: str) -> str:
+    """('serve', 'python3.13', 'x86_64') → 'serve-py313-x86_64': one layer's item name."""
+    return f"{need}-{runtime.replace('python', 'py').replace('.', '')}-{architecture}"
+
+
+def layer_name(project: str, stage: str, unit: str) -> str:
+    return _fit(f"{project}-{stage}-{unit}", LIMITS["function"])
 
 
 def state_key(stage: str) -> str:

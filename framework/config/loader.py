@@ -37,6 +37,7 @@ class LoadedConfig:
     region: str  # stage.region or config.region
     endpoint_url: str | None  # stage.endpoint_url, else AWS_ENDPOINT_URL for localstack
     profile: str | None
+    warnings: tuple[str, ...] = ()  # not errors: e.g. a runtime nearing its deprecation
 
 
 def _read(path: Path) -> str:
@@ -93,6 +94,21 @@ def _validate(tree: YMap, fallback: str) -> tuple[Config | None, list[Problem]]:
         problems += [from_pydantic(e, tree, fallback) for e in err.errors() if not is_noise(e)]
         return None, problems
     return (config if not problems else None), problems
+
+
+def runtime_warnings(config: Config) -> tuple[str, ...]:
+    """Each runtime in use that is deprecated or will be within six months, with where."""
+    from framework.config.runtimes import runtime_warning
+
+    found = [("runtime", config.runtime)] + [
+        (f"endpoints.{name}.runtime", ep.runtime)
+        for name, ep in config.endpoints.items() if ep.runtime]
+    out = []
+    for where, runtime in found:
+        note = runtime_warning(runtime)
+        if note:
+            out.append(f"{where}: {note}")
+    return tuple(out)
 
 
 def _check_stage(root: YMap, stage: str, source: str) -> None:
@@ -174,4 +190,5 @@ def load_config(
         region=(chosen.region if chosen else None) or config.region,
         endpoint_url=endpoint_url,
         profile=chosen.profile if chosen else None,
+        warnings=runtime_warnings(config),
     )

@@ -29,6 +29,12 @@ from pydantic import (
 )
 
 from framework.config.checks import cross_issues, dotted, feature_issues, parse_route
+from framework.config.runtimes import (
+    DEFAULT_RUNTIME,
+    RUNTIMES,
+    Architecture,
+    parse_runtime,
+)
 from framework.config.schedule import parse_schedule
 from framework.config.semver import SemVer
 
@@ -81,6 +87,22 @@ ItemName = Annotated[
             "description": "Lower-case letters, digits and single hyphens.",
         }
     ),
+]
+
+
+def _check_runtime(value: str) -> str:
+    parse_runtime(value)
+    return value
+
+
+Runtime = Annotated[
+    str,
+    AfterValidator(_check_runtime),
+    WithJsonSchema({
+        "type": "string", "enum": list(RUNTIMES),
+        "description": "Lambda Python runtime; a deprecated one is refused once Lambda "
+                       "blocks creating functions on it.",
+    }),
 ]
 
 
@@ -453,6 +475,12 @@ class Endpoint(Strict):
         description="Most rows accepted in one request (more answers 413); the body is also "
         "limited to 6 MB, Lambda's payload limit.",
     )
+    runtime: Runtime | None = Field(
+        default=None, description="Lambda Python runtime of this endpoint's function; "
+        "omitted: the project's runtime.")
+    architecture: Architecture | None = Field(
+        default=None, description="x86_64 or arm64 for this endpoint's function; omitted: the "
+        "project's architecture.")
 
     @field_validator("model")
     @classmethod
@@ -755,6 +783,12 @@ class Config(Strict):
         default=TargetKind.local, description="Default target: local, localstack or aws."
     )
     region: str = Field(default="us-east-1", description="Default AWS region.")
+    runtime: Runtime = Field(
+        default=DEFAULT_RUNTIME, description="Lambda Python runtime of every function "
+        "(endpoints may choose their own): python3.12, python3.13, python3.14.")
+    architecture: Architecture = Field(
+        default=Architecture.x86_64, description="Lambda architecture of every function "
+        "(endpoints may choose their own): x86_64 or arm64.")
     registry: Registry = Field(default_factory=Registry, description="Model registry settings.")
     models: dict[ItemName, Model] = Field(default_factory=dict, description="Models by name.")
     endpoints: dict[ItemName, Endpoint] = Field(
@@ -774,6 +808,11 @@ class Config(Strict):
     @classmethod
     def _region(cls, v: str) -> str:
         return _check_region(v)
+
+    def endpoint_runtime(self, name: str) -> tuple[str, Architecture]:
+        """(runtime, architecture) of an endpoint's function: its own, else the project's."""
+        ep = self.endpoints[name]
+        return ep.runtime or self.runtime, ep.architecture or self.architecture
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Config:

@@ -10,7 +10,9 @@ import pytest
 from framework.compile import ArtifactInfo, CodeBundle, CompileContext, compile_config
 from framework.compile.graph import KINDS, Resource, ResourceGraph, ref, resolve
 from framework.config.models import Config
+from framework.config.runtimes import RUNTIMES
 from tests.conftest import check_golden
+from tests.fakelayers import fake_layer
 
 SPEC: dict[str, Any] = {
     "project": "fraud",
@@ -44,6 +46,8 @@ def context(**over: Any) -> CompileContext:
                                              source="artifacts/fraud.onnx",
                                              metadata='{"name":"fraud-clf"}')},
         code=CodeBundle(sha256="c" * 64, size=4321, source=".mlops/build/code.zip"),
+        layers={(need, rt, arch): fake_layer((need, rt, arch)) for need in ("serve", "monitor")
+                for rt in RUNTIMES for arch in ("x86_64", "arm64")},
     )
     base.update(over)
     return CompileContext(**base)
@@ -116,26 +120,42 @@ def test_pinned_undeclared_version_is_a_config_error() -> None:
         compile_config(Config.model_validate(spec), context())
 
 
-def test_runtime_layer_is_published_and_attached_to_every_function() -> None:
-    layer = CodeBundle(sha256="d" * 64, size=99, source=".mlops/build/layer-x86_64-d.zip")
-    graph = compile_config(Config.model_validate(SPEC), context(layer=layer))
-    assert graph.resources["layer"].kind == "lambda_layer"
-    assert graph.resources["layer-zip"].props["key"] == f"layers/{'d' * 64}.zip"
-    functions = [r for r in graph.resources.values() if r.kind == "lambda_function"]
-    assert functions and all(r.props["layers"] == [ref("layer", "layer_version_arn")]
-                             for r in functions)
+def test_each_function_gets_the_layer_of_its_need_runtime_and_architecture() -> None:
+    spec = json.loads(json.dumps(SPEC))
+    spec["runtime"] = "python3.12"
+    spec["endpoints"]["score-iam"]["runtime"] = "python3.13"
+    spec["endpoints"]["score-iam"]["architecture"] = "arm64"
+    graph = compile_config(Config.model_validate(spec), context())
+    layers = {r.id: r for r in graph.resources.values() if r.kind == "lambda_layer"}
+    assert sorted(layers) == ["layer.monitor-py312-x86_64", "layer.serve-py312-x86_64",
+                              "layer.serve-py313-arm64"]
+    serve = layers["layer.serve-py313-arm64"].props
+    assert serve["runtimes"] == ["python3.13"] and serve["architectures"] == ["arm64"]
+    assert serve["layer_name"] == "fraud-dev-serve-py313-arm64"
+    assert serve["packages"]["onnxruntime"]["version"] == "1.20.1"
+    zip_obj = graph.resources["layer-zip.serve-py313-arm64"].props
+    assert zip_obj["key"] == f"layers/{serve['sha256']}.zip"
+    fns = {r.id: r.props for r in graph.resources.values() if r.kind == "lambda_function"}
+    expect = {"function.score": ("serve-py312-x86_64", "python3.12", "x86_64"),
+              "function.score-iam": ("serve-py313-arm64", "python3.13", "arm64"),
+              "function.mon-fraud-drift": ("monitor-py312-x86_64", "python3.12", "x86_64")}
+    for fid, (unit, runtime, arch) in expect.items():
+        assert fns[fid]["layers"] == [ref(f"layer.{unit}", "layer_version_arn")]
+        assert fns[fid]["runtime"] == runtime and fns[fid]["architectures"] == [arch]
     order = graph.order()
-    assert order.index("layer") < min(order.index(r.id) for r in functions)
-    # Without a layer (the local data plane provides the packages) nothing changes.
-    plain = compile_config(Config.model_validate(SPEC), context())
-    assert "layer" not in plain.resources
-    assert all("layers" not in r.props for r in plain.resources.values())
+    assert all(order.index(f"layer.{unit}") < order.index(fid)
+               for fid, (unit, _, _) in expect.items())
 
 
-def test_cloud_targets_capture_through_a_firehose_stream() -> None:
+def test_a_missing_layer_is_an_error_not_a_function_without_it() -> None:
+    with pytest.raises(ValueError, match="no layer built for (serve|monitor)-py313-x86_64"):
+        compile_config(Config.model_validate(SPEC), context(layers={}))
+
+
+def test_every_target_captures_through_a_firehose_stream() -> None:
     spec = json.loads(json.dumps(SPEC))
     spec["endpoints"]["score"]["capture"] = {"sample_rate": 0.5}
-    graph = compile_config(Config.model_validate(spec), context(capture_streams=True))
+    graph = compile_config(Config.model_validate(spec), context())
     stream = graph.resources["stream.score"]
     assert stream.kind == "firehose_stream"
     assert stream.props["prefix"] == "capture/score/dt=!{timestamp:yyyy-MM-dd}/"
@@ -149,7 +169,5 @@ def test_cloud_targets_capture_through_a_firehose_stream() -> None:
     role = graph.resources["role.score-capture"].props
     assert role["trust_policy"]["Statement"][0]["Principal"] == {
         "Service": "firehose.amazonaws.com"}
-    # No capture declared, or the local data plane: no stream.
+    # No capture declared: no stream.
     assert "stream.score-iam" not in graph.resources
-    local = compile_config(Config.model_validate(spec), context())
-    assert not any(r.kind == "firehose_stream" for r in local.resources.values())

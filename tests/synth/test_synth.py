@@ -77,17 +77,26 @@ def test_registry_content_is_listed_not_created() -> None:
     json.dumps(t)  # JSON-serialisable throughout
 
 
-def test_layer_becomes_a_layer_version(tmp_path: Path) -> None:
-    from framework.compile import CodeBundle
-
+def test_layers_become_layer_versions_and_every_function_has_one(tmp_path: Path) -> None:
     cfnlint = pytest.importorskip("cfnlint.api")
+    from framework.synth import to_sam
+
     graph = compile_config(Config.model_validate(SPEC), context(
-        account_id=ACCOUNT, region=REGION,
-        layer=CodeBundle(sha256="d" * 64, size=1, source="layer.zip")))
-    t = synthesize(graph, description="with layer")
-    assert t["Resources"]["Layer"]["Type"] == "AWS::Lambda::LayerVersion"
+        account_id=ACCOUNT, region=REGION))
+    t = synthesize(graph, description="with layers")
+    layer_id = logical_id("layer.serve-py313-x86_64")
+    layer = t["Resources"][layer_id]
+    assert layer["Type"] == "AWS::Lambda::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
     fn = t["Resources"][logical_id("function.score")]["Properties"]
-    assert fn["Layers"] == [{"Ref": "Layer"}]
+    assert fn["Layers"] == [{"Ref": layer_id}]
+    assert fn["Runtime"] == "python3.13" and fn["Architectures"] == ["x86_64"]
+    for template in (t, to_sam(t)):
+        functions = {lid: r for lid, r in template["Resources"].items()
+                     if r["Type"] in ("AWS::Lambda::Function", "AWS::Serverless::Function")}
+        assert len(functions) == 3
+        assert all(r["Properties"].get("Layers") for r in functions.values()), functions
     path = tmp_path / "t.json"
     path.write_text(to_json(t))
     matches = cfnlint.lint_file(path, config=cfnlint.ManualArgs(regions=["us-east-1"]))
@@ -99,7 +108,7 @@ def test_capture_stream_passes_cfn_lint(tmp_path: Path) -> None:
     spec = json.loads(json.dumps(SPEC))
     spec["endpoints"]["score"]["capture"] = {"sample_rate": 1.0}
     graph = compile_config(Config.model_validate(spec), context(
-        account_id=ACCOUNT, region=REGION, capture_streams=True))
+        account_id=ACCOUNT, region=REGION))
     t = synthesize(graph, description="with capture")
     kinds = {r["Type"] for r in t["Resources"].values()}
     assert "AWS::KinesisFirehose::DeliveryStream" in kinds
