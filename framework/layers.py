@@ -24,9 +24,10 @@ unused. Where the wheels were fetched from, the layer is rebuilt without the net
   ``~/.cache/mlops``) keeps built layers by their inputs and the last resolution of each key,
   so another project on the same machine builds nothing.
 
-A deploy reuses the workspace's resolution, else the one ``mlops.lock`` records (wheels
-downloaded by hash), else the machine's last one, else resolves afresh; ``mlops layer build``
-always resolves afresh (that is how a layer is upgraded).
+A deploy uses the wheels ``mlops.lock`` records for the stage (downloaded by hash where
+missing), else the workspace's last build, else the machine's last resolution, else resolves
+afresh. ``mlops layer build`` always resolves afresh: that is how a layer is upgraded, and the
+upgraded layer is used instead of the lock's until a deploy records it in the lock.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,9 @@ class BuiltLayer:
     wheels: tuple[Wheel, ...]
     dropped: tuple[str, ...] = ()  # distributions resolved but not unpacked (DROPPED)
     format: int = FORMAT
+    # Resolved afresh by ``mlops layer build``: the workspace's layer wins over mlops.lock's
+    # wheels until a deploy records it.
+    upgraded: bool = False
 
     @property
     def key(self) -> LayerKey:
@@ -307,7 +311,8 @@ class BuiltLayer:
                    architecture=data["architecture"], sha256=data["sha256"],
                    size=data["size"], unzipped=data["unzipped"], file=data["file"],
                    wheels=tuple(Wheel(**w) for w in data["wheels"]),
-                   dropped=tuple(data.get("dropped", ())), format=data.get("format", 0))
+                   dropped=tuple(data.get("dropped", ())), format=data.get("format", 0),
+                   upgraded=bool(data.get("upgraded", False)))
 
 
 def input_digest(key: LayerKey, wheels: Iterable[Wheel]) -> str:
@@ -482,21 +487,27 @@ def ensure_layer(key: LayerKey, build_dir: Path, *, pins: Sequence[Wheel] | None
     cache = cache or machine_cache()
     if not fresh:
         current = read_manifest(build_dir, key)
-        if current is not None and (not pins or set(current.wheels) == set(pins)):
+        recorded = current is not None and bool(pins) and set(current.wheels) == set(pins or ())
+        if current is not None and (not pins or current.upgraded or recorded):
             check_unzipped(code_bytes, current.unzipped, f"layer {key_name(key)}")
+            if recorded and current.upgraded:  # the lock has it now: the lock decides again
+                current = replace(current, upgraded=False)
+                _write_manifest(manifest_path(build_dir, key), current)
             return current
     wheel_dir = build_dir / "wheels"
     wheels: Sequence[Wheel] | None = None if fresh else (pins or _cached_resolution(cache, key))
     if wheels:
         built = _from_machine_cache(cache, key, wheels, build_dir)
         if built is not None:
+            built = replace(built, upgraded=False)
             check_unzipped(code_bytes, built.unzipped, f"layer {key_name(key)}")
             _write_manifest(manifest_path(build_dir, key), built)
             return built
         fetch_wheels(wheels, runtime, arch, wheel_dir)
     else:
         wheels = resolve_wheels(NEEDS[need], runtime, arch, wheel_dir)
-    built = build_layer(key, wheels, wheel_dir, build_dir, code_bytes=code_bytes)
+    built = replace(build_layer(key, wheels, wheel_dir, build_dir, code_bytes=code_bytes),
+                    upgraded=fresh)
     _write_manifest(manifest_path(build_dir, key), built)
     _to_machine_cache(cache, built, build_dir)
     return built

@@ -227,9 +227,14 @@ def test_ensure_layer_reuses_builds_and_pins_without_pip(tmp_path: Path,
     pinned = L.ensure_layer(key, tmp_path / "c", pins=first.wheels, cache=tmp_path / "empty")
     assert pinned.sha256 == first.sha256
     assert calls[-1][:2] == ["--no-deps", "--require-hashes"]
-    # `mlops layer build`: afresh whatever is recorded
-    L.ensure_layer(key, tmp_path / "a", cache=cache, fresh=True)
-    assert len(calls) == 3
+    # `mlops layer build`: afresh whatever is recorded; the upgrade wins over the lock's
+    # wheels until the lock records it, then the lock decides again
+    upgraded = L.ensure_layer(key, tmp_path / "a", cache=cache, fresh=True)
+    assert len(calls) == 3 and upgraded.upgraded
+    old_pins = first.wheels[:-1]  # what an older lock recorded
+    assert L.ensure_layer(key, tmp_path / "a", pins=old_pins, cache=cache) == upgraded
+    now = L.ensure_layer(key, tmp_path / "a", pins=upgraded.wheels, cache=cache)
+    assert not now.upgraded and not L.read_manifest(tmp_path / "a", key).upgraded  # type: ignore[union-attr]
 
 
 # -- mlops.lock ----------------------------------------------------------------------------
@@ -355,9 +360,9 @@ def test_real_layers_run_handlers_on_python313(tmp_path: Path,
         assert "python/botocore/data/endpoints.json" in names
         assert not any("/__pycache__/" in n for n in names)
         sizes[need] = (built.unzipped + code_bytes) / L.MB
-        # rebuilt from the same wheels: the same bytes
-        again = L.build_layer(built.key, built.wheels, build / "wheels", tmp_path / "again")
-        assert again.sha256 == built.sha256
+        if need == "serve":  # rebuilt from the same wheels: the same bytes
+            again = L.build_layer(built.key, built.wheels, build / "wheels", tmp_path / "again")
+            assert again.sha256 == built.sha256
     assert sizes["serve"] <= 120, sizes  # function + layer, unzipped
     assert sizes["monitor"] <= 200, sizes  # well within Lambda's 250 MB
 
