@@ -140,6 +140,22 @@ def _route(p: dict[str, Any]) -> dict[str, Any]:
         "AuthorizationType": "AWS_IAM" if p["authorization"] == "iam" else "NONE"}}
 
 
+def _stage(p: dict[str, Any]) -> dict[str, Any]:
+    def throttle(t: dict[str, Any]) -> dict[str, Any]:
+        return {"ThrottlingRateLimit": t["rate"], "ThrottlingBurstLimit": t["burst"]}
+
+    props: dict[str, Any] = {"ApiId": p["api_id"], "StageName": p["stage"],
+                             "AutoDeploy": p["auto_deploy"]}
+    if p.get("access_log"):
+        props["AccessLogSettings"] = {"DestinationArn": p["access_log"]["destination_arn"],
+                                      "Format": p["access_log"]["format"]}
+    if p.get("throttle"):
+        props["DefaultRouteSettings"] = throttle(p["throttle"])
+    if p.get("route_throttles"):
+        props["RouteSettings"] = {k: throttle(v) for k, v in p["route_throttles"].items()}
+    return {"Type": "AWS::ApiGatewayV2::Stage", "Properties": props}
+
+
 def _permission(p: dict[str, Any]) -> dict[str, Any]:
     fn = p["function_name"]
     return {"Type": "AWS::Lambda::Permission", "Properties": {
@@ -175,6 +191,7 @@ RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | object] = {
     "http_api": _api,
     "api_integration": _integration,
     "api_route": _route,
+    "api_stage": _stage,
     "lambda_permission": _permission,
     "schedule_rule": _rule,
     "schedule_target": TARGET,
@@ -223,10 +240,6 @@ def synthesize(graph: ResourceGraph, *, description: str) -> Template:
             body["DependsOn"] = deps
         resources[logical_id(rid)] = body
         if res.kind == "http_api":
-            resources[logical_id(rid) + "DefaultStage"] = {
-                "Type": "AWS::ApiGatewayV2::Stage",
-                "Properties": {"ApiId": {"Ref": logical_id(rid)}, "StageName": "$default",
-                               "AutoDeploy": True}}
             outputs["ApiEndpoint"] = {"Value": {"Fn::GetAtt": [logical_id(rid), "ApiEndpoint"]}}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",

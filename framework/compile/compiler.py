@@ -16,7 +16,7 @@ from typing import Any
 
 from framework.compile import names
 from framework.compile.graph import Resource, ResourceGraph, canonical_json, digest, ref
-from framework.config.models import Config, Endpoint, Monitor
+from framework.config.models import Config, Endpoint, Monitor, Throttle
 from framework.config.semver import SemVer
 from framework.errors import ConfigError, Problem
 
@@ -28,6 +28,15 @@ MONITOR_HANDLER = "handlers.monitor.handler"
 MONITOR_MEMORY = 1024
 MONITOR_TIMEOUT = 300
 LOG_RETENTION_DAYS = 30
+# One JSON line per request in the API's access log (API Gateway's $context variables).
+ACCESS_LOG_FORMAT = canonical_json({
+    "requestId": "$context.requestId", "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp", "routeKey": "$context.routeKey",
+    "status": "$context.status", "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+})
 CAPTURE_BUFFER_S = 60  # Firehose delivers a batch at least this often...
 CAPTURE_BUFFER_MB = 5  # ...or when this much has arrived
 
@@ -367,6 +376,40 @@ def _api(config: Config, ctx: CompileContext) -> Iterator[Resource]:
         })
 
 
+def _throttle(throttle: Throttle | None) -> dict[str, Any] | None:
+    return None if throttle is None else {"rate": throttle.rate, "burst": throttle.burst}
+
+
+def _api_stage(config: Config, ctx: CompileContext) -> Iterator[Resource]:
+    """The API's $default stage: access log (to a log group of its own) and throttling, the
+    API's default and each throttled endpoint's routes; after the routes it names."""
+    if not config.endpoints:
+        return
+    api = config.api
+    deps: list[str] = []  # the API itself: through the api_id ref
+    access_log = None
+    if api.access_log:
+        group = names.api_access_log(names.api_name(ctx.project, ctx.stage))
+        yield Resource("log_group", "logs.api", {
+            "name": group, "retention_days": LOG_RETENTION_DAYS, "tags": ctx.tags()})
+        deps.append("logs.api")
+        access_log = {"destination_arn": names.log_group_arn(ctx.region, ctx.account_id, group),
+                      "format": ACCESS_LOG_FORMAT}
+    routes: dict[str, Any] = {}
+    for name, ep in sorted(config.endpoints.items()):
+        if ep.throttle is None:
+            continue
+        keys = [ep.route, *(key for _suffix, key in names.endpoint_routes(ep.route, name))]
+        routes.update({key: _throttle(ep.throttle) for key in keys})
+        deps += [f"route.{name}", *(f"route.{name}.{suffix}" for suffix, _key
+                                    in names.endpoint_routes(ep.route, name))]
+    yield Resource("api_stage", "stage.api", {
+        "api_id": ref("api", "api_id"), "stage": "$default", "auto_deploy": True,
+        "access_log": access_log, "throttle": _throttle(api.throttle),
+        "route_throttles": dict(sorted(routes.items())),
+    }, tuple(deps))
+
+
 def monitor_spec(config: Config, ctx: CompileContext, name: str, mon: Monitor,
                  version: str | None = None) -> dict[str, Any]:
     """The plain-JSON settings the monitor function runs with (``MLOPS_MONITOR``)."""
@@ -475,6 +518,7 @@ RULES: tuple[Rule, ...] = (
     _layers,
     _api,
     _endpoints,
+    _api_stage,
     _monitors,
     lambda config, _ctx: _emails(config),
 )

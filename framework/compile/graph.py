@@ -29,6 +29,7 @@ KINDS: tuple[str, ...] = (
     "http_api",
     "api_integration",
     "api_route",
+    "api_stage",
     "lambda_permission",
     "schedule_rule",
     "schedule_target",

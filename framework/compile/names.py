@@ -49,6 +49,16 @@ def log_group(function: str) -> str:
     return f"/aws/lambda/{function}"
 
 
+def api_access_log(api: str) -> str:
+    """The API's access log group (under /aws/vendedlogs/, as AWS advises for log groups
+    written through log delivery, whose resource policy would otherwise grow per group)."""
+    return f"/aws/vendedlogs/apigateway/{api}"
+
+
+def log_group_arn(region: str, account_id: str, name: str) -> str:
+    return f"arn:aws:logs:{region}:{account_id}:log-group:{name}"
+
+
 def api_name(project: str, stage: str) -> str:
     return _fit(f"{project}-{stage}", LIMITS["api"])
 

@@ -449,6 +449,28 @@ class CaptureSettings(Strict):
     )
 
 
+class Throttle(Strict):
+    """API Gateway's token bucket: a steady rate of requests per second, and a burst."""
+
+    rate: float = Field(ge=0, le=10000, description="Steady-state requests per second "
+                        "(API Gateway's ThrottlingRateLimit); more answer 429.")
+    burst: int = Field(ge=0, le=5000, description="Requests allowed at once above the rate "
+                       "(ThrottlingBurstLimit).")
+
+
+class ApiSettings(Strict):
+    """The HTTP API's stage: access logging and default throttling (cloud targets)."""
+
+    access_log: bool = Field(
+        default=True, description="Write one JSON line per request (time, route, status, "
+        "latency, source IP) to a CloudWatch log group of its own; on by default.",
+    )
+    throttle: Throttle | None = Field(
+        default=None, description="Default throttling of every route, e.g. {rate: 100, "
+        "burst: 200}; omitted: the account's (10,000 a second, burst 5,000).",
+    )
+
+
 class Endpoint(Strict):
     """An HTTP route served by a Lambda function that runs a model."""
 
@@ -469,6 +491,10 @@ class Endpoint(Strict):
         default=None,
         description="Record sampled requests for monitoring, e.g. {sample_rate: 1.0}; "
         "omitted: nothing is recorded.",
+    )
+    throttle: Throttle | None = Field(
+        default=None, description="Throttling of this endpoint's routes, e.g. {rate: 50, "
+        "burst: 100}; omitted: the API's (api.throttle).",
     )
     max_batch_rows: int = Field(
         default=1000, ge=1, le=100000,
@@ -790,6 +816,10 @@ class Config(Strict):
         default=Architecture.x86_64, description="Lambda architecture of every function "
         "(endpoints may choose their own): x86_64 or arm64.")
     registry: Registry = Field(default_factory=Registry, description="Model registry settings.")
+    api: ApiSettings = Field(
+        default_factory=ApiSettings, description="The HTTP API's stage: access logging and "
+        "throttling, e.g. {access_log: true, throttle: {rate: 100, burst: 200}}.",
+    )
     models: dict[ItemName, Model] = Field(default_factory=dict, description="Models by name.")
     endpoints: dict[ItemName, Endpoint] = Field(
         default_factory=dict, description="HTTP endpoints by name."

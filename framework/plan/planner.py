@@ -42,6 +42,7 @@ REPLACE_ON: dict[str, frozenset[str]] = {
     "http_api": frozenset({"protocol"}),
     "api_integration": frozenset({"api_id"}),
     "api_route": frozenset({"api_id"}),
+    "api_stage": frozenset({"api_id", "stage"}),
     "lambda_permission": frozenset({"*"}),
     "schedule_rule": frozenset({"rule_name"}),
     "schedule_target": frozenset({"rule_name", "target_id"}),

@@ -48,7 +48,8 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "firehose_stream": ("firehose",),
     "lambda_function": ("lambda",), "lambda_version": ("lambda",), "lambda_alias": ("lambda",),
     "http_api": ("apigatewayv2",), "api_integration": ("apigatewayv2",),
-    "api_route": ("apigatewayv2",), "lambda_permission": ("lambda",),
+    "api_route": ("apigatewayv2",), "api_stage": ("apigatewayv2",),
+    "lambda_permission": ("lambda",),
     "schedule_rule": ("events",), "schedule_target": ("events",), "ses_identity": ("ses",),
 }
 Outputs = dict[str, Any]
@@ -705,8 +706,7 @@ class AwsProvider:
             if item["Name"] == p["name"] and item.get("Tags", {}) == p["tags"]:
                 return self._api_outputs(item)  # adopt
         resp = api.create_api(Name=p["name"], ProtocolType=p["protocol"], Tags=p["tags"])
-        api.create_stage(ApiId=resp["ApiId"], StageName=p["stage"], AutoDeploy=True)
-        return self._api_outputs(resp)
+        return self._api_outputs(resp)  # its stage is an api_stage of its own
 
     def _api_outputs(self, item: dict[str, Any]) -> Outputs:
         return {"api_id": item["ApiId"], "endpoint": item.get("ApiEndpoint", "")}
@@ -776,6 +776,67 @@ class AwsProvider:
     def exists_api_route(self, entry: Entry) -> bool:
         self.client("apigatewayv2").get_route(ApiId=entry.outputs["api_id"],
                                               RouteId=entry.outputs["route_id"])
+        return True
+
+    # -- api_stage: access logging and throttling ---------------------------------------
+    @staticmethod
+    def _stage_args(p: Props) -> dict[str, Any]:
+        def throttle(t: dict[str, Any]) -> dict[str, Any]:
+            return {"ThrottlingRateLimit": float(t["rate"]),
+                    "ThrottlingBurstLimit": int(t["burst"])}
+
+        args: dict[str, Any] = {
+            "ApiId": p["api_id"], "StageName": p["stage"], "AutoDeploy": p["auto_deploy"],
+            "DefaultRouteSettings": throttle(p["throttle"]) if p.get("throttle") else {},
+            "RouteSettings": {k: throttle(v) for k, v in sorted(p["route_throttles"].items())},
+        }
+        if p.get("access_log"):
+            args["AccessLogSettings"] = {"DestinationArn": p["access_log"]["destination_arn"],
+                                         "Format": p["access_log"]["format"]}
+        return args
+
+    def create_api_stage(self, p: Props) -> Outputs:
+        try:
+            self.client("apigatewayv2").create_stage(**self._stage_args(p))
+        except ClientError as exc:
+            if _code(exc) not in CONFLICT:
+                raise
+            return self.update_api_stage(p, None)  # made by an older deploy with the API
+        return {"stage": p["stage"], "api_id": p["api_id"]}
+
+    def update_api_stage(self, p: Props, before: Entry | None) -> Outputs:
+        api = self.client("apigatewayv2")
+        args = self._stage_args(p)
+        try:
+            api.update_stage(**args)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if self.conn.endpoint_url is None or status not in (500, 501):
+                raise
+            # moto 5.2 has no UpdateStage (it answers 500): off AWS only, the stage is made
+            # again with the new settings.
+            api.delete_stage(ApiId=p["api_id"], StageName=p["stage"])
+            api.create_stage(**args)
+            return {"stage": p["stage"], "api_id": p["api_id"]}
+        old = before.props if before is not None else {}
+        if old.get("access_log") and not p.get("access_log"):
+            _ignore_missing(lambda: api.delete_access_log_settings(ApiId=p["api_id"],
+                                                                   StageName=p["stage"]))
+        for key in sorted(set(old.get("route_throttles", {})) - set(p["route_throttles"])):
+            try:
+                api.delete_route_settings(ApiId=p["api_id"], StageName=p["stage"], RouteKey=key)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+        return {"stage": p["stage"], "api_id": p["api_id"]}
+
+    def delete_api_stage(self, entry: Entry, _destroying: bool) -> None:
+        _ignore_missing(lambda: self.client("apigatewayv2").delete_stage(
+            ApiId=entry.props["api_id"], StageName=entry.props["stage"]))
+
+    def exists_api_stage(self, entry: Entry) -> bool:
+        self.client("apigatewayv2").get_stage(ApiId=entry.props["api_id"],
+                                              StageName=entry.props["stage"])
         return True
 
     # -- lambda_permission ------------------------------------------------------------

@@ -100,6 +100,13 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
          {"timeout_ms": 6000}),
         ("api_route", {"api_id": "@api", "route_key": "POST /rt", "target": "@target",
                        "authorization": "none"}, {"route_key": "POST /rt2"}),
+        ("api_stage", {"api_id": "@api", "stage": "$default", "auto_deploy": True,
+                       "access_log": {"destination_arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:"
+                                      "log-group:/aws/vendedlogs/apigateway/rt-dev",
+                                      "format": '{"requestId":"$context.requestId"}'},
+                       "throttle": None, "route_throttles": {}},
+         {"throttle": {"rate": 100.0, "burst": 200},
+          "route_throttles": {"POST /rt2": {"rate": 10.0, "burst": 20}}}),
         ("lambda_permission", {"function_name": "rt-fn", "qualifier": "live",
                                "statement_id": "s1", "principal": "apigateway.amazonaws.com",
                                "source_arn": f"arn:aws:execute-api:us-east-1:{ACCOUNT}:x/*/*"},
@@ -164,6 +171,12 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
     assert lam.get_alias(FunctionName="rt-fn", Name="live")["FunctionVersion"] == "2"
     rule = provider.client("events").describe_rule(Name="rt-mon")
     assert rule["ScheduleExpression"] == "rate(2 days)"
+    stage = provider.client("apigatewayv2").get_stage(ApiId=outputs["http_api"]["api_id"],
+                                                      StageName="$default")
+    assert stage["AccessLogSettings"]["DestinationArn"].endswith(":log-group:/aws/vendedlogs/"
+                                                                 "apigateway/rt-dev")
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 200
+    assert stage["RouteSettings"]["POST /rt2"]["ThrottlingRateLimit"] == 10.0
     policy = provider.client("iam").list_role_policies(RoleName="rt-fn")["PolicyNames"]
     assert policy == ["rt-access-2"]
 
