@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -183,21 +181,20 @@ def service_checks(conn: Connection) -> list[Check]:
 # -- quotas --------------------------------------------------------------------------------
 
 
-def reservations(config: Config) -> tuple[int, int]:
-    """(executions reserved by endpoint functions, by monitor functions): each endpoint's
-    function reserves its ``concurrency``, each monitor's reserves 1."""
-    return sum(ep.concurrency for ep in config.endpoints.values()), len(config.monitors)
+def reservations(config: Config) -> int:
+    """Executions the functions reserve: each endpoint's declared ``concurrency`` (reserving is
+    opt-in; monitors reserve none)."""
+    return sum(ep.concurrency or 0 for ep in config.endpoints.values())
 
 
 def concurrency_check(limit: dict[str, Any], config: Config) -> Check:
     """The declared reservations against the account's concurrency (GetAccountSettings):
     Lambda refuses any reservation that leaves fewer than 10 executions unreserved."""
-    endpoints, monitors = reservations(config)
-    wanted = endpoints + monitors
+    wanted = reservations(config)
     concurrent = int(limit.get("ConcurrentExecutions", 0))
     unreserved = int(limit.get("UnreservedConcurrentExecutions", concurrent))
     detail = (f"{concurrent} concurrent executions ({unreserved} unreserved); the functions "
-              f"reserve {wanted} (endpoints declare {endpoints}, monitors {monitors})")
+              f"reserve {wanted} (the endpoints' `concurrency`)")
     hint = ("request a higher 'Concurrent executions' quota (Service Quotas → AWS Lambda; it "
             "can take a day), or lower the endpoints' `concurrency` in mlops.yaml")
     if concurrent - wanted < MIN_UNRESERVED:
@@ -216,10 +213,10 @@ def concurrency_check(limit: dict[str, Any], config: Config) -> Check:
 
 
 def quota_checks(conn: Connection, kind: TargetKind, config: Config) -> list[Check]:
-    workers = sum(ep.concurrency for ep in config.endpoints.values())
     if kind is TargetKind.local:
-        return [Check("Lambda quotas", OK, f"the local runner: up to {workers} worker(s) "
-                      "across endpoints (each endpoint's `concurrency`); no account quota")]
+        return [Check("Lambda quotas", OK, "the local Lambda service: per function version "
+                      "its reserved `concurrency`, else MLOPS_LOCAL_CONCURRENCY environments; "
+                      "no account quota")]
     try:
         settings = conn.client("lambda").get_account_settings()
     except (ClientError, ResponseParserError) as exc:
@@ -360,53 +357,36 @@ def _verified(ses: Any, kind: TargetKind, config: Config, sandbox: bool) -> list
     return out
 
 
-# -- the onnxruntime layer -----------------------------------------------------------------
+# -- runtime and layers ------------------------------------------------------------------
 
 
 def layer_check(ws: Workspace, kind: TargetKind) -> Check:
-    """Whether the functions a deploy creates can import onnxruntime where they run."""
+    """The layers the functions import their packages from (built once per runtime and
+    architecture, then reused), and, locally, the runtime's interpreter."""
+    from framework.compile.compiler import required_layers
+    from framework.layers import key_name, read_manifest
+
+    config = ws.loaded.config
     if kind is TargetKind.local:
+        from framework.interpreters import InterpreterNotFound, find_python
+
         try:
-            version = metadata.version("onnxruntime")
-        except metadata.PackageNotFoundError:
-            return Check("onnxruntime", FAIL, "onnxruntime is not installed in this "
-                         "environment; the local runner imports it from here",
-                         "pip install onnxruntime (bash scripts/setup.sh does)")
-        return Check("onnxruntime", OK, f"the local runner imports onnxruntime {version} from "
-                     "this environment (no layer needed)")
-    from framework.package import find_layer
-    from framework.workflow import compile_workspace
-
-    try:
-        graph = compile_workspace(ws, "123456789012", ws.loaded.region,
-                                  layer=find_layer(ws.root, ws.home / "build"))
-    except MlopsError as exc:
-        return Check("onnxruntime layer", WARN, f"cannot compile the stage to look: {exc.what}",
-                     "fix `mlops validate` first")
-    functions = [r for r in graph.resources.values() if r.kind == "lambda_function"]
-    endpoint_fns = [r for r in functions if r.id.removeprefix("function.")
-                    in ws.loaded.config.endpoints]
-    if not endpoint_fns:
-        return Check("onnxruntime layer", OK, "no endpoint functions to serve models")
-    built = built_layers(ws)
-    have = (f"built: {', '.join(f'{p.name} ({p.stat().st_size / 2**20:.1f} MB)' for p in built)}"
-            if built else "none built in .mlops/build")
-    missing = [r.id for r in endpoint_fns if not r.props.get("layers")]
+            find_python(config.runtime)
+        except InterpreterNotFound as exc:
+            return Check("Lambda runtime", FAIL, exc.what, exc.hint)
+    keys = required_layers(config)
+    if not keys:
+        return Check("Lambda layers", OK, "no functions need one")
+    built = {key: read_manifest(ws.home / "build", key) for key in keys}
+    have = [f"{key_name(k)} ({b.unzipped / 2**20:.1f} MB unzipped)"
+            for k, b in built.items() if b is not None]
+    missing = [key_name(k) for k, b in built.items() if b is None]
     if missing:
-        return Check("onnxruntime layer", FAIL, "Lambda's Python runtime has neither onnxruntime "
-                     "nor numpy and the handler zip holds handlers/ and framework/ only, but "
-                     f"{', '.join(missing)} attach no layer, so they would fail at import "
-                     f"(layer zips {have})",
-                     "build it with `mlops layer build` (pip downloads manylinux wheels; "
-                     "`mlops deploy` also builds it on first need), and deploy again")
-    layers = sorted({str(x) for r in endpoint_fns for x in r.props["layers"]})
-    return Check("onnxruntime layer", OK, f"endpoint functions use layer(s) {', '.join(layers)}"
-                 f" (layer zips {have})")
-
-
-def built_layers(ws: Workspace) -> list[Path]:
-    """Layer zips ``mlops layer build`` wrote (``framework.package.build_layer``)."""
-    return sorted((ws.home / "build").glob("layer-*.zip"))
+        return Check("Lambda layers", WARN, f"not built yet: {', '.join(missing)}"
+                     + (f"; built: {', '.join(have)}" if have else ""),
+                     "`mlops deploy` builds them on first need (pip downloads the wheels once); "
+                     "`mlops layer build` does it now")
+    return Check("Lambda layers", OK, f"built: {', '.join(have)}")
 
 
 # -- all together --------------------------------------------------------------------------

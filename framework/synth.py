@@ -99,11 +99,13 @@ def _layer(p: dict[str, Any]) -> dict[str, Any]:
 
 def _function(p: dict[str, Any]) -> dict[str, Any]:
     layers = {"Layers": p["layers"]} if p.get("layers") else {}
+    if p.get("concurrency") is not None:
+        layers["ReservedConcurrentExecutions"] = p["concurrency"]
     return {"Type": "AWS::Lambda::Function", "Properties": {**layers,
         "FunctionName": p["function_name"], "Runtime": p["runtime"], "Handler": p["handler"],
         "Architectures": p["architectures"],
         "Role": p["role_arn"], "MemorySize": p["memory"], "Timeout": p["timeout"],
-        "Description": p["description"], "ReservedConcurrentExecutions": p["concurrency"],
+        "Description": p["description"],
         "Code": {"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]},
         "Environment": {"Variables": p["environment"]}, "Tags": _tags(p["tags"])}}
 

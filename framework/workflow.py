@@ -15,7 +15,6 @@ from framework.apply.audit import AuditLog
 from framework.apply.executor import Executor, Progress
 from framework.apply.store import StateStore
 from framework.compile import (
-    CodeBundle,
     CompileContext,
     LayerBundle,
     ResourceGraph,
@@ -125,15 +124,12 @@ def workspace_layers(ws: Workspace, *, fresh: bool = False,
 
 def compile_workspace(ws: Workspace, account_id: str, region: str,
                       resolved: Mapping[str, ResolvedModel] | None = None, *,
-                      layers: Mapping[LayerKey, LayerBundle] | None = None,
-                      layer: CodeBundle | None = None) -> ResourceGraph:
+                      layers: Mapping[LayerKey, LayerBundle] | None = None) -> ResourceGraph:
     """Check artifacts, build the code bundle and the layers, compile. Raises ConfigError on
     bad input. Every target gets the same graph: layers and capture streams included.
 
     ``resolved`` holds the registry versions that endpoints' NAME@ALIAS / NAME@VERSION name
-    (see ``resolve_models``); ``layers`` defaults to ``workspace_layers(ws)``. ``layer`` is
-    ignored (callers of the single-layer era still pass it)."""
-    del layer
+    (see ``resolve_models``); ``layers`` defaults to ``workspace_layers(ws)``."""
     artifacts = describe_artifacts(ws.loaded.config, ws.root)
     code = build_code_bundle(ws.root, ws.home / "build")
     ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,

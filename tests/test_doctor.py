@@ -130,9 +130,9 @@ def test_quotas(conn: Connection) -> None:
                          "TotalCodeSize": 80 * 2**30},
         "AccountUsage": {"TotalCodeSize": 79 * 2**30, "FunctionCount": 4}})
     got = by_name(doctor.quota_checks(small, TargetKind.aws, config()))  # type: ignore[arg-type]
-    # 3 (the endpoint) + 1 (the monitor) reserved of 10 leaves 6 < 10: Lambda would refuse.
+    # 3 (the endpoint's) reserved of 10 leaves 7 < 10: Lambda would refuse.
     assert got["Lambda concurrency"].status == FAIL
-    assert "reserve 4 (endpoints declare 3, monitors 1)" in got["Lambda concurrency"].detail
+    assert "reserve 3 (the endpoints' `concurrency`)" in got["Lambda concurrency"].detail
     assert "Service Quotas" in got["Lambda concurrency"].hint
     assert got["Lambda code storage"].status == WARN
     big = _Stub(get_account_settings={
@@ -141,7 +141,13 @@ def test_quotas(conn: Connection) -> None:
     got = by_name(doctor.quota_checks(big, TargetKind.aws, config()))  # type: ignore[arg-type]
     assert {c.status for c in got.values()} == {OK}
     local_ = doctor.quota_checks(conn, TargetKind.local, config())
-    assert local_[0].status == OK and "3 worker(s)" in local_[0].detail
+    assert local_[0].status == OK and "MLOPS_LOCAL_CONCURRENCY" in local_[0].detail
+    # reserving is opt-in: without `concurrency`, a new account's 10 are enough
+    plain = config()
+    plain = plain.model_copy(update={"endpoints": {
+        n: ep.model_copy(update={"concurrency": None}) for n, ep in plain.endpoints.items()}})
+    got = by_name(doctor.quota_checks(small, TargetKind.aws, plain))  # type: ignore[arg-type]
+    assert got["Lambda concurrency"].status != FAIL
 
 
 def settings(concurrent: int, unreserved: int) -> dict[str, Any]:
@@ -156,8 +162,8 @@ def test_concurrency_against_the_declared_reservations() -> None:
         got = doctor.quota_checks(stub, TargetKind.aws, config())  # type: ignore[arg-type]
         return by_name(got)["Lambda concurrency"]
 
-    assert check(13, 13).status == FAIL  # 13 - 4 = 9 < 10, whatever else is reserved
-    ok_in_all = check(400, 12)  # 400 in all, but others reserved most: 12 - 4 < 10
+    assert check(12, 12).status == FAIL  # 12 - 3 = 9 < 10, whatever else is reserved
+    ok_in_all = check(400, 12)  # 400 in all, but others reserved most: 12 - 3 < 10
     assert ok_in_all.status == WARN and "fine only if this stage is deployed" in \
         ok_in_all.detail
     assert check(1000, 1000).status == OK

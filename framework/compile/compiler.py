@@ -206,7 +206,7 @@ class FunctionUnit:
     handler: str
     memory: int
     timeout: int
-    concurrency: int
+    concurrency: int | None  # reserved concurrency; None: none reserved
     description: str
     environment: dict[str, str]
     tags: dict[str, str]
@@ -448,7 +448,7 @@ def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
                          endpoint=mon.endpoint, monitor=name, region=ctx.region,
                          account=ctx.account_id, log_group=names.log_group(fn),
                          project=ctx.project, endpoint_function=spec["endpoint_function"]),
-        handler=MONITOR_HANDLER, memory=MONITOR_MEMORY, timeout=MONITOR_TIMEOUT, concurrency=1,
+        handler=MONITOR_HANDLER, memory=MONITOR_MEMORY, timeout=MONITOR_TIMEOUT, concurrency=None,
         description=f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
         environment={"MLOPS_MONITOR": canonical_json(spec), "MLOPS_REGISTRY_BUCKET": bucket},
         tags={"mlops:monitor": name},

@@ -481,9 +481,11 @@ class Endpoint(Strict):
         default=1024, ge=128, le=10240, description="Lambda memory in MB (128-10240)."
     )
     timeout: int = Field(default=15, ge=1, le=900, description="Lambda timeout in seconds (1-900).")
-    concurrency: int = Field(
-        default=4, ge=1, le=1000, description="Maximum concurrent executions (local workers)."
-    )
+    concurrency: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Reserved concurrency: executions Lambda keeps for this endpoint's function "
+        "and never exceeds. Omitted: none reserved (a new AWS account has 10 in all and must "
+        "keep 10 unreserved); locally, at most MLOPS_LOCAL_CONCURRENCY (4) environments.")
     description: str = Field(default="", description="What the endpoint is for.")
     rollout: Rollout = Field(default_factory=Rollout,
                              description="How a new model version takes over the traffic.")

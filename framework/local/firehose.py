@@ -163,7 +163,7 @@ class FirehoseEngine:
         self.max_rows = max_rows
         self.max_age_s = max_age_s
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._open: dict[tuple[str, str, str, str], _Batch] = {}
+        self._open: dict[tuple[str, str], _Batch] = {}  # (region, stream)
         self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
         self._stop = threading.Event()

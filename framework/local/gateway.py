@@ -200,7 +200,7 @@ class Gateway:
         threading.Thread(target=reload, name="routes-reload", daemon=True).start()
         return self._table
 
-    def internal(self, method: str, path: str) -> HttpResponse | None:
+    def internal(self, method: str, path: str) -> HttpResponse:
         """The gateway's own routes (run in a thread: some wait on the control plane)."""
         if path == "/metrics" and method in ("GET", "HEAD"):
             body = self.metrics.render().encode()
@@ -229,10 +229,11 @@ class Gateway:
         if path == "/_mlops/health":
             response = json_response(200, {"status": "ok", **self.info})
         elif path.startswith("/_mlops/") or path == "/metrics":
-            body = await request.read()
             admin = self.admin.get(path)
-            response = await asyncio.to_thread(
-                admin or (lambda m, _q, _b: self.internal(m, path)), method, query, body)
+            if admin is None:
+                response = await asyncio.to_thread(self.internal, method, path)
+            else:
+                response = await asyncio.to_thread(admin, method, query, await request.read())
         else:
             body = await _read_body(request)
             if body is None:

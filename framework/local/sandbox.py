@@ -201,7 +201,7 @@ class Sandbox:
             str(spec.python), "-s", "-S", "-m", "awslambdaric", spec.handler,
             cwd=spec.task_root, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, start_new_session=True)
-        exited = asyncio.ensure_future(self.proc.wait())
+        exited: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
         try:
             done, _ = await asyncio.wait({self._ready, exited}, timeout=INIT_TIMEOUT_S,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -233,7 +233,7 @@ class Sandbox:
         self._queue.put_nowait(pending)
         self.invocations += 1
         assert self.proc is not None
-        exited = asyncio.ensure_future(self.proc.wait())
+        exited: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
         timed_out = False
         try:
             done, _ = await asyncio.wait({pending.done, exited}, timeout=spec.timeout_s,

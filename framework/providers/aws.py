@@ -588,6 +588,7 @@ class AwsProvider:
         try:
             resp = self._role_retry(lambda: lam.create_function(
                 **self._function_config(p), Publish=False, Tags=p["tags"],
+                Architectures=list(p.get("architectures") or ["x86_64"]),
                 Code={"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]}),
                 "Lambda", p["role_arn"])
         except ClientError as exc:
@@ -600,6 +601,9 @@ class AwsProvider:
 
     def _concurrency(self, p: Props) -> None:
         lam, name = self.client("lambda"), p["function_name"]
+        if p.get("concurrency") is None:  # none reserved (any earlier reservation released)
+            self._lambda_change(name, lambda: lam.delete_function_concurrency(FunctionName=name))
+            return
         try:
             self._lambda_change(name, lambda: lam.put_function_concurrency(
                 FunctionName=name, ReservedConcurrentExecutions=p["concurrency"]))
@@ -618,9 +622,11 @@ class AwsProvider:
     def update_lambda_function(self, p: Props, before: Entry | None) -> Outputs:
         lam = self.client("lambda")
         name = p["function_name"]
-        if before is None or before.props["code"] != p["code"]:
+        if before is None or any(before.props.get(k) != p.get(k)
+                                 for k in ("code", "architectures")):
             self._lambda_change(name, lambda: lam.update_function_code(
-                FunctionName=name, S3Bucket=p["code"]["bucket"], S3Key=p["code"]["key"]))
+                FunctionName=name, S3Bucket=p["code"]["bucket"], S3Key=p["code"]["key"],
+                Architectures=list(p.get("architectures") or ["x86_64"])))
             self._settled(name, after_update=True)
         resp = self._lambda_change(
             name, lambda: lam.update_function_configuration(**self._function_config(p)),

@@ -30,6 +30,10 @@ SKIPS = {
                    "endpoints; a VPC would add NAT gateways or endpoints and nothing to guard",
     "CKV_AWS_173": "customer-managed KMS key for Lambda environment variables: they hold names "
                    "and settings, never secrets (Lambda encrypts them at rest with an AWS key)",
+    "CKV_AWS_115": "function-level concurrency limit: reserved concurrency is opt-in per "
+                   "endpoint (`concurrency:`); a new account has 10 concurrent executions and "
+                   "Lambda refuses any reservation that leaves fewer than 10 unreserved, so a "
+                   "default reservation would fail the first deploy there",
     "CKV_AWS_158": "customer-managed KMS key for log groups: CloudWatch Logs encrypts every "
                    "group at rest already; a CMK would need a key policy per account for no "
                    "secret (access logs carry no bodies or headers)",
