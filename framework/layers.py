@@ -52,7 +52,7 @@ from framework.compile.names import layer_unit
 from framework.config.runtimes import RUNTIMES
 from framework.errors import ConfigError, Problem
 
-FORMAT = 1  # bump when what goes into a layer changes for the same wheels (prune rules)
+FORMAT = 2  # bump when what goes into a layer changes for the same wheels (prune rules)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for function + layers, unzipped
 MB = 1024 * 1024
@@ -128,7 +128,7 @@ class PruneRule:
 
 PRUNE: tuple[PruneRule, ...] = (
     PruneRule(r"(^|/)__pycache__/|\.pyc$",
-              "bytecode is compiled at import; wheels should carry none"),
+              "a wheel's own bytecode: the layer carries the runtime's, compiled when it is built"),
     PruneRule(r"^(numpy|scipy)/(.+/)?tests/",
               "the packages' own test suites (numpy/testing, which numpy imports, stays)"),
     PruneRule(r"^[^/]+\.data/(scripts|headers|data)/",
@@ -327,8 +327,38 @@ def _mode(info: zipfile.ZipInfo) -> int:
     return 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
 
 
-def write_layer_zip(wheel_paths: Sequence[Path], need: Need) -> tuple[bytes, int, list[str]]:
-    """The layer zip of ``wheel_paths`` for ``need``: (bytes, unzipped size, dropped dists).
+def compile_bytecode(sources: dict[str, bytes], python: Path) -> dict[str, bytes]:
+    """``python``'s bytecode of each ``.py`` in ``sources`` (layer paths → code), by the path of
+    its ``__pycache__`` file. Lambda's /opt is read-only: without these, every cold start
+    compiles every module it imports (INIT is billed). Unchecked-hash pycs are valid whatever
+    the files' times after extraction; code objects name ``/opt/<path>``, as on Lambda."""
+    with tempfile.TemporaryDirectory(prefix="mlops-pyc-") as tmp:
+        root = Path(tmp) / "opt"
+        for arcname, data in sources.items():
+            target = root / arcname
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        proc = subprocess.run(
+            [str(python), "-s", "-S", "-m", "compileall", "-q", "-j", "0", "-d", "/opt",
+             "--invalidation-mode", "unchecked-hash", str(root)],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+        out = {path.relative_to(root).as_posix(): path.read_bytes()
+               for path in root.rglob("*.pyc")}
+    if proc.returncode != 0:
+        # A file the runtime cannot compile (e.g. an old vendored module) is left as source,
+        # exactly as Lambda would meet it; anything else is an error.
+        failed = [line for line in proc.stdout.splitlines() if line.startswith("***")]
+        if not out or not failed:
+            raise ConfigError([Problem(where="layer", what="compiling the layer's bytecode "
+                                       f"failed: {(proc.stderr or proc.stdout)[-300:]}",
+                                       hint=f"check {python}")], source="layer")
+    return out
+
+
+def write_layer_zip(wheel_paths: Sequence[Path], need: Need,
+                    python: Path | None = None) -> tuple[bytes, int, list[str]]:
+    """The layer zip of ``wheel_paths`` for ``need``: (bytes, unzipped size, dropped dists),
+    with ``python``'s bytecode of every module when it is given.
 
     Entries sorted by name, fixed timestamps and modes: the same wheels give the same bytes.
     """
@@ -348,31 +378,42 @@ def write_layer_zip(wheel_paths: Sequence[Path], need: Need) -> tuple[bytes, int
                 if pruned(info.filename, need) or (info in c_api and not named):
                     continue
                 entries.setdefault(layer_path(info.filename), (path, info))
-    buf = io.BytesIO()
-    unzipped = 0
+    files: dict[str, tuple[bytes, int]] = {}  # layer path -> (bytes, mode)
     open_wheels: dict[Path, zipfile.ZipFile] = {}
     try:
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as out:
-            for arcname in sorted(entries):
-                path, info = entries[arcname]
-                src = open_wheels.get(path) or open_wheels.setdefault(path, zipfile.ZipFile(path))
-                data = src.read(info)
-                unzipped += len(data)
-                target = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
-                target.external_attr = _mode(info) << 16
-                target.compress_type = zipfile.ZIP_DEFLATED
-                out.writestr(target, data)
+        for arcname, (path, info) in entries.items():
+            src = open_wheels.get(path) or open_wheels.setdefault(path, zipfile.ZipFile(path))
+            files[arcname] = (src.read(info), _mode(info))
     finally:
         for zf in open_wheels.values():
             zf.close()
+    if python is not None:
+        sources = {name: data for name, (data, _) in files.items() if name.endswith(".py")}
+        for name, data in compile_bytecode(sources, python).items():
+            files[name] = (data, 0o644)
+    buf = io.BytesIO()
+    unzipped = 0
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as out:
+        for arcname in sorted(files):
+            data, mode = files[arcname]
+            unzipped += len(data)
+            target = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
+            target.external_attr = mode << 16
+            target.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(target, data)
     return buf.getvalue(), unzipped, dropped
 
 
 def build_layer(key: LayerKey, wheels: Sequence[Wheel], wheel_dir: Path, out_dir: Path, *,
                 code_bytes: int = 0) -> BuiltLayer:
     """Zip ``wheels`` (files in ``wheel_dir``) into ``out_dir/layer-<key>-<sha16>.zip``."""
+    from framework.interpreters import find_python
+
     need = NEEDS[key[0]]
-    data, unzipped, dropped = write_layer_zip([wheel_dir / w.file for w in wheels], need)
+    # The runtime's own interpreter compiles the bytecode (as `sam build` needs the runtime's
+    # Python): a python3.13 layer carries cpython-313 pycs.
+    data, unzipped, dropped = write_layer_zip([wheel_dir / w.file for w in wheels], need,
+                                              find_python(key[1]))
     check_unzipped(code_bytes, unzipped, f"layer {key_name(key)}")
     sha = hashlib.sha256(data).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -358,7 +358,10 @@ def test_real_layers_run_handlers_on_python313(tmp_path: Path,
         names = zipfile.ZipFile(build / built.file).namelist()
         assert "python/numpy/testing/__init__.py" in names
         assert "python/botocore/data/endpoints.json" in names
-        assert not any("/__pycache__/" in n for n in names)
+        # the runtime's bytecode of every module, and no other interpreter's
+        pycs = [n for n in names if n.endswith(".pyc")]
+        assert pycs and all(".cpython-313." in n and "/__pycache__/" in n for n in pycs)
+        assert "python/numpy/__pycache__/__init__.cpython-313.pyc" in names
         sizes[need] = (built.unzipped + code_bytes) / L.MB
         if need == "serve":  # rebuilt from the same wheels: the same bytes
             again = L.build_layer(built.key, built.wheels, build / "wheels", tmp_path / "again")
