@@ -46,7 +46,8 @@ t0 = time.perf_counter()
 import numpy, onnxruntime as ort
 t1 = time.perf_counter()
 # moto serves every service on one port and picks S3 by the credential scope (not checked)
-scope = "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+scope = ("AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/s3/aws4_request, "
+         "SignedHeaders=host, Signature=0")
 with urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={"Authorization": scope}),
                             timeout=30) as resp:
     data = resp.read()
