@@ -12,9 +12,9 @@
 - **floor**: a fresh ``python3.13 -s -S`` with ``PYTHONPATH`` = the deployed serve layer's
   ``python/`` (and ``PYTHONDONTWRITEBYTECODE=1``, as in the sandbox) that imports numpy and
   onnxruntime, fetches the same model bytes from the local S3 with a plain HTTP GET and creates
-  its ``InferenceSession``: import and model load reported apart. Once as the layer ships
-  (no ``.pyc``: every start compiles what it imports, like a read-only Lambda ``/opt``) and
-  once on a copy of the layer compiled with ``compileall`` (what shipping bytecode would buy).
+  its ``InferenceSession``: import and model load reported apart. Once on the layer as
+  deployed and once on a copy compiled again with ``compileall`` (what bytecode missing from
+  the layer would cost: a read-only ``/opt`` compiles what it imports on every start).
 
 Medians of ``--runs`` runs. Installs nothing. See bench/README.md.
 """
