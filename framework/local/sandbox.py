@@ -110,6 +110,11 @@ class _Pending:
     invoked_arn: str
     done: asyncio.Future[tuple[bytes | None, dict[str, Any] | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
+    timed_out: bool = False
+
+    def finish(self, payload: bytes | None, error: dict[str, Any] | None) -> None:
+        if not self.done.done():
+            self.done.set_result((payload, error))
 
 
 class Sandbox:
@@ -123,8 +128,11 @@ class Sandbox:
         self._server: asyncio.base_events.Server | None = None
         self._web: web.Server | None = None
         self._ready: asyncio.Future[dict[str, Any] | None] | None = None  # None: INIT ok
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._current: _Pending | None = None
+        # The event handed over: to a /next already waiting, or kept for the next /next.
+        self._waiting: asyncio.Future[_Pending] | None = None
+        self._queued: _Pending | None = None
+        self._current: _Pending | None = None  # handed out, not yet answered
+        self._exited: asyncio.Future[Any] | None = None
         self._log = -1
 
     # -- the Runtime API ------------------------------------------------------------------
@@ -147,7 +155,11 @@ class Sandbox:
     async def _next(self) -> web.StreamResponse:
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)  # the first /next ends INIT
-        pending = await self._queue.get()
+        pending, self._queued = self._queued, None
+        if pending is None:
+            self._waiting = asyncio.get_running_loop().create_future()
+            pending = await self._waiting
+            self._waiting = None
         self._current = pending
         self._write_log(f"START RequestId: {pending.request_id} Version: {self.spec.version}\n")
         return web.Response(body=pending.event, headers={
@@ -170,16 +182,16 @@ class Sandbox:
         self._current = None
         if what == "error":
             error = _error_body(body, request.headers, "Function.Unhandled")
-            pending.done.set_result((None, error))
+            pending.finish(None, error)
             return _accepted()
         if len(body) > MAX_RESPONSE:
-            pending.done.set_result((None, runtime_error(
+            pending.finish(None, runtime_error(
                 "Function.ResponseSizeTooLarge",
                 f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload "
-                f"size ({MAX_RESPONSE} bytes).")))
+                f"size ({MAX_RESPONSE} bytes)."))
             return web.json_response({"errorMessage": "response too large",
                                       "errorType": "RequestEntityTooLarge"}, status=413)
-        pending.done.set_result((body, None))
+        pending.finish(body, None)
         return _accepted()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -201,13 +213,10 @@ class Sandbox:
             str(spec.python), "-s", "-S", "-m", "awslambdaric", spec.handler,
             cwd=spec.task_root, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, start_new_session=True)
-        exited: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
-        try:
-            done, _ = await asyncio.wait({self._ready, exited}, timeout=INIT_TIMEOUT_S,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not exited.done():
-                exited.cancel()
+        exited = self._exited = asyncio.ensure_future(self.proc.wait())
+        exited.add_done_callback(self._on_exit)
+        done, _ = await asyncio.wait({self._ready, exited}, timeout=INIT_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
         self.init_ms = (time.perf_counter() - started) * 1000
         if self._ready in done and self._ready.result() is None:
             return None
@@ -230,31 +239,24 @@ class Sandbox:
         started = time.perf_counter()
         deadline_ms = int((time.time() + spec.timeout_s) * 1000)
         pending = _Pending(request_id, event, deadline_ms, invoked_arn)
-        self._queue.put_nowait(pending)
         self.invocations += 1
         assert self.proc is not None
-        exited: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
-        timed_out = False
-        try:
-            done, _ = await asyncio.wait({pending.done, exited}, timeout=spec.timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not exited.done():
-                exited.cancel()
-        duration_ms = (time.perf_counter() - started) * 1000
-        payload: bytes | None = None
-        error: dict[str, Any] | None
-        if pending.done in done:
-            payload, error = pending.done.result()
-        elif exited in done:
-            error = runtime_error("Runtime.ExitError", "Runtime exited with error: "
-                                  f"{_exit_text(self.proc.returncode)}")
+        if not self.alive:
+            pending.finish(None, self._exit_error())
+        elif self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(pending)
         else:
-            timed_out = True
+            self._queued = pending
+        timer = asyncio.get_running_loop().call_later(spec.timeout_s, self._on_timeout, pending)
+        try:
+            payload, error = await pending.done
+        finally:
+            timer.cancel()
+        duration_ms = (time.perf_counter() - started) * 1000
+        timed_out = pending.timed_out
+        if timed_out:
             self._write_log(f"{_stamp()} {request_id} Task timed out after "
                             f"{spec.timeout_s:.2f} seconds\n")
-            error = runtime_error("Sandbox.Timedout",
-                                  f"Task timed out after {spec.timeout_s:.2f} seconds")
         rss = _peak_rss_mb(self.proc.pid) if self.alive else None
         if (error is None and spec.memory_mb is not None and rss is not None
                 and rss > spec.memory_mb):
@@ -267,6 +269,21 @@ class Sandbox:
         init_ms = self.init_ms if cold else None
         self._report(request_id, duration_ms, rss, init_ms, error)
         return Result(payload, error, request_id, cold, init_ms, duration_ms, rss, timed_out)
+
+    def _on_timeout(self, pending: _Pending) -> None:
+        pending.timed_out = True
+        pending.finish(None, runtime_error(
+            "Sandbox.Timedout", f"Task timed out after {self.spec.timeout_s:.2f} seconds"))
+
+    def _exit_error(self) -> dict[str, Any]:
+        code = self.proc.returncode if self.proc is not None else None
+        return runtime_error("Runtime.ExitError", f"Runtime exited with error: {_exit_text(code)}")
+
+    def _on_exit(self, _: object) -> None:
+        """The process ended: whatever it was given fails."""
+        for pending in (self._current, self._queued):
+            if pending is not None:
+                pending.finish(None, self._exit_error())
 
     def _report(self, request_id: str, duration_ms: float, rss: int | None,
                 init_ms: float | None, error: dict[str, Any] | None) -> None:
