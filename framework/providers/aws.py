@@ -838,11 +838,12 @@ class AwsProvider:
 
     def delete_api_stage(self, entry: Entry, _destroying: bool) -> None:
         _ignore_missing(lambda: self.client("apigatewayv2").delete_stage(
-            ApiId=entry.props["api_id"], StageName=entry.props["stage"]))
+            ApiId=entry.outputs["api_id"], StageName=entry.outputs["stage"]))
 
     def exists_api_stage(self, entry: Entry) -> bool:
-        self.client("apigatewayv2").get_stage(ApiId=entry.props["api_id"],
-                                              StageName=entry.props["stage"])
+        # props hold the API as a reference; the outputs, what it resolved to
+        self.client("apigatewayv2").get_stage(ApiId=entry.outputs["api_id"],
+                                              StageName=entry.outputs["stage"])
         return True
 
     # -- lambda_permission ------------------------------------------------------------
