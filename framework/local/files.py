@@ -7,5 +7,5 @@ CODE_DIR = "code"  # extracted function zips, by sha256
 LOGS_DIR = "logs"  # what each function prints, and its START/END/REPORT lines
 SCHEDULER_FILE = "scheduler.json"  # the local scheduler's last fire per rule
 OUTBOX_DIR = "outbox"  # every SES message sent to the control plane, as .eml
-LAYERS_DIR = "layers"  # extracted layer zips, by sha256 (what Lambda mounts under /opt)
-RUNTIMES_DIR = "runtimes"  # awslambdaric per runtime and architecture (Lambda's /var/runtime)
+LAYERS_DIR = "layers"  # extracted layer zips, by sha256 (what Lambda mounts under /opt); shared
+RUNTIMES_DIR = "runtimes"  # awslambdaric + SDK per runtime and architecture (/var/runtime); shared

@@ -312,7 +312,7 @@ class Runner:
                 with zipfile.ZipFile(io.BytesIO(body)) as archive:
                     archive.extractall(tmp)
                 _read_only(tmp)
-                os.rename(tmp, target)
+                _publish(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -330,8 +330,9 @@ class Runner:
         content = self._lambda(fn.region).get_layer_version(
             LayerName=layer, VersionNumber=int(number))["Content"]
         sha_hex = _sha_hex(content["CodeSha256"])
+        # By content, shared by every local AWS of this machine (100 MB each, read-only).
         return self._fetch(fn.region, fn.registry, names.layer_key(sha_hex), sha_hex,
-                           self.home / LAYERS_DIR / sha_hex, arn)
+                           shared_cache() / LAYERS_DIR / sha_hex, arn)
 
     def _env(self, fn: FunctionVersion, code_dir: Path, runtime_dir: Path,
              layers: tuple[Path, ...]) -> dict[str, str]:
@@ -382,7 +383,8 @@ class Runner:
         python = find_python(fn.runtime)
         code_dir = self.code_dir(fn)
         layers = tuple(self.layer_dir(fn, arn) for arn in fn.layers)
-        runtime_dir = install_runtime(self.home / RUNTIMES_DIR, fn.runtime, fn.architecture)
+        runtime_dir = install_runtime(shared_cache() / RUNTIMES_DIR, fn.runtime,
+                                      fn.architecture)
         log_path = self.home / LOGS_DIR / f"{fn.name}.log"
         self.logs.register(log_path, fn.region, fn.name)
         return SandboxSpec(
@@ -491,10 +493,19 @@ class Runner:
 _INSTALL_LOCK = threading.Lock()
 
 
+def shared_cache() -> Path:
+    """Where what is the same for every local AWS of this machine is kept: runtimes and
+    extracted layers (the machine cache of ``framework.layers``)."""
+    from framework.layers import machine_cache
+
+    return machine_cache() / "local"
+
+
 def install_runtime(root: Path, runtime: str, arch: str) -> Path:
     """The runtime's own directory (Lambda's /var/runtime) under ``root``:
     ``RUNTIME_PACKAGES`` for ``runtime``'s Python version, installed once from their wheels."""
-    target = root / f"{runtime}-{arch}"
+    tag = hashlib.sha256(" ".join(RUNTIME_PACKAGES).encode()).hexdigest()[:8]
+    target = root / f"{runtime}-{arch}-{tag}"
     if target.is_dir():
         return target
     with _INSTALL_LOCK:
@@ -513,8 +524,18 @@ def install_runtime(root: Path, runtime: str, arch: str) -> Path:
                              f"{proc.stderr.strip()[-300:]}", where=f"runtime {runtime}",
                              hint="pip needs PyPI (or its cache) once per runtime")
         _read_only(tmp)
-        os.rename(tmp, target)
+        _publish(tmp, target)
     return target
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Move a finished tree into place; another process may have put the same one first."""
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_only(root: Path) -> None:

@@ -31,6 +31,8 @@ from framework import local
 from framework.compile import names
 from framework.interpreters import find_python
 from framework.local import sandbox as sandbox_module
+from framework.local.files import RUNTIMES_DIR
+from framework.local.runner import install_runtime, shared_cache
 from framework.local.sandbox import Result, Sandbox, SandboxSpec
 from tests.e2e.conftest import Project, trained  # noqa: F401  (the session's trained models)
 from tests.ports import free_port_pair
@@ -189,8 +191,7 @@ def shipped_spec(dep: Deployment, arn: str, work: Path) -> SandboxSpec:
     runtime = str(cfg.get("Runtime") or "python3.13")
     arch = str((cfg.get("Architectures") or ["x86_64"])[0])
     # Lambda's /var/runtime (awslambdaric + boto3): the one the daemon installed for the runtime
-    runtime_dir = dep.aws.home / "runtimes" / f"{runtime}-{arch}"
-    assert runtime_dir.is_dir(), f"{runtime_dir} missing: the daemon has not run {runtime} yet"
+    runtime_dir = install_runtime(shared_cache() / RUNTIMES_DIR, runtime, arch)
     memory = int(cfg.get("MemorySize") or 128)
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -263,11 +264,9 @@ def shipped(deployment: Deployment,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shipped]:
     loop = Loop()
     # Answers are compared here, not INIT times: the stand-alone copy gets more than Lambda's
-    # 10 s INIT limit, so a loaded machine does not fail it (the daemon keeps the real limit;
-    # the monitor's INIT is close to it, ~9 s on 2 vCPU, compiling its layer on every start).
+    # 10 s INIT limit, so a loaded machine does not fail it (the daemon keeps the real limit).
     patch = pytest.MonkeyPatch()
     patch.setattr(sandbox_module, "INIT_TIMEOUT_S", 60.0)
-    # The daemon installs the runtime's packages on its first invoke: one request first.
     reply = deployment.request("GET", "/v2/health/live", {"host": deployment.host})
     assert reply.status == 200, reply
     out = Shipped(deployment, loop, tmp_path_factory.mktemp("shipped"))
