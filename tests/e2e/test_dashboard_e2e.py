@@ -14,6 +14,8 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from framework import local
 from framework.dashboard import broken_links
 from framework.dashboard.site import links
@@ -100,22 +102,22 @@ def test_dashboard_of_the_deployed_example_in_a_browser(project: Project) -> Non
     assert "exists and is accessible" in after.stdout and "verified" in after.stdout
 
 
-def test_doctor_layer_check_for_aws(project: Project) -> None:
+def test_doctor_layer_check(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     from framework.config.models import TargetKind
-    from framework.doctor import FAIL, OK, layer_check
+    from framework.doctor import FAIL, OK, WARN, layer_check
     from framework.workflow import Workspace, compile_workspace
 
     ws = Workspace.open(project.yaml, "prod")
+    graph = compile_workspace(ws, "123456789012", "eu-west-1")  # builds the layers it needs
+    assert graph.resources["function.predict"].props["layers"]
     check = layer_check(ws, TargetKind.aws)
-    graph = compile_workspace(ws, "123456789012", "eu-west-1")
-    fn = graph.resources["function.predict"]
-    assert check.status == (OK if fn.props.get("layers") else FAIL), check
-    if check.status == FAIL:
-        assert "onnxruntime" in check.detail and "mlops layer build" in check.hint
-        assert "none built" in check.detail
-    built = project.root / ".mlops" / "build" / "layer-x86_64-0123456789abcdef.zip"
-    built.write_bytes(b"PK\x05\x06" + bytes(18))  # what `mlops layer build` names its zip
-    again = layer_check(ws, TargetKind.aws)
-    assert built.name in again.detail
-    if again.status == FAIL:
-        assert "attach the built layer" in again.hint
+    assert check.status == OK and "serve-py313-x86_64" in check.detail, check
+    for manifest in (ws.home / "build").glob("layer-*.json"):
+        manifest.unlink()
+    missing = layer_check(ws, TargetKind.aws)
+    assert missing.status == WARN and "not built yet" in missing.detail
+    assert "mlops deploy" in missing.hint
+    # locally the runtime's own interpreter runs the functions: its absence is said plainly
+    monkeypatch.setenv("MLOPS_PYTHON3_13", str(project.root / "no-such-python"))
+    local_ = layer_check(ws, TargetKind.local)
+    assert local_.status == FAIL and "MLOPS_PYTHON3_13" in local_.detail
