@@ -11,10 +11,11 @@
 - **mlflow**: ``mlflow models serve --env-manager local`` started → first 200 answer;
 - **floor**: a fresh ``python3.13 -s -S`` with ``PYTHONPATH`` = the deployed serve layer's
   ``python/`` (and ``PYTHONDONTWRITEBYTECODE=1``, as in the sandbox) that imports numpy and
-  onnxruntime, fetches the same model bytes from the local S3 with a plain HTTP GET and creates
-  its ``InferenceSession``: import and model load reported apart. Once on the layer as
-  deployed and once on a copy compiled again with ``compileall`` (what bytecode missing from
-  the layer would cost: a read-only ``/opt`` compiles what it imports on every start).
+  onnxruntime, fetches the same model bytes from the local S3 with boto3 (SigV4, as a
+  function must on AWS) and creates its ``InferenceSession``: import and model load
+  reported apart. Once on the layer as deployed and once on a copy compiled again with
+  ``compileall`` (what bytecode missing from the layer would cost: a read-only ``/opt``
+  compiles what it imports on every start).
 
 Medians of ``--runs`` runs. Installs nothing. See bench/README.md.
 """
@@ -41,16 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve  # noqa: E402  (bench/serve.py: training, deploy, mlflow)
 
 FLOOR = r'''
-import json, sys, time, urllib.request
+import json, sys, time
 t0 = time.perf_counter()
 import numpy, onnxruntime as ort
 t1 = time.perf_counter()
-# moto serves every service on one port and picks S3 by the credential scope (not checked)
-scope = ("AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/s3/aws4_request, "
-         "SignedHeaders=host, Signature=0")
-with urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={"Authorization": scope}),
-                            timeout=30) as resp:
-    data = resp.read()
+# as a function must on AWS: the SDK (SigV4), from the layer, fetches the object
+import boto3
+control, bucket, key = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=control, region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 t2 = time.perf_counter()
 opts = ort.SessionOptions(); opts.intra_op_num_threads = 1; opts.inter_op_num_threads = 1
 sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
@@ -136,7 +137,8 @@ def mlflow_starts(mlflow: str, work: Path, body: bytes, runs: int) -> dict[str, 
     return {"start_ms": _med(took), "runs": took}
 
 
-def floor(layer_python: Path, model_url: str, runs: int, label: str) -> dict[str, Any]:
+def floor(layer_python: Path, model: tuple[str, str, str], runs: int, label: str,
+          ) -> dict[str, Any]:
     from framework.interpreters import find_python
 
     python = str(find_python("python3.13"))
@@ -145,7 +147,7 @@ def floor(layer_python: Path, model_url: str, runs: int, label: str) -> dict[str
     rows: list[dict[str, float]] = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        out = subprocess.run([python, "-s", "-S", "-c", FLOOR, model_url], env=env,
+        out = subprocess.run([python, "-s", "-S", "-c", FLOOR, *model], env=env,
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"floor run failed:\n{out.stderr[-2000:]}")
@@ -193,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             layer_python = spec.layers[0] / "python"
             from framework.runtime.inference import registry_key
 
-            model_url = (f"{deployed.control_url}/{fn.env['MLOPS_REGISTRY_BUCKET']}/"
-                         + registry_key(fn.env["MLOPS_MODEL_NAME"],
-                                        fn.env["MLOPS_MODEL_VERSION"], "model.onnx"))
-            results["floor"] = floor(layer_python, model_url, args.runs, "layer as shipped")
-            results["floor_pyc"] = floor(compiled_copy(layer_python, work), model_url,
+            model = (deployed.control_url, fn.env["MLOPS_REGISTRY_BUCKET"],
+                     registry_key(fn.env["MLOPS_MODEL_NAME"], fn.env["MLOPS_MODEL_VERSION"],
+                                  "model.onnx"))
+            results["floor"] = floor(layer_python, model, args.runs, "layer as shipped")
+            results["floor_pyc"] = floor(compiled_copy(layer_python, work), model,
                                          args.runs, "precompiled .pyc")
             serve.stop_example(deployed)
             deployed = None
@@ -233,7 +235,7 @@ def report(r: dict[str, Any]) -> None:
     if ml is not None:
         row("mlflow models serve: start → first answer", ml["start_ms"])
     row("floor: python3.13 -s -S, layer as shipped (process wall)", f["wall_ms"])
-    print(f"| … import numpy + onnxruntime / fetch model (HTTP GET) / InferenceSession | "
+    print(f"| … import numpy + onnxruntime / fetch model (boto3 + GET) / InferenceSession | "
           f"{f['import_ms']:.0f} / {f['fetch_ms']:.1f} / {f['session_ms']:.1f} | |")
     row("floor with the layer precompiled (.pyc), process wall", fc["wall_ms"])
     print(f"| … import / fetch / InferenceSession | {fc['import_ms']:.0f} / "
