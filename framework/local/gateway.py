@@ -161,6 +161,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._reloading = False
         self._site: asyncio.base_events.Server | None = None
+        self._web: web.Server | None = None
         self.metrics = Metrics()
         self.metrics.callbacks.update({
             "mlops_log_events_shipped_total": ("counter", lambda: runner.logs.shipped),
@@ -331,14 +332,17 @@ class Gateway:
         # traversed by every full collection, a pause of milliseconds on the request path.
         gc.collect()
         gc.freeze()
-        server = web.Server(self.handle, access_log=None)
+        self._web = web.Server(self.handle, access_log=None)
         self._site = await asyncio.get_running_loop().create_server(
-            server, host, port, backlog=128, reuse_address=True)
+            self._web, host, port, backlog=128, reuse_address=True)
 
     async def stop(self) -> None:
         if self._site is not None:
             self._site.close()
             self._site = None
+        if self._web is not None:
+            await self._web.shutdown(1.0)  # requests in flight finish, idle connections close
+            self._web = None
 
 
 async def _read_body(request: web.BaseRequest) -> bytes | None:
