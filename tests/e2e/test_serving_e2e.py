@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -163,7 +164,11 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
     assert first["lambda_version"] == "1" and first["inputs"] == row
     assert first["prediction"] == native["predictions"][1]
     assert first["probabilities"] == native["probabilities"][1]
-    assert len(d.objects("capture/predict/")) < 6  # batches, not one object per request
+    keys = d.objects("capture/predict/")
+    assert len(keys) < 6  # batches, not one object per request
+    # as Firehose names them: the stream's prefix, its name and version, time, gzip
+    assert all(re.fullmatch(r"capture/predict/dt=\d{4}-\d\d-\d\d/cancer-dx-dev-predict-capture-"
+                            r"\d+-\d{4}(-\d\d){5}-[\w-]+\.gz", k) for k in keys), keys
 
     # metrics
     status, _, text = http("GET", f"{d.gateway}/metrics")
@@ -173,7 +178,6 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
     assert 'mlops_request_duration_seconds_bucket{endpoint="predict",version="1",le="+Inf"}' \
         in text
     assert 'mlops_invocations_total{endpoint="predict",version="1",start="cold"} 1' in text
-    assert "mlops_capture_records_total 6" in text
 
     # structured logs reached CloudWatch Logs on the control plane
     group = "/aws/lambda/cancer-dx-dev-predict"
@@ -301,6 +305,18 @@ def _load(d: Deployed, seconds: float, clients: int, kill_after: float | None,
         finally:
             c.close()
 
+    def warm_up() -> None:  # one environment per client first (INIT takes seconds here)
+        status, _, raw = Client(d.url, {}).call("POST", body)
+        assert status == 200, raw
+        with lock:
+            served.append(json.loads(raw)["request_id"])
+
+    warm = [threading.Thread(target=warm_up) for _ in range(clients)]
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
+    stop = time.monotonic() + seconds
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
@@ -311,21 +327,25 @@ def _load(d: Deployed, seconds: float, clients: int, kill_after: float | None,
         os.kill(pids[0], signal.SIGKILL)
     for t in threads:
         t.join()
-    assert not failures, failures[:3]
+    # Lambda does not retry a synchronous invocation: only the request the killed environment
+    # was running may fail (502, as API Gateway answers a function that died).
+    assert len(failures) <= (0 if kill_after is None else 1), failures[:3]
     return served, statuses, rows
 
 
 def _check_capture(d: Deployed, served: list[str], statuses: list[int], rows: int) -> None:
-    assert statuses and all(s < 500 for s in statuses), sorted(set(statuses))
+    assert statuses and sum(s >= 500 for s in statuses) <= 1, sorted(set(statuses))
     d.flush()
     captured = d.records("capture/predict/dt=")
     keys = [(c["request_id"], c["row"]) for c in captured]
     assert len(keys) == len(set(keys)), "a capture record was doubled"
     got, want = {k[0] for k in keys}, set(served)
-    assert got == want, (f"captured != served: {len(got - want)} captured but not served "
-                         f"{sorted(got - want)[:3]}, {len(want - got)} served but not captured "
-                         f"{sorted(want - got)[:3]}")
-    assert len(captured) == len(served) * rows
+    # Every answer was captured; a request whose environment died after sending its capture
+    # but before answering is captured and not served (at most the one in flight).
+    assert want <= got and len(got - want) <= 1, (
+        f"{len(got - want)} captured but not served {sorted(got - want)[:3]}, "
+        f"{len(want - got)} served but not captured {sorted(want - got)[:3]}")
+    assert len(captured) == len(got) * rows
 
 
 def test_load_with_worker_killed_short(deployed: Deployed) -> None:
@@ -346,38 +366,31 @@ def test_sample_rate_is_exact_per_request_id(project: Project) -> None:
 
     project.edit("capture: {sample_rate: 1.0}", "capture: {sample_rate: 0.3}")
     d = _deploy(project)
-    served, statuses, rows = _load(d, seconds=1.5, clients=2, kill_after=None)
+    served, statuses, rows = _load(d, seconds=3, clients=2, kill_after=None)
     d.flush()
     captured = {c["request_id"] for c in d.records("capture/predict/dt=")}
     expected = {r for r in served if sampled(r, 0.3)}
     assert captured == expected and 0 < len(expected) < len(served)
 
 
-def test_direct_answers_captured_across_a_daemon_crash(project: Project,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Answers a worker gave on a handed connection wait on its page (a file) until it sleeps;
-    a daemon SIGKILLed meanwhile loses none of their capture records."""
-    import http.client
-    from urllib.parse import urlsplit
-
-    monkeypatch.setenv("MLOPS_LOCAL_SPIN_US", "20000000")  # the workers stay awake 20 s
+def test_accepted_captures_survive_a_daemon_crash(project: Project,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Firehose accepted each request's capture before the handler answered; the local
+    Firehose spooled it first, so a daemon SIGKILLed before delivering loses none."""
+    monkeypatch.setenv("MLOPS_FIREHOSE_FLUSH_S", "600")  # nothing is delivered on its own
     d = _deploy(project)
-    parts = urlsplit(d.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    c = Client(d.url, {})
     served = []
     for _ in range(10):
-        conn.request("POST", parts.path, body=project.sample(),
-                     headers={"content-type": "application/json"})
-        resp = conn.getresponse()
-        body = json.loads(resp.read())
-        assert resp.status == 200
-        served.append((body["request_id"], resp.getheader("server")))
-    assert [s for _, s in served[1:]] == ["mlops-local"] * 9  # answered by the worker
+        status, _, raw = c.call("POST", project.sample())
+        assert status == 200
+        served.append(json.loads(raw)["request_id"])
+    c.close()
     state = json.loads((project.root / ".mlops/local/daemon.json").read_text())
     os.kill(state["pid"], signal.SIGKILL)
     time.sleep(0.5)
-    assert list((project.root / ".mlops/local/capture-spool/pages").glob("*.page"))
+    assert list((project.root / ".mlops/local/firehose-spool").glob("*.open"))  # undelivered
     project.mlops("local", "start")
     d.flush()
     captured = {c["request_id"] for c in d.records("capture/predict/dt=")}
-    assert captured == {rid for rid, _ in served}
+    assert captured == set(served)

@@ -230,10 +230,17 @@ def test_daemon_fires_rules_when_its_clock_moves(deployed: Any) -> None:
         assert _post(f"{gateway}/_mlops/clock", {"advance": 600})["fires"] == []
         state = json.loads((deployed.aws.home / "scheduler.json").read_text())["rules"][arn]
         assert state["last_fire"]["scheduled"] == fire["scheduled"]
-        # The runner's synchronous invoke, for the CLI.
-        called = _post(f"{gateway}/_mlops/invoke", {"function": deployed.function_arn,
-                                                    "qualifier": "2", "event": {"x": 1}})
-        assert called["ok"] and called["executed_version"] == "2"
+        # Lambda's Invoke on the control plane runs the function too (moto's never runs code).
+        lam = deployed.conn.client("lambda")
+        called = lam.invoke(FunctionName=deployed.function_arn, Qualifier="2",
+                            Payload=json.dumps({"x": 1}).encode())
+        assert called["StatusCode"] == 200 and called["ExecutedVersion"] == "2"
+        assert "FunctionError" not in called
+        assert json.loads(json.loads(called["Payload"].read())["body"])["event"] == {"x": 1}
+        failed = lam.invoke(FunctionName=deployed.function_arn, Qualifier="2",
+                            Payload=json.dumps({"queryStringParameters": {"mode": "raise"}}))
+        assert failed["FunctionError"] == "Unhandled"
+        assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
     finally:
         events.remove_targets(Rule="every-5", Ids=["echo"])
         events.delete_rule(Name="every-5")
