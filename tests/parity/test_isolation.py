@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from framework.interpreters import find_python
+from framework.local.files import RUNTIMES_DIR
+from framework.local.runner import install_runtime, shared_cache
 from framework.local.sandbox import Sandbox, SandboxSpec
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,8 +38,8 @@ def handler(event, context):
 def test_sys_path_is_task_root_layers_and_runtime_only(shipped: object,
                                                        deployment: object,
                                                        tmp_path: Path) -> None:
-    # the runtime's directory the daemon installed (after the session's first request)
-    runtime_dir = deployment.aws.home / "runtimes" / "python3.13-x86_64"  # type: ignore[attr-defined]
+    # the runtime's directory (Lambda's /var/runtime), as the daemon installs it
+    runtime_dir = install_runtime(shared_cache() / RUNTIMES_DIR, "python3.13", "x86_64")
     task = tmp_path / "task"
     task.mkdir()
     with zipfile.ZipFile(tmp_path / "probe.zip", "w") as zf:
