@@ -53,14 +53,23 @@ def _service() -> Service:
     return service
 
 
+_answered: list[bool] = []  # non-empty once this environment answered a request
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    answered = bool(_answered)
+    _answered[:] = [True]
     try:
         service = _service()
     except ModelUnavailableError as e:
         print(f"[mlops] MODEL UNAVAILABLE: {e}", file=sys.stderr, flush=True)
+        request_id = getattr(context, "aws_request_id", None)
         body = {"error": "model_unavailable", "message": "the model cannot be served right now",
-                "request_id": getattr(context, "aws_request_id", None)}
-        return http.json_response(503, body)
+                "request_id": request_id}
+        return http.json_response(503, body, {  # what Service.handle sets on every answer
+            "x-mlops-executed-version": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", ""),
+            "x-mlops-cold-start": "false" if answered else "true",
+            "x-mlops-request-id": str(request_id or "")})
     return service.handle(event, context)
 
 

@@ -129,8 +129,12 @@ def test_sha_mismatch_is_503_without_internals(
 
 def test_missing_model_is_503(registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_MODEL_VERSION", "9.9.9")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "3")
     status, body = _call(event(body={"instances": [ROW]}))
     assert (status, body["error"]) == (503, "model_unavailable")
+    headers = inference.handler(event(body={"instances": [ROW]}), CONTEXT)["headers"]
+    assert headers["x-mlops-executed-version"] == "3"  # as on every answer of the handler
+    assert headers["x-mlops-cold-start"] == "false"
 
 
 def test_unexpected_error_is_500_with_traceback_in_logs_only(
