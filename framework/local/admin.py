@@ -19,14 +19,13 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from framework.errors import MlopsError
 
 from .apigw import HttpResponse, json_response
-from .journal import Environ, StartResponse, WSGIApp, read_body
+from .journal import Environ, StartResponse, WSGIApp, json_answer, read_body
 from .runner import Runner
 from .scheduler import Scheduler, iso, parse_iso
 
@@ -39,9 +38,7 @@ def invoke_outcome(runner: Runner, function: str, qualifier: str | None,
                    event: Any) -> dict[str, Any]:
     """Invoke through the runner; the outcome as JSON-ready data."""
     result = runner.invoke(function, qualifier, event)
-    error = result.error
-    if result.timed_out and error is None:
-        error = {"errorType": "TimeoutError", "errorMessage": "Task timed out"}
+    error = result.error  # a timeout is one too (Sandbox.Timedout)
     return {"ok": error is None, "payload": result.payload, "error": error,
             "executed_version": result.executed_version, "request_id": result.request_id,
             "duration_ms": round(result.duration_ms, 1), "timed_out": result.timed_out}
@@ -112,25 +109,25 @@ class InvokeMiddleware:
         try:
             event = json.loads(read_body(environ) or b"{}")
         except ValueError:
-            return _reply(start_response, 400, {"Type": "User", "message": "Could not parse "
+            return json_answer(start_response, 400, {"Type": "User", "message": "Could not parse "
                                                 "request body into json"},
                           [("x-amzn-ErrorType", "InvalidRequestContentException")])
         if kind == "DryRun":
-            return _reply(start_response, 204, None, [])
+            return json_answer(start_response, 204, None, [])
         if kind == "Event":
             threading.Thread(target=self._run, args=(function, qualifier, event),
                              name="invoke-event", daemon=True).start()
-            return _reply(start_response, 202, None, [])
+            return json_answer(start_response, 202, None, [])
         try:
             result = self.runner.invoke(function, qualifier, event)
         except MlopsError as e:
-            return _reply(start_response, 404, {"Type": "User", "message": str(e)},
+            return json_answer(start_response, 404, {"Type": "User", "message": str(e)},
                           [("x-amzn-ErrorType", "ResourceNotFoundException")])
         headers = [("X-Amz-Executed-Version", result.executed_version)]
         if result.error is not None:
             headers.append(("X-Amz-Function-Error", "Unhandled"))
-            return _reply(start_response, 200, result.error, headers)
-        return _reply(start_response, 200, result.payload, headers)
+            return json_answer(start_response, 200, result.error, headers)
+        return json_answer(start_response, 200, result.payload, headers)
 
     def _run(self, function: str, qualifier: str | None, event: Any) -> None:
         try:
@@ -140,11 +137,3 @@ class InvokeMiddleware:
 
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
-
-
-def _reply(start_response: StartResponse, status: int, payload: Any,
-           headers: list[tuple[str, str]]) -> list[bytes]:
-    data = b"" if payload is None and status in (202, 204) else json.dumps(payload).encode()
-    start_response(f"{status} {HTTPStatus(status).phrase}", [
-        ("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers])
-    return [data]

@@ -34,9 +34,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .journal import Environ, StartResponse, WSGIApp, read_body
+from .journal import Environ, StartResponse, WSGIApp, json_answer, read_body
 from .motoapp import scope_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,7 @@ _EXPRESSION = re.compile(r"!\{(timestamp|firehose):([^}]*)\}")
 _JAVA_TIME = (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"),
               ("ss", "%S"))
 FIREHOSE_TARGET = "Firehose_20150804."
+AMZ_JSON = "application/x-amz-json-1.1"
 
 
 @dataclass(frozen=True)
@@ -123,25 +123,20 @@ class FirehoseMiddleware:
             records = ([base64.b64decode(r["Data"]) for r in call["Records"]]
                        if target.endswith("Batch") else [base64.b64decode(call["Record"]["Data"])])
         except (ValueError, KeyError, TypeError):
-            return _answer(start_response, 400, {"__type": "InvalidArgumentException",
-                                                 "message": "malformed request"})
+            return json_answer(start_response, 400, {"__type": "InvalidArgumentException",
+                                                     "message": "malformed request"},
+                               content_type=AMZ_JSON)
         stream = lookup_stream(scope[0], scope[1], name) if scope else None
         if stream is None or scope is None:
             return self.app(environ, start_response)  # moto answers (e.g. not found)
         self.engine.add(scope[1], stream, records)
         ids = [{"RecordId": uuid.uuid4().hex} for _ in records]
         if target.endswith("Batch"):
-            return _answer(start_response, 200, {"FailedPutCount": 0, "Encrypted": False,
-                                                 "RequestResponses": ids})
-        return _answer(start_response, 200, {"RecordId": ids[0]["RecordId"], "Encrypted": False})
-
-
-def _answer(start_response: StartResponse, status: int, payload: dict[str, Any],
-            ) -> list[bytes]:
-    data = json.dumps(payload).encode()
-    start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}", [
-        ("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))])
-    return [data]
+            return json_answer(start_response, 200, {
+                "FailedPutCount": 0, "Encrypted": False, "RequestResponses": ids},
+                content_type=AMZ_JSON)
+        return json_answer(start_response, 200, {
+            "RecordId": ids[0]["RecordId"], "Encrypted": False}, content_type=AMZ_JSON)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -135,6 +136,16 @@ def read_body(environ: Environ) -> bytes:
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     return body
+
+
+def json_answer(start_response: StartResponse, status: int, payload: Any,
+                headers: list[tuple[str, str]] | None = None,
+                content_type: str = "application/json") -> list[bytes]:
+    """A JSON answer from a WSGI engine in front of moto (202/204 with no payload: no body)."""
+    data = b"" if payload is None and status in (202, 204) else json.dumps(payload).encode()
+    start_response(f"{status} {HTTPStatus(status).phrase}", [
+        ("Content-Type", content_type), ("Content-Length", str(len(data))), *(headers or [])])
+    return [data]
 
 
 class Journal:

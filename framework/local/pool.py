@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .sandbox import Result, Sandbox, SandboxSpec, runtime_error
+from .sandbox import Result, Sandbox, SandboxSpec
 
 
 class PoolClosed(Exception):
@@ -61,5 +61,3 @@ class Pool:
         sandboxes, self._all, self._idle = list(self._all), set(), []
         await asyncio.gather(*(s.kill() for s in sandboxes))
 
-
-__all__ = ["Pool", "PoolClosed", "Result", "runtime_error"]

@@ -135,13 +135,6 @@ class _TTLCache:
         self._data: dict[tuple[str, ...], tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...]) -> Any:
-        with self._lock:
-            hit = self._data.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
-            return None
-        return hit[1]
-
     def lookup(self, key: tuple[str, ...]) -> tuple[Any, bool]:
         """(value or None, still fresh)."""
         with self._lock:
@@ -423,11 +416,14 @@ class Runner:
                        ) -> tuple[FunctionVersion, bool, str] | None:
         """``target`` when the caches can answer it without a control-plane call."""
         name, region, qual = parse_function(function, qualifier, self.region)
-        if not (qual == "$LATEST" or qual.isdigit()) and self._aliases.lookup(
-                (region, name, qual))[0] is None:
-            return None
-        version, _ = self.resolve(name, region, qual)
-        if self._versions.lookup((region, name, version))[0] is None:
+        versions = [qual]
+        if not (qual == "$LATEST" or qual.isdigit()):
+            alias = self._aliases.lookup((region, name, qual))[0]
+            if alias is None:
+                return None
+            primary, weights = alias
+            versions = [str(primary), *weights]  # whichever the weights draw (drawn once, below)
+        if any(self._versions.lookup((region, name, v))[0] is None for v in versions):
             return None
         return self.target(function, qualifier)
 

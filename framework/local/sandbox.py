@@ -132,6 +132,7 @@ class Sandbox:
         self._waiting: asyncio.Future[_Pending] | None = None
         self._queued: _Pending | None = None
         self._current: _Pending | None = None  # handed out, not yet answered
+        # The process's wait, held here: its callback fails what the process was given.
         self._exited: asyncio.Future[Any] | None = None
         self._log = -1
 
@@ -223,8 +224,8 @@ class Sandbox:
         if self._ready in done:
             error = self._ready.result()
         elif exited in done:
-            error = runtime_error("Runtime.ExitError", "Runtime exited with error: exit status "
-                                  f"{self.proc.returncode} during INIT")
+            error = self._exit_error()
+            error["errorMessage"] += " during INIT"
         else:
             error = runtime_error("Runtime.InitTimeout",
                                   f"INIT did not finish within {INIT_TIMEOUT_S:.0f} seconds")
