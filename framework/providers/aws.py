@@ -25,6 +25,7 @@ Waits use ``sleep`` and ``clock``, which tests replace.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import time
@@ -829,11 +830,8 @@ class AwsProvider:
             _ignore_missing(lambda: api.delete_access_log_settings(ApiId=p["api_id"],
                                                                    StageName=p["stage"]))
         for key in sorted(set(old.get("route_throttles", {})) - set(p["route_throttles"])):
-            try:
-                api.delete_route_settings(ApiId=p["api_id"], StageName=p["stage"], RouteKey=key)
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
+            _ignore_missing(functools.partial(api.delete_route_settings, ApiId=p["api_id"],
+                                              StageName=p["stage"], RouteKey=key))
         return {"stage": p["stage"], "api_id": p["api_id"]}
 
     def delete_api_stage(self, entry: Entry, _destroying: bool) -> None:
