@@ -58,7 +58,8 @@ _answered: list[bool] = []  # non-empty once this environment answered a request
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     answered = bool(_answered)
-    _answered[:] = [True]
+    if not answered:
+        _answered.append(True)
     try:
         service = _service()
     except ModelUnavailableError as e:
