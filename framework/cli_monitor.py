@@ -65,6 +65,7 @@ def _invoke_deployed(session: Any, name: str, event: dict[str, Any]) -> dict[str
     """Run the deployed monitor function with Lambda's ``Invoke`` (on AWS, or the local AWS's
     Lambda service alike)."""
     from framework.compile import names
+    from framework.compile.compiler import MONITOR_TIMEOUT
 
     t = session.target
     fn = names.function_name(session.ws.project, session.ws.stage, names.monitor_unit(name))
@@ -72,8 +73,9 @@ def _invoke_deployed(session: Any, name: str, event: dict[str, Any]) -> dict[str
         flush = urllib.request.Request(f"{t.gateway_url}/_mlops/flush", method="POST", data=b"")
         with contextlib.suppress(OSError):
             urllib.request.urlopen(flush, timeout=30).read()
-    # A run may take the function's whole timeout (15 min at most); never retried.
-    lam = dataclasses.replace(t.conn, read_timeout=960.0, max_attempts=1).client("lambda")
+    # A run may take the function's whole timeout; never retried.
+    lam = dataclasses.replace(t.conn, read_timeout=MONITOR_TIMEOUT + 30.0,
+                              max_attempts=1).client("lambda")
     try:
         resp = lam.invoke(FunctionName=fn, Qualifier=names.ALIAS,
                           Payload=json.dumps(event).encode())
@@ -85,7 +87,8 @@ def _invoke_deployed(session: Any, name: str, event: dict[str, Any]) -> dict[str
         err = payload if isinstance(payload, dict) else {}
         raise MonitorError(f"monitor function {fn} failed: {err.get('errorType')}: "
                            f"{err.get('errorMessage')}", where=fn,
-                           hint="its log: mlops logs, or CloudWatch /aws/lambda/" + fn)
+                           hint=f"its log: CloudWatch Logs /aws/lambda/{fn} (locally also "
+                                ".mlops/local/logs/)")
     summary: dict[str, Any] = payload
     summary["executed_version"] = resp.get("ExecutedVersion")
     return summary
