@@ -12,8 +12,9 @@ mlops is the example deployed to a fresh embedded local AWS: the gateway (aiohtt
 request into a payload 2.0 event, the local Lambda service hands it to an execution environment
 (the deployed zip + layers on python3.13, bootstrapped by awslambdaric, over the local Runtime
 API) and the handler's answer back into HTTP. It is measured on two endpoints of the same
-model: the example's ``predict`` (capture on: a synchronous Firehose PutRecordBatch per
-request) and ``predict-nocapture`` (capture off), and each hop is priced on its own:
+model: the example's ``predict`` (capture on: the rows written as log lines, which the log
+group's subscription sends to Firehose off the request path) and ``predict-nocapture``
+(capture off), and each hop is priced on its own:
 
 - gateway: HTTP p50 minus the same event invoked straight into a stand-alone ``Sandbox`` of
   the shipped function (no gateway, no HTTP);
@@ -367,7 +368,7 @@ def echo_spec(spec: Any, work: Path) -> Any:
 def in_process(deployed: Deployed, fn: Any, event: dict[str, Any], n: int = 5000,
                ) -> dict[str, float]:
     """Per-request µs, in this process: bare ``session.run``, the handler without capture and
-    with it (a Firehose PutRecordBatch to the local AWS)."""
+    with it (the capture lines written to stdout; here /dev/null)."""
     import numpy as np
 
     from framework.runtime.clients import Connection
@@ -378,7 +379,7 @@ def in_process(deployed: Deployed, fn: Any, event: dict[str, Any], n: int = 5000
            "AWS_LAMBDA_FUNCTION_VERSION": fn.version}
     plain = Service(Settings.from_env({**env, "MLOPS_CAPTURE_SAMPLE_RATE": "0"}), conn)
     captured = None
-    if env.get("MLOPS_CAPTURE_STREAM") or env.get("MLOPS_CAPTURE_SINK"):
+    if env.get("MLOPS_CAPTURE_SINK") == "log":
         captured = Service(Settings.from_env({**env, "MLOPS_CAPTURE_SAMPLE_RATE": "1"}), conn)
     bundle = plain.bundle
     one = json.loads(event["body"])["instances"][0]
@@ -580,7 +581,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     if "inproc_handler_capture_us" in h:
         print(f"| capture in process | "
               f"{(h['inproc_handler_capture_us'] - h['inproc_handler_us']) / 1000:.2f} | "
-              f"Service.handle, capture on − off (PutRecordBatch to the local Firehose) |")
+              f"Service.handle, capture on − off (the capture log lines to stdout) |")
 
 
 if __name__ == "__main__":

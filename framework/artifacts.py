@@ -95,6 +95,14 @@ def check_artifact(model_name: str, model: Model, root: Path) -> list[Problem]:
         problems += [
             Problem(where=f"models.{model_name}.features", what=p, hint=hint) for p in e.problems
         ]
+    if model.output is not None:  # the declared output, against the graph
+        from framework.runtime.outputs import OutputSpec
+
+        spec = OutputSpec.from_dict(model.output.model_dump(mode="json"), model.task.value)
+        classes = None if model.output.labels is not None else onnx_classes(path)
+        return problems + [Problem(where=f"models.{model_name}.output", what=p,
+                                   hint="name the tensor, transform and labels the graph has")
+                           for p in spec.check(outputs, classes)]
     try:
         plan_outputs(outputs, model.task.value)
     except SignatureError as e:
@@ -125,7 +133,7 @@ def onnx_classes(path: Path) -> list[Any] | None:
 def build_metadata(name: str, model: Model, artifact_path: Path) -> dict[str, Any]:
     """The registry's metadata.json for ``name@model.version``; no time-dependent fields."""
     path = Path(artifact_path)
-    return {
+    meta = {
         "name": name,
         "version": model.version,
         "task": model.task.value,
@@ -137,6 +145,11 @@ def build_metadata(name: str, model: Model, artifact_path: Path) -> dict[str, An
         "metrics": dict(sorted(model.metrics.items())),
         "tags": dict(sorted(model.tags.items())),
     }
+    if model.output is not None:  # how the runtime turns the raw output into the answer
+        meta["output"] = model.output.model_dump(mode="json")
+        if model.output.labels is not None:
+            meta["classes"] = list(model.output.labels)
+    return meta
 
 
 def dump_metadata(metadata: dict[str, Any]) -> bytes:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, open_stage, out
+from framework.cli_common import (
+    DEFAULT_FILE,
+    FileOpt,
+    Output,
+    OutputOpt,
+    StageOpt,
+    open_stage,
+    out,
+    print_json,
+)
 from framework.errors import MlopsError
-from framework.rollout.record import COMPLETED, ROLLED_BACK, RUNNING, RolloutRecord
+
+if TYPE_CHECKING:  # imported where used: `mlops --help` does not load the compiler
+    from framework.rollout.record import RolloutRecord
 
 rollout_app = typer.Typer(no_args_is_help=True,
                           help="Progressive rollouts of new model versions on endpoints.")
 
-STATUS_STYLE = {RUNNING: "yellow", COMPLETED: "green", ROLLED_BACK: "red", "aborted": "dim"}
 
 
 def print_gates(results: Mapping[str, Sequence[Any]]) -> None:
@@ -24,55 +34,104 @@ def print_gates(results: Mapping[str, Sequence[Any]]) -> None:
         if not rows:
             continue
         table = Table(title=f"gates of {model}", title_justify="left")
-        for col in ("gate", "expected", "measured", "result"):
+        versus = any(getattr(r, "relative", False) for r in rows)  # champion-relative gates
+        for col in ("gate", "expected", "measured", *(("champion", "bound") if versus else ()),
+                    "result"):
             table.add_column(col)
         for r in rows:
             mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
             measured = f"{r.measured:.4g}" if isinstance(r.measured, float) else str(r.measured)
-            table.add_row(r.gate, r.expected, measured, mark)
+            cells = [r.gate, r.expected, measured]
+            if versus:
+                champion = (f"{_figure(r.champion) or '?'} ({r.champion_version})"
+                            if r.champion_version else r.no_champion) if r.relative else ""
+                cells += [champion, _figure(r.bound)]
+            table.add_row(*cells, mark)
         out.print(table)
 
 
+def _figure(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
+
+
 def _describe(rec: RolloutRecord) -> str:
-    style = STATUS_STYLE.get(rec.status, "")
+    from framework.rollout.record import COMPLETED, ROLLED_BACK, RUNNING, STOPPED
+
+    style = {RUNNING: "yellow", COMPLETED: "green", ROLLED_BACK: "red",
+             STOPPED: "dim"}.get(rec.status, "")
     model = rec.candidate_model if rec.serving == rec.candidate else rec.stable_model
     where = (f"{rec.weight}% on {rec.candidate_model}" if rec.status == RUNNING
              else f"serving {model} (Lambda version {rec.serving})")
     text = (f"rollout of [bold]{rec.endpoint}[/bold] ({rec.strategy}, "
-            f"{rec.stable_model} → {rec.candidate_model}): [{style}]{rec.status}[/{style}], "
-            f"{where}")
-    if rec.reason and rec.status != RUNNING:
+            f"{rec.stable_model} → {rec.candidate_model}, CodeDeploy {rec.deployment_id}): "
+            f"[{style}]{rec.status}[/{style}], {where}")
+    if rec.reason and rec.status not in (RUNNING, COMPLETED):
         text += f" — {rec.reason}"
     return text
 
 
+def _unjudged(rec: RolloutRecord) -> list[str]:
+    """A completed step-by-step rollout whose candidate had too few requests for its alarms
+    to judge it (``watch.min_requests``), and why."""
+    if rec.judged.get("judged") is not False:
+        return []
+    steps = ", ".join(f"{s['weight']}%" for s in rec.steps[:-1])
+    return [f"the {steps} step{'s' if len(rec.steps) > 2 else ''} advanced on time without "
+            f"being judged: {rec.judged.get('reason', '')}"]
+
+
+def _step(rec: RolloutRecord) -> str:
+    """What just happened, in one line."""
+    from framework.rollout.record import RUNNING
+
+    last = rec.history[-1] if rec.history else {}
+    if rec.status == RUNNING and last.get("event") == "AllowTraffic":
+        return f"{rec.weight}% on {rec.candidate_model}"
+    if rec.status == RUNNING and last:
+        return f"{last['event']}: {last['status']}" + (
+            f" ({last['reason']})" if last.get("reason") else "")
+    return _describe(rec)
+
+
 def _event(rec: RolloutRecord, what: str) -> None:
-    out.print(f"  {time.strftime('%H:%M:%S')} {_describe(rec)}")
+    out.print(f"  {time.strftime('%H:%M:%S')} {rec.endpoint}: {_step(rec)}")
 
 
 def drive_rollouts(session: Any, *, wait: bool) -> Any:
-    """After an apply: run the stage's rollouts (printing each step); the new state."""
-    from framework.rollout.session import drive, records
+    """After an apply: the deployments it started, waited for (each traffic step printed as
+    CodeDeploy makes it) unless ``wait`` is false; their outcome recorded in the deploy state.
+    Returns the new state, or None when no deployment is under way."""
+    from framework.rollout.deployments import reconcile, unrecorded, watch
+    from framework.rollout.record import ROLLED_BACK, STOPPED
+    from framework.rollout.session import notify, records
 
-    running = [r for r in records(session) if r.status == RUNNING]
-    if not running:
-        return None
-    for rec in running:
-        out.print(_describe(rec))
-    done = drive(session, wait=wait, on_event=_event)
+    pending = unrecorded(session)  # started, their end not in the deploy state yet
+    if not pending:
+        return reconcile(session, command="mlops deploy")
+    for rec in records(session):
+        if rec.endpoint in pending:
+            out.print(f"{rec.endpoint}: CodeDeploy deployment {rec.deployment_id} — "
+                      f"{rec.description or rec.strategy}")
+    if not wait:
+        out.print("the deployments run in CodeDeploy: `mlops rollout status` follows them, "
+                  "`mlops rollout abort ENDPOINT` rolls one back")
+        return reconcile(session, command="mlops deploy")
+    done = watch(session, on_event=_event, endpoints=pending)
     for rec in done:
-        if rec.endpoint in {r.endpoint for r in running}:
-            out.print(_describe(rec))
-    if not wait and any(r.status == RUNNING for r in done):
-        out.print("rollouts keep running: `mlops rollout status`, `mlops rollout resume`")
-    back = [r for r in done if r.status == ROLLED_BACK and r.endpoint in
-            {x.endpoint for x in running}]
+        out.print(_describe(rec))
+        for line in _unjudged(rec):
+            out.print(f"  [yellow]warning:[/yellow] {line}")
+    state = reconcile(session, command="mlops deploy")
+    back = [r for r in done if r.status in (ROLLED_BACK, STOPPED)]
+    for rec in back:
+        if rec.status == ROLLED_BACK:
+            notify(session, rec)
     if back:
         raise RolledBackError(
             "; ".join(f"{r.endpoint}: {r.candidate_model} rolled back to {r.stable_model} "
                       f"({r.reason})" for r in back),
             hint="the previous version serves all traffic; fix the model and bump its version")
-    return session.store.load()
+    return state
 
 
 class RolledBackError(MlopsError):
@@ -81,45 +140,66 @@ class RolledBackError(MlopsError):
     exit_code = 6
 
 
-
-
 @rollout_app.command("status")
-def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
-    """Each endpoint's latest rollout: strategy, step, traffic share, verdicts."""
+def status(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+           output: OutputOpt = Output.table) -> None:
+    """Each endpoint's latest rollout, as CodeDeploy reports it: strategy, traffic share,
+    lifecycle events, the pre-traffic check's verdict."""
+    from framework.rollout.deployments import judged
+    from framework.rollout.record import COMPLETED
     from framework.rollout.session import records
 
-    session = open_stage(file, stage, announce=False)
-    found = records(session)
+    session = open_stage(file, stage, announce=False, read=True)
+    found = [judged(session, r) if r.status == COMPLETED else r for r in records(session)]
+    shadows = _shadows(session)
+    if output is Output.json:  # each endpoint's rollout, as CodeDeploy reports it
+        print_json({"rollouts": [{**rec.to_dict(), "unjudged": _unjudged(rec)}
+                                 for rec in found],
+                    "shadows": [s.to_dict() for s in shadows]})
+        return
+    for running in shadows:
+        out.print(running.describe())
     if not found:
         out.print("no rollouts yet")
     for rec in found:
         out.print(_describe(rec))
-        for h in rec.history[-6:]:
-            detail = h.get("reason") or h.get("note") or ""
+        if rec.description:
+            out.print(f"    {rec.description}")
+        for h in rec.history:
+            detail = f" — {h['reason']}" if h.get("reason") else ""
             out.print(f"    {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(h['time']))}Z "
-                      f"{h['event']} (step {h['step']}) {detail}")
+                      f"{h['event']}: {h['status']}{detail}")
+        verdict = rec.pretraffic
+        if verdict:
+            out.print(f"    pre-traffic check: {verdict.get('status')} — {verdict.get('reason')}")
+        if rec.judged.get("judged"):
+            out.print(f"    judged on {rec.judged['requests']} requests of the candidate "
+                      f"(min_requests {rec.judged['min_requests']})")
+        elif rec.judged and rec.judged.get("judged") is None:
+            out.print(f"    [dim]requests judged: {rec.judged['reason']}[/dim]")
+        for line in _unjudged(rec):
+            out.print(f"  [yellow]warning:[/yellow] {line}")
 
 
-def _one(session: Any, endpoint: str) -> RolloutRecord:
-    from framework.errors import ConfigError, Problem
-    from framework.rollout.session import records
+def _shadows(session: Any) -> list[Any]:
+    """Endpoints whose shadow alias is up, with how the candidate's answers to the copies
+    compared (``framework.shadow``); none when nothing is deployed."""
+    from framework.shadow import shadowing
 
-    for rec in records(session):
-        if rec.endpoint == endpoint:
-            return rec
-    raise ConfigError([Problem(where=f"endpoints.{endpoint}", what="has no rollout",
-                               hint="`mlops rollout status` lists the rollouts")],
-                      source="rollout")
+    if not session.store.bucket_exists():
+        return []
+    return shadowing(session)
 
 
 @rollout_app.command("promote")
 def promote(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
-    """Give all traffic to the candidate now."""
-    from framework.rollout.session import driver, record_serving
+    """Give all traffic to the candidate now (the deployment is stopped without rollback)."""
+    from framework.rollout.deployments import promote as promote_now
+    from framework.rollout.deployments import reconcile
 
     session = open_stage(file, stage, announce=False)
-    rec = driver(session).promote(_one(session, endpoint))
-    record_serving(session, [rec])
+    rec = promote_now(session, endpoint)
+    reconcile(session)
     out.print(_describe(rec))
 
 
@@ -127,22 +207,34 @@ def promote(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None)
 def abort(endpoint: str, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
           reason: Annotated[str, typer.Option(help="Recorded in the audit log.")]
           = "aborted by hand") -> None:
-    """Return all traffic to the stable version now."""
-    from framework.rollout.session import driver, record_serving
+    """Stop the endpoint's deployment and return all traffic to the version that served
+    before (StopDeployment with automatic rollback)."""
+    from framework.rollout.deployments import abort as abort_now
+    from framework.rollout.deployments import reconcile
 
     session = open_stage(file, stage, announce=False)
-    rec = driver(session).abort(_one(session, endpoint), reason)
-    record_serving(session, [rec])
-    out.print(_describe(rec))
+    rec = abort_now(session, endpoint)
+    from framework import shadow
+
+    shadow.stop(session.target.conn.client("lambda"), rec.function)  # a shadow step ends too
+    session.audit.record(actor=session.target.actor, command="mlops rollout abort",
+                         stage=session.ws.stage, action="rollout aborted",
+                         resource=f"endpoint.{endpoint}", kind="rollout",
+                         outcome="succeeded", reason=reason,
+                         after={"deployment": rec.deployment_id, "status": rec.status})
+    reconcile(session)
+    out.print(_describe(rec) + f" — {reason}")
 
 
 @rollout_app.command("resume")
 def resume(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
-           wait: Annotated[bool, typer.Option(help="Drive to the end.")] = True) -> None:
-    """Pick up rollouts whose driver stopped (e.g. the deploying process was killed)."""
+           wait: Annotated[bool, typer.Option(help="Wait for them to end.")] = True) -> None:
+    """Follow the stage's deployments again (e.g. after the deploying process was killed:
+    CodeDeploy went on without it) and record how they ended in the deploy state."""
     session = open_stage(file, stage, announce=False)
-    if drive_rollouts(session, wait=wait) is None:
-        out.print("no running rollouts")
+    state = drive_rollouts(session, wait=wait)
+    if state is None:
+        out.print("no running rollouts; the deploy state records what serves")
 
 
 def test(models: Annotated[list[str] | None, typer.Argument(help="Models (default: all).")]
@@ -161,96 +253,10 @@ def test(models: Annotated[list[str] | None, typer.Argument(help="Models (defaul
     failed = []
     for name in names:
         model = ws.loaded.config.models[name]
-        results = run_gates(ws, name, previous_metadata(session, name, model.version))
+        results = run_gates(ws, name, previous_metadata(session, name, model.version), session)
         print_gates({f"{name}@{model.version}": results})
         if not all(r.passed for r in results):
             failed.append(GateFailedError(name, model.version, results))
     if failed:
         raise failed[0]
     out.print(f"[green]all gates passed[/green] for {', '.join(names)}")
-
-
-def _params(pairs: list[str] | None) -> dict[str, str]:
-    from framework.errors import ConfigError, Problem
-
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError([Problem(where="--param", what=f"'{pair}' is not KEY=VALUE",
-                                       hint="e.g. --param seed=7")], source="retrain")
-        out[key] = value
-    return out
-
-
-def retrain(model: Annotated[str | None, typer.Argument(help="Model to retrain.")] = None,
-            minor: Annotated[bool, typer.Option(help="Bump the minor version, not the patch.")]
-            = False,
-            param: Annotated[list[str] | None, typer.Option(
-                help="Override a training parameter: KEY=VALUE (repeatable).")] = None,
-            deploy: Annotated[bool, typer.Option(
-                help="Deploy the new version at once (gates, then the endpoint's rollout).")]
-            = False,
-            pending: Annotated[bool, typer.Option(
-                help="Handle the retrain requests monitors left in the registry.")] = False,
-            file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
-    """Run a model's training entry point and make the result its next version."""
-    from framework import retrain as rt
-    from framework.errors import ConfigError, Problem
-
-    home = file.resolve().parent / ".mlops"
-    requests: list[tuple[str, dict[str, Any]]] = []
-    session = None
-    if pending:
-        session = open_stage(file, stage, announce=False)
-        s3 = session.target.conn.client("s3")
-        requests = rt.pending(s3, session.bucket, model)
-        if not requests:
-            out.print("no pending retrain requests")
-            return
-        names = [str(body["model"]) for _, body in requests]
-    elif model is None:
-        raise ConfigError([Problem(where="retrain", what="name a model, or pass --pending",
-                                   hint="e.g. mlops retrain diagnosis")], source="retrain")
-    else:
-        names = [model]
-    for i, name in enumerate(dict.fromkeys(names)):
-        done = rt.retrain(file, home, name, minor=minor, overrides=_params(param))
-        out.print(f"[green]retrained[/green] {name}: {done.parent} → {done.version} "
-                  f"(sha256 {done.sha256[:12]}…, metrics {done.metrics or 'not reported'}); "
-                  f"mlops.yaml now declares {done.version}")
-        if session is not None:
-            for key, body in requests:
-                if body.get("model") == name:
-                    rt.mark_done(session.target.conn.client("s3"), session.bucket, key,
-                                 {"version": done.version, "sha256": done.sha256,
-                                  "request": body, "index": i})
-    if deploy:
-        from framework.cli import deploy as deploy_command
-
-        deploy_command(None, file, stage, wait=True)
-    else:
-        out.print("next: `mlops deploy` runs the gates and the endpoint's rollout")
-
-
-ci_app = typer.Typer(no_args_is_help=True, help="Continuous integration and delivery.")
-
-
-@ci_app.command("init")
-def ci_init(file: FileOpt = DEFAULT_FILE,
-            stage: Annotated[str, typer.Option("--stage", "-s",
-                                               help="Stage CI deploys.")] = "prod",
-            branch: Annotated[str, typer.Option(help="Branch whose pushes deploy.")] = "main",
-            force: Annotated[bool, typer.Option(help="Overwrite an existing workflow.")]
-            = False) -> None:
-    """Write .github/workflows/mlops.yml: validate → gates → plan on pull requests (the plan
-    as a comment-ready Markdown artifact), deploy on the main branch, daily retraining."""
-    from framework import ci
-    from framework.workflow import Workspace
-
-    ws = Workspace.open(file, stage)
-    config = file.resolve().relative_to(ws.root).as_posix() if file.is_absolute() else str(file)
-    text = ci.workflow(stage=ws.stage, region=ws.loaded.region, branch=branch, config=config)
-    path = ci.write(ws.root, text, force=force)
-    out.print(f"wrote {path}: set the repository variable AWS_DEPLOY_ROLE_ARN to a role "
-              "GitHub's OIDC provider may assume (`mlops doctor` lists what it needs)")

@@ -13,7 +13,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, err, open_stage, out
+from framework.cli_common import (
+    DEFAULT_FILE,
+    FileOpt,
+    Output,
+    OutputOpt,
+    StageOpt,
+    check_name,
+    err,
+    open_stage,
+    out,
+    print_json,
+)
 from framework.errors import MlopsError
 
 models_app = typer.Typer(no_args_is_help=True,
@@ -58,9 +69,16 @@ def _deploy_now(file: Path, stage: str | None) -> None:
 
 
 @models_app.command("list")
-def list_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+def list_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+             output: OutputOpt = Output.table) -> None:
     """Every registered model: versions, latest, aliases."""
-    reg = _registry(open_stage(file, stage, announce=False))
+    reg = _registry(open_stage(file, stage, announce=False, read=True))
+    if output is Output.json:
+        print_json({"registry": f"s3://{reg.bucket}/models/", "models": [
+            {"name": name, "versions": versions, "latest": versions[-1] if versions else None,
+             "aliases": reg.aliases(name)}
+            for name in reg.models() for versions in [reg.versions(name)]]})
+        return
     table = Table(title=f"registry s3://{reg.bucket}/models/", title_justify="left")
     for col in ("model", "versions", "latest", "aliases"):
         table.add_column(col)
@@ -75,15 +93,20 @@ def list_cmd(file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
 @models_app.command()
 def show(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
          verify: Annotated[bool, typer.Option(help="Check the artifact's SHA-256.")] = False,
-         as_json: Annotated[bool, typer.Option("--json", help="Print metadata.json.")] = False,
-         ) -> None:
-    """A version's metadata (the latest, or the one an alias points at)."""
-    reg = _registry(open_stage(file, stage, announce=False))
+         as_json: Annotated[bool, typer.Option("--json", help="Same as -o json.")] = False,
+         output: OutputOpt = Output.table) -> None:
+    """A version's metadata (the latest, or the one an alias points at); -o json prints its
+    metadata.json."""
+    from framework.registry.service import approver_identity
+
+    reg = _registry(open_stage(file, stage, announce=False, read=True))
+    check_name(_ref(ref).name, reg.models(), what="model", where=ref, source="models show",
+               listed="in the registry")
     pinned = _pinned(reg, ref)
     meta = reg.verify(pinned.name, pinned.version) if verify else \
         reg.metadata(pinned.name, pinned.version)
-    if as_json:
-        out.print_json(json.dumps(meta))
+    if as_json or output is Output.json:
+        print_json(meta)
         return
     aliases = [a for a, v in reg.aliases(pinned.name).items() if v == pinned.version]
     code = meta.get("code") or {}
@@ -100,8 +123,10 @@ def show(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
         ("code", f"{code.get('commit')}{' (dirty)' if code.get('dirty') else ''}"),
         ("parent", (meta.get("lineage") or {}).get("parent") or "—"),
         ("tags", json.dumps(meta.get("tags") or {}, sort_keys=True)),
-        ("approvals", ", ".join(f"{a['by']} ({a.get('alias') or 'any'})"
+        ("approvals", ", ".join(f"{a['by']} as {approver_identity(a).principal} "
+                                f"({a.get('alias') or 'any'})"
                                 for a in reg.approvals(pinned.name, pinned.version)) or "—"),
+        ("registered", (meta.get("registered_by") or {}).get("principal") or "—"),
     ):
         out.print(f"  {key:<10} {value}")
     if verify:
@@ -117,8 +142,8 @@ def register(names: Annotated[list[str] | None, typer.Argument(
 
     session = open_stage(file, stage, announce=False)
     reg = _registry(session)
-    reg.ensure_bucket(session.target.region)
     config = session.ws.loaded.config
+    reg.ensure_bucket(session.target.region, config.registry.lock.retention_days)
     for name in names or list(config.models):
         done = register_declared(reg, config, session.ws.root, name)
         if done.created:
@@ -128,6 +153,36 @@ def register(names: Annotated[list[str] | None, typer.Argument(
         else:
             out.print(f"{name}@{done.version} is already registered with these bytes: "
                       "nothing to do")
+    _warnings(reg)
+
+
+@models_app.command()
+def restore(ref: Annotated[str, typer.Argument(help="NAME@VERSION whose artifact is damaged.")],
+            source: Annotated[Path | None, typer.Option(
+                "--from", help="A file with the recorded bytes (default: the artifact "
+                "mlops.yaml declares, when it declares this version).")] = None,
+            file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Put a version's recorded bytes back after its model.onnx was changed outside mlops:
+    from the given (or declared) file if it has them, else from the newest earlier version of
+    the object in the versioned registry bucket. Audited."""
+    session = open_stage(file, stage, announce=False)
+    reg = _registry(session)
+    pinned = _pinned(reg, ref)
+    path = source
+    declared = session.ws.loaded.config.models.get(pinned.name)
+    if path is None and declared is not None and declared.version == pinned.version:
+        path = session.ws.root / declared.artifact
+    if source is not None and not source.is_file():
+        raise MlopsError(f"{source} is not a file", where="--from",
+                         hint="give the path of the original model.onnx")
+    candidate = path.read_bytes() if path is not None and path.is_file() else None
+    came_from = reg.restore(pinned.name, pinned.version, candidate)
+    if came_from == "intact":
+        out.print(f"{pinned.name}@{pinned.version} is intact: nothing to restore")
+    else:
+        where = str(path) if came_from == "the given file" else came_from
+        out.print(f"[green]restored[/green] {pinned.name}@{pinned.version} from {where}; its "
+                  "artifact has the SHA-256 metadata.json records again")
     _warnings(reg)
 
 
@@ -156,17 +211,23 @@ def promote(ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the a
 
 @models_app.command()
 def approve(ref: Annotated[str, typer.Argument(help="NAME@VERSION to approve.")],
-            by: Annotated[str, typer.Option("--by", help="Who approves.")],
+            by: Annotated[str, typer.Option(
+                "--by", help="The approver's name, as shown; what counts is the caller's "
+                "verified identity.")],
             note: Annotated[str, typer.Option("--note", help="Why, for the record.")] = "",
             alias: Annotated[str | None, typer.Option(
                 "--alias", "-a", help="Approve for this alias only (default: any).")] = None,
             file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
-    """Record an approval of a version (immutable; audited)."""
-    reg = _registry(open_stage(file, stage, announce=False))
+    """Record an approval of a version by the caller's verified identity (immutable; audited);
+    --by is the name shown beside it."""
+    from framework.registry.service import approve as do_approve
+
+    session = open_stage(file, stage, announce=False)
+    reg = _registry(session)
     pinned = _pinned(reg, ref)
-    rec = reg.approve(pinned.name, pinned.version, by, note, alias)
-    out.print(f"[green]approved[/green] {pinned.name}@{pinned.version} by {rec['by']}"
-              f"{' for ' + alias if alias else ''}")
+    rec = do_approve(reg, session.ws.loaded.config, pinned, by, note, alias)
+    out.print(f"[green]approved[/green] {pinned.name}@{pinned.version} by {rec['by']} as "
+              f"{rec['identity']['principal']}{' for ' + alias if alias else ''}")
     _warnings(reg)
 
 
@@ -195,20 +256,29 @@ def history(name: Annotated[str, typer.Argument(help="Model name.")],
             alias: Annotated[str | None, typer.Option("--alias", "-a")] = None,
             at: Annotated[str | None, typer.Option(
                 help="Answer what each alias pointed at, at this UTC time.")] = None,
-            file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+            file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+            output: OutputOpt = Output.table) -> None:
     """Every alias change (who, when, from → to), or the aliases at a point in time."""
     from framework.registry.service import at_time, parse_time
 
-    reg = _registry(open_stage(file, stage, announce=False))
+    reg = _registry(open_stage(file, stage, announce=False, read=True))
+    check_name(_ref(name).name, reg.models(), what="model", where=name,
+               source="models history", listed="in the registry")
     records = reg.history(_ref(name).name, alias)
     if at is not None:
         when = parse_time(at)
         state = at_time(records, when)
+        if output is Output.json:
+            print_json({"model": name, "at": when.isoformat(), "aliases": state})
+            return
         if not state:
             out.print(f"{name} had no aliases")
         for a, v in state.items():
             out.print(f"at {when:%Y-%m-%d %H:%M:%S} UTC, {name}@{a} was "
                       f"{v or 'not yet set'}")
+        return
+    if output is Output.json:
+        print_json({"model": name, "records": records})
         return
     table = Table(title=f"alias history of {name}", title_justify="left")
     for col in ("#", "time (UTC)", "alias", "from", "to", "action", "by", "reason"):
@@ -222,13 +292,19 @@ def history(name: Annotated[str, typer.Argument(help="Model name.")],
 
 
 @models_app.command()
-def lineage(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+def lineage(ref: RefArg, file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+            output: OutputOpt = Output.table) -> None:
     """The chain of parent versions, with the data and code each came from."""
     from framework.registry.service import lineage as chain_of
 
-    reg = _registry(open_stage(file, stage, announce=False))
+    reg = _registry(open_stage(file, stage, announce=False, read=True))
+    check_name(_ref(ref).name, reg.models(), what="model", where=ref, source="models lineage",
+               listed="in the registry")
     pinned = _pinned(reg, ref)
     chain = chain_of(reg, pinned.name, pinned.version)
+    if output is Output.json:  # the metadata.json of the version, then of its parent, ...
+        print_json({"model": pinned.name, "version": pinned.version, "chain": chain})
+        return
     for depth, meta in enumerate(chain):
         data = meta.get("data") or {}
         code = meta.get("code") or {}
@@ -246,7 +322,7 @@ def diff(a: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")]
     """Metadata and metric differences between two versions."""
     from framework.registry.service import diff as diff_of
 
-    reg = _registry(open_stage(file, stage, announce=False))
+    reg = _registry(open_stage(file, stage, announce=False, read=True))
     left = _pinned(reg, a)
     right = _pinned(reg, b if "@" in b else f"{left.name}@{b}")
     ma = reg.metadata(left.name, left.version)
@@ -332,3 +408,35 @@ def build(model: Annotated[list[str] | None, typer.Argument(
                   f"{report['sha256'][:12]}…); parity max |Δp| = "
                   f"{report['parity']['max_abs_diff']:.2e} on {report['parity']['rows']} rows "
                   f"(limit {report['parity']['tolerance']:g})")
+
+
+def verify_audit(file: Path, stage: str | None, output: Output) -> None:
+    """``mlops audit --verify``: walk the audit trail's chains in the registry; exit 7 when a
+    record was removed, altered, hidden behind a delete marker or forged into a chain."""
+    from framework.registry.audit_verify import verify
+    from framework.registry.errors import RegistryIntegrityError
+
+    session = open_stage(file, stage, announce=False, read=True)
+    result = verify(session.target.conn.client("s3"), session.bucket)
+    if output is Output.json:
+        print_json(result.to_dict())
+        if not result.intact:
+            raise typer.Exit(RegistryIntegrityError.exit_code)
+        return
+    chains = ", ".join(f"{w}: {n}" for w, n in sorted(result.chains.items())) or "none"
+    out.print(f"audit trail of s3://{result.bucket}: {result.records} record(s) in chains "
+              f"({chains}); {result.unchained} written before the chain")
+    if result.intact:
+        out.print("[green]intact[/green]: every record is the one its chain links, in order")
+        return
+    table = Table(title="what is wrong", title_justify="left")
+    for col in ("problem", "chain", "#", "detail"):
+        table.add_column(col)
+    for f in result.findings:
+        table.add_row(f.problem, f.chain, "" if f.seq is None else str(f.seq), f.detail)
+    out.print(table)
+    raise RegistryIntegrityError(
+        f"the audit trail of s3://{result.bucket} is not intact: {len(result.findings)} "
+        "finding(s)", where=f"s3://{result.bucket}/audit/",
+        hint="the records above were changed outside mlops; a version kept under Object Lock "
+             "can be read back with `aws s3api get-object --version-id`")

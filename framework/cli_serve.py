@@ -1,12 +1,12 @@
 """Serving commands: ``mlops invoke`` (with ``--bench``) and ``mlops keys create|list|revoke``.
 
-Registered on the main app by ``framework.cli``. ``invoke`` takes the project file with
-``--config/-c`` because ``--file`` is its JSON-lines input.
+Registered on the main app by ``framework.cli``. As on every command, ``--file/-f`` is the
+project's mlops.yaml (``--config/-c`` is kept, hidden, for older scripts); the request bodies
+come from ``--data`` or ``--input/-i``.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import statistics
 import threading
@@ -14,19 +14,35 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
 
-from framework.cli_common import DEFAULT_FILE, FileOpt, StageOpt, err, open_stage, out
+from framework.cli_common import (
+    DEFAULT_FILE,
+    FileOpt,
+    Output,
+    OutputOpt,
+    StageOpt,
+    check_name,
+    err,
+    open_stage,
+    out,
+    print_json,
+    workspace,
+)
 from framework.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    import http.client
 
 keys_app = typer.Typer(no_args_is_help=True,
                        help="API keys of endpoints with auth: api_key (stored only as hashes).")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path of mlops.yaml.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", hidden=True,
+                                                help="Path of mlops.yaml (use --file).")]
 
 
 
@@ -37,7 +53,7 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path of mlops.y
 def bodies(data: str | None, body_file: Path | None) -> list[bytes]:
     """The request bodies: ``--data`` (one), or ``--file`` (one JSON document, or JSON lines)."""
     if (data is None) == (body_file is None):
-        raise ConfigError([Problem(where="invoke", what="give exactly one of --data or --file",
+        raise ConfigError([Problem(where="invoke", what="give exactly one of --data or --input",
                                    hint="e.g. --data '{\"instances\": [...]}'")],
                           source="invoke")
     if data is not None:
@@ -45,7 +61,7 @@ def bodies(data: str | None, body_file: Path | None) -> list[bytes]:
     assert body_file is not None
     if not body_file.exists():
         raise ConfigError([Problem(where=str(body_file), what="no such file",
-                                   hint="--file takes a JSON body or JSON lines")],
+                                   hint="--input takes a JSON body or JSON lines")],
                           source="invoke")
     text = body_file.read_text()
     try:
@@ -67,10 +83,14 @@ class Client:
         self.conn: http.client.HTTPConnection | None = None
 
     def _connect(self) -> http.client.HTTPConnection:
+        import http.client
+
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         return cls(self.host, self.port, timeout=60)
 
     def call(self, method: str, body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+        import http.client
+
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = self._connect()
@@ -146,7 +166,7 @@ def run_bench(url: str, method: str, payloads: list[bytes], n: int, concurrency:
 def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlops.yaml.")],
            data: Annotated[str | None, typer.Option("--data", "-d", help="JSON body.")] = None,
            body_file: Annotated[Path | None, typer.Option(
-               "--file", "--input", "-i",
+               "--input", "-i",
                help="A JSON body, or JSON lines (one request each).")] = None,
            bench: Annotated[int, typer.Option(
                "--bench", help="Send the body N times; print latency percentiles and rate.")]
@@ -158,12 +178,16 @@ def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlop
            path: Annotated[str, typer.Option(
                "--path", help="Call a sub-route instead: feedback, openapi.json, v2, "
                               "v2/ready, v2/infer.")] = "",
-           config: ConfigOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+           file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+           config: ConfigOpt = None) -> None:
     """Call a deployed endpoint over HTTP and print the answer (or benchmark it)."""
     from framework.compile import names
     from framework.workflow import find_endpoint
 
-    session = open_stage(config, stage)
+    ws = workspace(config or file, stage)
+    check_name(endpoint, ws.loaded.config.endpoints, what="endpoint", where=endpoint,
+               source="invoke")
+    session = open_stage(config or file, stage, ws=ws)
     info = find_endpoint(session, session.store.load(), endpoint)
     method, route_path = info.route.split(" ", 1)
     url = info.url
@@ -217,16 +241,31 @@ def invoke(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlop
         raise typer.Exit(1)
 
 
+def url(endpoint: Annotated[str, typer.Argument(help="Endpoint name from mlops.yaml.")],
+        file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+    """Print the URL a deployed endpoint answers at (e.g. curl "$(mlops url predict)")."""
+    from framework.workflow import find_endpoint
+
+    ws = workspace(file, stage)
+    check_name(endpoint, ws.loaded.config.endpoints, what="endpoint", where=endpoint,
+               source="url")
+    session = open_stage(file, stage, ws=ws, read=True, announce=False)
+    try:
+        info = find_endpoint(session, session.store.load(), endpoint)
+    except ConfigError as exc:  # declared, not deployed
+        raise ConfigError(exc.problems, source="url") from None
+    print(info.url)
+
+
 # -- keys ---------------------------------------------------------------------------------
 
 
-def _keys_context(file: Path, stage: str | None, endpoint: str) -> tuple[Any, Any]:
-    session = open_stage(file, stage)
-    endpoints = session.ws.loaded.config.endpoints
-    if endpoint not in endpoints:
-        declared = ", ".join(endpoints) or "none"
-        raise ConfigError([Problem(where=f"endpoints.{endpoint}", what="no such endpoint",
-                                   hint=f"declared endpoints: {declared}")], source="keys")
+def _keys_context(file: Path, stage: str | None, endpoint: str, *,
+                  read: bool = False) -> tuple[Any, Any]:
+    ws = workspace(file, stage)
+    endpoints = ws.loaded.config.endpoints
+    check_name(endpoint, endpoints, what="endpoint", where=endpoint, source="keys")
+    session = open_stage(file, stage, ws=ws, read=read, announce=not read)
     if endpoints[endpoint].auth.value != "api_key":
         err.print(f"[yellow]warning:[/yellow] endpoint {endpoint} has auth "
                   f"{endpoints[endpoint].auth.value}; keys are checked only with auth: api_key")
@@ -259,15 +298,28 @@ def _records(s3: Any, bucket: str, endpoint: str) -> list[dict[str, Any]]:
     for page in paginator.paginate(Bucket=bucket, Prefix=f"keys/{endpoint}/"):
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            records.append(json.loads(body))
+            try:
+                record = json.loads(body)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):  # listed as what it is, not skipped
+                record = {"key_id": obj["Key"].rsplit("/", 1)[-1].removesuffix(".json"),
+                          "name": "unreadable record (not a JSON object)"}
+            records.append(record)
     return sorted(records, key=lambda r: (str(r.get("created_at")), str(r.get("key_id"))))
 
 
 @keys_app.command("list")
 def keys_list(endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
-              file: FileOpt = DEFAULT_FILE, stage: StageOpt = None) -> None:
+              file: FileOpt = DEFAULT_FILE, stage: StageOpt = None,
+              output: OutputOpt = Output.table) -> None:
     """List an endpoint's keys (ids, labels, dates; never the keys)."""
-    session, s3 = _keys_context(file, stage, endpoint)
+    session, s3 = _keys_context(file, stage, endpoint, read=True)
+    if output is Output.json:  # the stored records but their hash
+        print_json({"endpoint": endpoint, "keys": [
+            {k: v for k, v in r.items() if k != "hash"}
+            for r in _records(s3, session.bucket, endpoint)]})
+        return
     table = Table(title=f"API keys of {endpoint}", title_justify="left")
     for col in ("key id", "name", "created", "by", "revoked"):
         table.add_column(col)
@@ -366,6 +418,7 @@ def _unzipped(ws: Any, key: tuple[str, str, str]) -> int:
 
 def register(app: typer.Typer) -> None:
     app.command("invoke")(invoke)
+    app.command("url")(url)
     app.add_typer(keys_app, name="keys")
     app.add_typer(layer_app, name="layer")
 

@@ -3,7 +3,8 @@
 One cheap read call per concern, all through ``framework.runtime.clients.Connection``:
 credentials (``sts get_caller_identity``), region, the registry bucket, each service the
 provider uses, Lambda quotas, SES (sending enabled, the sandbox, verified addresses of every
-monitor) and the onnxruntime layer a function needs on AWS. Each check says ok, warn or fail
+monitor), the onnxruntime layer a function needs on AWS, and whether each model version the
+stage serves still has the bytes its registry record names. Each check says ok, warn or fail
 with a detail and a hint; a check whose API the control plane does not answer (moto does not
 implement every call) says so instead of guessing.
 """
@@ -21,6 +22,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from framework import resources
 from framework.compile import names
 from framework.config.models import TargetKind
 from framework.errors import MlopsError
@@ -48,6 +50,7 @@ class Check:
     status: str  # ok | warn | fail
     detail: str
     hint: str = ""
+    exit_code: int = 1  # of `mlops doctor` when this check fails (7: a damaged artifact)
 
 
 def _code(exc: ClientError) -> str:
@@ -81,13 +84,18 @@ def _call_failed(name: str, exc: Exception, action: str, where: str) -> Check:
 
 def connect_check(ws: Workspace) -> tuple[Check, Target | None]:
     """Connect to the stage's target; the check says who we are there."""
-    from framework.targets import connect
+    from framework.targets import LocalStoppedError, connect
 
     cfg = ws.loaded
-    try:
+    try:  # a diagnosis reads: it never starts the local AWS
         target = connect(cfg.target, cfg.region, local_home=ws.local_home,
-                         endpoint_url=cfg.endpoint_url, profile=cfg.profile)
+                         endpoint_url=cfg.endpoint_url, profile=cfg.profile,
+                         start_local=False)
     except MlopsError as exc:
+        if isinstance(exc, LocalStoppedError):
+            return Check("local AWS", WARN, f"not running ({ws.local_home})",
+                         "`mlops deploy` starts it, or `mlops local start` (what was "
+                         "deployed is kept)"), None
         return Check("credentials", FAIL, exc.what, exc.hint), None
     how = {TargetKind.local: "the embedded local AWS (any keys)",
            TargetKind.localstack: f"LocalStack at {target.conn.endpoint_url} (test keys)",
@@ -151,8 +159,8 @@ def bucket_check(conn: Connection, bucket: str, region: str) -> Check:
 
 # -- services ------------------------------------------------------------------------------
 
-Probe = tuple[str, str, str, Callable[[Any], Any]]
-SERVICES: tuple[Probe, ...] = (
+Probe = tuple[str, str, str, Callable[[Any], Any]]  # (label, service, action, one cheap read)
+PROBES: tuple[Probe, ...] = (
     ("Lambda", "lambda", "lambda:ListFunctions", lambda c: c.list_functions(MaxItems=1)),
     ("IAM", "iam", "iam:ListRoles", lambda c: c.list_roles(MaxItems=1)),
     ("API Gateway", "apigatewayv2", "apigateway:GET /apis",
@@ -163,7 +171,19 @@ SERVICES: tuple[Probe, ...] = (
      lambda c: c.describe_alarms(MaxRecords=1)),
     ("CloudWatch Logs", "logs", "logs:DescribeLogGroups",
      lambda c: c.describe_log_groups(limit=1)),
+    ("Firehose", "firehose", "firehose:ListDeliveryStreams",
+     lambda c: c.list_delivery_streams(Limit=1)),
+    ("CodeDeploy", "codedeploy", "codedeploy:ListApplications",
+     lambda c: c.list_applications()),
 )
+CHECKED_ELSEWHERE = frozenset({"s3", "sts"})  # the registry bucket's and credentials' checks
+ALSO_USED = frozenset({"cloudwatch"})  # rollouts read their alarms
+_unprobed = set(resources.SERVICES) - {p[1] for p in PROBES} - CHECKED_ELSEWHERE
+if _unprobed:
+    raise AssertionError(f"mlops doctor has no probe for {sorted(_unprobed)}")
+# Every service the resource kinds' calls use (framework.resources), in PROBES' order.
+SERVICES: tuple[Probe, ...] = tuple(p for p in PROBES
+                                    if p[1] in resources.SERVICES or p[1] in ALSO_USED)
 
 
 def service_checks(conn: Connection) -> list[Check]:
@@ -389,6 +409,43 @@ def layer_check(ws: Workspace, kind: TargetKind) -> Check:
     return Check("Lambda layers", OK, f"built: {', '.join(have)}")
 
 
+# -- deployed artifacts --------------------------------------------------------------------
+
+
+def artifact_checks(ws: Workspace, conn: Connection, bucket: str) -> list[Check]:
+    """Does each model version the stage serves still have the bytes its registry record
+    names? (The handler refuses other bytes with 503; this says which and how to recover.)"""
+    from framework.registry.integrity import served_versions
+    from framework.registry.store import Registry
+    from framework.workflow import state_store
+
+    s3 = conn.client("s3")
+    try:
+        state = state_store(ws, s3, bucket).load()
+        versions = served_versions((e.kind, e.props) for e in state.resources.values())
+        if not versions:
+            return [Check("model artifacts", OK, "nothing deployed on this stage yet")]
+        reg = Registry(s3=s3, bucket=bucket)
+        out = []
+        for name, version in versions:
+            label = f"artifact {name}@{version}"
+            meta = reg.metadata(name, version)
+            what = reg.damage(name, version, meta)
+            if what is None:
+                out.append(Check(label, OK, f"SHA-256 {str(meta['sha256'])[:16]}… as "
+                                            "metadata.json records"))
+            else:
+                out.append(Check(label, FAIL, f"damaged: {what}",
+                                 f"`mlops models restore {name}@{version}` puts the recorded "
+                                 "bytes back (or --from the original file); until then the "
+                                 "endpoint answers 503", exit_code=7))
+        return out
+    except MlopsError as exc:
+        return [Check("model artifacts", FAIL, exc.what, exc.hint)]
+    except (ClientError, BotoCoreError) as exc:
+        return [_call_failed("model artifacts", exc, "s3:GetObject", "S3")]
+
+
 # -- all together --------------------------------------------------------------------------
 
 
@@ -398,14 +455,18 @@ def diagnose(ws: Workspace) -> list[Check]:
     first, target = connect_check(ws)
     checks = [first, region_check(cfg.target, cfg.region)]
     if target is None:
+        without = "it" if first.status == WARN else "working credentials"
         return [*checks, Check("the rest", WARN, "skipped: nothing else can be checked "
-                               "without working credentials")]
+                               f"without {without}")]
     bucket = cfg.config.registry.bucket or names.registry_bucket(
         ws.project, target.account_id, target.region)
     conn = replace(target.conn, max_attempts=1)  # a diagnosis wants answers, not retries
-    checks.append(bucket_check(conn, bucket, target.region))
+    registry_bucket = bucket_check(conn, bucket, target.region)
+    checks.append(registry_bucket)
     checks += service_checks(conn)
     checks += quota_checks(conn, cfg.target, cfg.config)
     checks += ses_checks(conn, cfg.target, cfg.config)
     checks.append(layer_check(ws, cfg.target))
+    if registry_bucket.status != FAIL and "does not exist yet" not in registry_bucket.detail:
+        checks += artifact_checks(ws, conn, bucket)
     return checks

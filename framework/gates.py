@@ -11,26 +11,31 @@ and before every deploy of a new version:
 - the input contract must stay compatible with the version it replaces: a removed or retyped
   feature, a new required feature or a dropped category breaks callers and is refused unless
   the major version moved.
+
+A threshold may be relative to the *champion*, the version serving the model's endpoints now
+(``>= champion - 0.01``, ``<= champion * 1.2``: ``framework.config.thresholds``). The
+champion's ONNX, fetched from the registry and checked against its recorded SHA-256, runs on
+the candidate's hold-out through the same code, so both figures come from the same rows; its
+latency is measured the same way, on the same packaged handler. Without a champion (the
+model's first version) a relative gate passes and says so: ``no champion: first version``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from framework.config.models import METRIC_GATES, Model, parse_gate
+from framework.config.models import METRIC_GATES, Model
 from framework.config.semver import SemVer
+from framework.config.thresholds import parse_threshold
 from framework.errors import MlopsError
 
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
-}
 BATCH = 500
+FIRST_VERSION = "no champion: first version"
 
 
 class GateFailedError(MlopsError):
@@ -53,25 +58,91 @@ class GateFailedError(MlopsError):
 @dataclass(frozen=True)
 class GateResult:
     gate: str
-    expected: str  # e.g. ">=0.95"
-    measured: float | str | None
+    expected: str  # as declared, e.g. ">=0.95" or ">= champion - 0.01"
+    measured: float | str | None  # the candidate's figure
     passed: bool
     detail: str
+    bound: float | None = None  # what ``measured`` was compared with (resolved)
+    relative: bool = False  # the threshold names the champion
+    champion: float | None = None  # the champion's figure
+    champion_version: str | None = None
+    no_champion: str = ""  # why a relative threshold had nothing to compare with
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate, "expected": self.expected, "measured": self.measured,
-                "passed": self.passed, "detail": self.detail}
+        out: dict[str, Any] = {"gate": self.gate, "expected": self.expected,
+                               "measured": self.measured, "passed": self.passed,
+                               "detail": self.detail, "bound": self.bound}
+        if self.relative:
+            out.update(champion=self.champion, champion_version=self.champion_version)
+            if self.no_champion:
+                out["no_champion"] = self.no_champion
+        return out
 
 
-def check_threshold(gate: str, expression: str, measured: float | None) -> GateResult:
-    op, bound = parse_gate(expression)
+@dataclass(frozen=True)
+class Champion:
+    """The version a candidate challenges: its metadata.json and its ONNX bytes, already
+    checked against the SHA-256 the registry records."""
+
+    version: str
+    metadata: Mapping[str, Any]
+    artifact: bytes
+    serves: str  # where it serves, for people: "endpoint predict", "alias production"
+
+
+@dataclass(frozen=True)
+class Versus:
+    """The champion's side of one relative threshold: its version and figure, or why there
+    is none (``version`` None: no champion; ``value`` None: it could not be measured)."""
+
+    version: str | None
+    value: float | None = None
+    reason: str = FIRST_VERSION
+
+
+def _g(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def check_threshold(gate: str, expression: str, measured: float | None,
+                    versus: Versus | None = None) -> GateResult:
+    """Compare ``measured`` with ``expression``; a relative one with ``versus`` (the
+    champion's figure; no champion when None)."""
+    threshold = parse_threshold(expression)
+    text = str(expression)
+    if not threshold.relative:
+        bound = threshold.value
+        if measured is None:
+            return GateResult(gate, text, None, False,
+                              f"could not be measured ({threshold.canonical})", bound)
+        passed = threshold.holds(measured, bound)
+        return GateResult(gate, text, round(measured, 6), passed,
+                          f"{_g(measured)} {'meets' if passed else 'misses'} "
+                          f"{threshold.op}{bound:g} ({'ok' if passed else 'FAILED'})", bound)
+    versus = versus or Versus(None)
+    figure = None if measured is None else round(measured, 6)
+    if versus.version is None:  # nothing to compare with: the gate cannot fail
+        shown = "" if measured is None else f"; candidate {_g(measured)}"
+        return GateResult(gate, text, figure, True, f"{versus.reason}{shown} (ok)",
+                          relative=True, no_champion=versus.reason)
+    if versus.value is None:
+        return GateResult(gate, text, figure, False,
+                          f"champion {versus.version} could not be measured: {versus.reason} "
+                          "(FAILED)", relative=True, champion_version=versus.version)
+    resolved = threshold.bound(versus.value)
+    assert resolved is not None
+    theirs = round(versus.value, 6)
     if measured is None:
-        return GateResult(gate, expression, None, False, f"could not be measured ({op}{bound})")
-    passed = OPS[op](measured, bound)
-    verdict = "ok" if passed else "FAILED"
-    return GateResult(gate, expression, round(measured, 6), passed,
-                      f"{measured:.4g} {'meets' if passed else 'misses'} {op}{bound:g} "
-                      f"({verdict})")
+        return GateResult(gate, text, None, False,
+                          f"could not be measured ({threshold.canonical} = {_g(resolved)}; "
+                          f"champion {versus.version}: {_g(versus.value)}) (FAILED)",
+                          round(resolved, 6), True, theirs, versus.version)
+    passed = threshold.holds(measured, resolved)
+    return GateResult(
+        gate, text, figure, passed,
+        f"candidate {_g(measured)} {'meets' if passed else 'misses'} {threshold.canonical} "
+        f"= {_g(resolved)} (champion {versus.version}: {_g(versus.value)}) "
+        f"({'ok' if passed else 'FAILED'})", round(resolved, 6), True, theirs, versus.version)
 
 
 # -- hold-out metrics -------------------------------------------------------------------
@@ -125,12 +196,14 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
-def holdout_metrics(bundle: Any, model: Model, root: Path) -> dict[str, float | None]:
-    """Run the hold-out set through ``bundle`` (a runtime ``ModelBundle``) and score it."""
+def holdout_metrics(bundle: Any, model: Model, root: Path,
+                    features: Sequence[str] | None = None) -> dict[str, float | None]:
+    """Run ``model``'s hold-out set through ``bundle`` (a runtime ``ModelBundle``) and score
+    it; ``features`` are the columns the bundle takes (default: ``model``'s)."""
     from framework.monitoring.performance import classification_metrics, regression_metrics
 
     assert model.holdout is not None
-    features = [f.name for f in model.features]
+    features = list(features) if features is not None else [f.name for f in model.features]
     records, labels = read_holdout(root / model.holdout.path, model.holdout.label)
     predictions, probabilities, classes = predict_records(bundle, records, features)
     if model.task.value == "regression":
@@ -224,39 +297,108 @@ def compatibility(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
 
 def evaluate(name: str, model: Model, root: Path, metadata: Mapping[str, Any],
              previous: Mapping[str, Any] | None,
-             latency: Callable[[], dict[str, float]] | None = None) -> list[GateResult]:
-    """Every gate of ``model``; ``metadata`` is the new version's metadata.json."""
-    from framework.runtime.inference import ModelBundle
-
+             latency: Callable[[], dict[str, float]] | None = None, *,
+             champion: Champion | None = None, no_champion: str = FIRST_VERSION,
+             champion_latency: Callable[[], dict[str, float]] | None = None,
+             ) -> list[GateResult]:
+    """Every gate of ``model``; ``metadata`` is the new version's metadata.json. Relative
+    thresholds compare with ``champion`` (measured here, on the same hold-out), or pass with
+    ``no_champion`` as their reason when there is none."""
     results = [compatibility(previous, metadata)]
     gates = model.gates
+    relative = {g for g, t in gates.items() if parse_threshold(t).relative}
+
+    def versus(gate: str, figures: Mapping[str, float | None], why: str) -> Versus | None:
+        if gate not in relative:
+            return None
+        if champion is None:
+            return Versus(None, reason=no_champion)
+        value = figures.get(gate)
+        return Versus(champion.version, value,
+                      why or ("" if value is not None else f"no {gate} figure"))
+
     artifact = root / model.artifact
     if "size_mb" in gates:
+        sizes = {"size_mb": len(champion.artifact) / 1e6} if champion is not None else {}
         results.append(check_threshold("size_mb", gates["size_mb"],
-                                       artifact.stat().st_size / 1e6))
+                                       artifact.stat().st_size / 1e6,
+                                       versus("size_mb", sizes, "")))
     metric_gates = {g: e for g, e in gates.items() if g in METRIC_GATES}
     if metric_gates:
-        data = artifact.read_bytes()
-        bundle = ModelBundle.from_bytes(metadata, data, str(metadata["sha256"]),
-                                        max_rows=BATCH)
-        from framework.runtime.errors import RequestError
-
-        try:
-            measured = holdout_metrics(bundle, model, root)
-        except RequestError as exc:  # the hold-out data breaks the version's own contract
-            detail = f"the hold-out set does not fit the input contract: {exc.message}"
-            results += [GateResult(gate, expression, None, False, detail)
-                        for gate, expression in sorted(metric_gates.items())]
-        else:
-            for gate, expression in sorted(metric_gates.items()):
-                results.append(check_threshold(gate, expression, measured.get(gate)))
+        measured, problem = _scored(model, root, metadata, artifact.read_bytes())
+        theirs: dict[str, float | None] = {}
+        why = ""
+        if champion is not None and relative & set(metric_gates):
+            theirs, why = _scored(model, root, champion.metadata, champion.artifact)
+        for gate, expression in sorted(metric_gates.items()):
+            if problem:
+                results.append(GateResult(gate, expression, None, False, problem))
+            else:
+                results.append(check_threshold(gate, expression, measured.get(gate),
+                                               versus(gate, theirs, why)))
     timing = {g: e for g, e in gates.items() if g.endswith("_latency_ms")}
     if timing:
         figures = latency() if latency is not None else {}
+        theirs, why = {}, ""
+        if champion is not None and relative & set(timing):
+            if champion_latency is None:
+                why = "its latency was not measured"
+            else:
+                try:
+                    theirs = dict(champion_latency())
+                except MlopsError as exc:
+                    why = exc.what
         for gate, expression in sorted(timing.items()):
-            results.append(check_threshold(gate, expression, figures.get(gate)))
+            results.append(check_threshold(gate, expression, figures.get(gate),
+                                           versus(gate, theirs, why)))
     return results
+
+
+def _scored(model: Model, root: Path, metadata: Mapping[str, Any], data: bytes,
+            ) -> tuple[dict[str, float | None], str]:
+    """Hold-out metrics of one version (its metadata.json and ONNX bytes), each version
+    taking the hold-out rows through its own input contract; or why they are missing."""
+    from framework.runtime.errors import ModelUnavailableError, RequestError
+    from framework.runtime.inference import ModelBundle
+
+    try:
+        bundle = ModelBundle.from_bytes(metadata, data, str(metadata["sha256"]), max_rows=BATCH)
+    except ModelUnavailableError as exc:
+        return {}, f"the model does not load: {exc}"
+    features = [str(f["name"]) for f in metadata.get("features", [])]
+    try:
+        return holdout_metrics(bundle, model, root, features), ""
+    except RequestError as exc:  # the hold-out data breaks the version's own contract
+        return {}, f"the hold-out set does not fit the input contract: {exc.message}"
 
 
 def results_json(results: Sequence[GateResult]) -> str:
     return json.dumps([r.to_dict() for r in results], indent=2)
+
+
+def audit_fields(model: str, version: str, results: Sequence[GateResult],
+                 champion: Champion | None = None) -> dict[str, Any]:
+    """The audit record of one version's gates: every result (with the champion's figure
+    and the resolved bound beside the candidate's), and the champion it was compared with,
+    or why there was none."""
+    failed = [r for r in results if not r.passed]
+    relative = [r for r in results if r.relative]
+    why = next((r.no_champion for r in relative if r.no_champion), "")
+    after: dict[str, Any] = {"version": version, "passed": not failed,
+                             "gates": [r.to_dict() for r in results]}
+    if relative:
+        after["champion"] = None if champion is None else {
+            "version": champion.version, "serves": champion.serves,
+            "sha256": champion.metadata.get("sha256")}
+        if why:
+            after["no_champion"] = why
+    if failed:
+        reason = "failed " + "; ".join(f"{r.gate}: {r.detail}" for r in failed)
+    else:
+        reason = f"passed {len(results)} gate(s)"
+        if relative:
+            reason += f" ({why})" if why else \
+                f" (against champion {champion.version if champion else '?'})"
+    return {"action": "gates", "resource": f"model.{model}@{version}", "kind": "gates",
+            "model": model, "outcome": "failed" if failed else "succeeded", "reason": reason,
+            "after": after}

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,10 +78,12 @@ print(json.dumps({"p50_latency_ms": times[len(times) // 2],
 """
 
 
-def sample_row(ws: Workspace, name: str) -> dict[str, Any]:
-    """One realistic request row: the first hold-out row, else values the contract allows."""
+def sample_row(ws: Workspace, name: str, features: Sequence[str] | None = None,
+               ) -> dict[str, Any]:
+    """One realistic request row (of ``features``, default the model's): the first hold-out
+    row, else values the contract allows."""
     model = ws.loaded.config.models[name]
-    names = [f.name for f in model.features]
+    names = list(features) if features is not None else [f.name for f in model.features]
     if model.holdout is not None:
         from framework.gates import read_holdout
 
@@ -100,7 +102,9 @@ def sample_row(ws: Workspace, name: str) -> dict[str, Any]:
 
 
 def handler_latency(ws: Workspace, name: str, metadata: Mapping[str, Any],
-                    n: int = REQUESTS) -> dict[str, float]:
+                    n: int = REQUESTS, artifact: bytes | None = None) -> dict[str, float]:
+    """p50/p99 of the declared artifact, or of ``artifact`` (another version's ONNX bytes,
+    described by ``metadata``: the champion a relative gate compares with)."""
     from framework.package import build_code_bundle
 
     model = ws.loaded.config.models[name]
@@ -110,14 +114,17 @@ def handler_latency(ws: Workspace, name: str, metadata: Mapping[str, Any],
         with zipfile.ZipFile(ws.root / bundle.source) as zf:
             zf.extractall(code)
         model_dir.mkdir()
-        (model_dir / "model.onnx").write_bytes((ws.root / model.artifact).read_bytes())
+        (model_dir / "model.onnx").write_bytes(
+            artifact if artifact is not None else (ws.root / model.artifact).read_bytes())
+        features = [str(f["name"]) for f in metadata.get("features", [])] or None
         (model_dir / "metadata.json").write_text(json.dumps(dict(metadata)))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
         env.update({
             "MLOPS_REGISTRY_BUCKET": "gate", "MLOPS_MODEL_NAME": name,
-            "MLOPS_MODEL_VERSION": model.version, "MLOPS_MODEL_SHA256": str(metadata["sha256"]),
+            "MLOPS_MODEL_VERSION": str(metadata.get("version") or model.version),
+            "MLOPS_MODEL_SHA256": str(metadata["sha256"]),
             "MLOPS_ENDPOINT": "gate", "MLOPS_ROUTE": "POST /gate",
-            "GATE_ROW": json.dumps(sample_row(ws, name)), "AWS_REGION": "us-east-1",
+            "GATE_ROW": json.dumps(sample_row(ws, name, features)), "AWS_REGION": "us-east-1",
         })
         proc = subprocess.run([sys.executable, "-s", "-c", SCRIPT, str(code), str(model_dir),
                                str(n), str(WARMUP)], cwd=code, env=env, capture_output=True,

@@ -5,7 +5,8 @@ only ``handlers/`` and ``framework/``; so every function gets the layer of its *
 
 - ``serve`` (the endpoint functions): onnxruntime, numpy, boto3, botocore and what pip
   resolves for them;
-- ``monitor`` (the scheduled monitor functions): numpy, scipy, boto3, botocore and theirs.
+- ``monitor`` (the scheduled monitor functions): numpy, scipy, boto3, botocore, msgspec, isal
+  and theirs.
 
 boto3/botocore are pinned inside the layers (as AWS recommends) rather than taken from the
 runtime, so what runs is what was resolved and recorded in ``mlops.lock``.
@@ -51,6 +52,7 @@ from framework.compile.compiler import LayerBundle
 from framework.compile.names import layer_unit
 from framework.config.runtimes import RUNTIMES
 from framework.errors import ConfigError, Problem
+from framework.progress import say
 
 FORMAT = 2  # bump when what goes into a layer changes for the same wheels (prune rules)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -60,7 +62,7 @@ MB = 1024 * 1024
 # What the packaged code needs, and the version ranges it is tested with (pyproject.toml).
 REQUIREMENTS: dict[str, str] = {
     "onnxruntime": ">=1.18,<2", "numpy": ">=1.26,<3", "scipy": ">=1.11,<2",
-    "boto3": ">=1.35,<2", "botocore": ">=1.35,<2",
+    "boto3": ">=1.35,<2", "botocore": ">=1.35,<2", "msgspec": ">=0.18,<1", "isal": ">=1.6,<2",
 }
 
 
@@ -75,9 +77,14 @@ class Need:
 
 
 NEEDS: dict[str, Need] = {n.name: n for n in (
-    Need("serve", ("onnxruntime", "numpy", "boto3", "botocore"), ("firehose", "s3", "sts"),
+    # lambda: shadow copies (Invoke, GetAlias); codedeploy and lambda: the endpoints'
+    # deployment hooks (handlers.hooks) run on it too
+    Need("serve", ("onnxruntime", "numpy", "boto3", "botocore"),
+         ("codedeploy", "firehose", "lambda", "s3", "sts"),
          "endpoint functions (handlers.inference)"),
-    Need("monitor", ("numpy", "scipy", "boto3", "botocore"),
+    # msgspec and isal (about 0.5 MB zipped together): the typed capture decoder and ISA-L's
+    # gunzip, about 4x faster per captured row than json and zlib (framework.monitoring.columns)
+    Need("monitor", ("numpy", "scipy", "boto3", "botocore", "msgspec", "isal"),
          ("cloudwatch", "firehose", "lambda", "s3", "ses", "sts"),
          "monitor functions (handlers.monitor)"),
 )}
@@ -537,18 +544,24 @@ def ensure_layer(key: LayerKey, build_dir: Path, *, pins: Sequence[Wheel] | None
             return current
     wheel_dir = build_dir / "wheels"
     wheels: Sequence[Wheel] | None = None if fresh else (pins or _cached_resolution(cache, key))
+    name = f"layer {key_name(key)}"
     if wheels:
         built = _from_machine_cache(cache, key, wheels, build_dir)
         if built is not None:
             built = replace(built, upgraded=False)
-            check_unzipped(code_bytes, built.unzipped, f"layer {key_name(key)}")
+            check_unzipped(code_bytes, built.unzipped, name)
             _write_manifest(manifest_path(build_dir, key), built)
             return built
+        say(f"{name}: downloading its {len(wheels)} pinned wheels with pip")
         fetch_wheels(wheels, runtime, arch, wheel_dir)
     else:
+        say(f"{name}: resolving {', '.join(NEEDS[need].packages)} for {runtime} ({arch}) "
+            "with pip")
         wheels = resolve_wheels(NEEDS[need], runtime, arch, wheel_dir)
+    say(f"{name}: building the zip from {len(wheels)} wheels (bytecode for {runtime})")
     built = replace(build_layer(key, wheels, wheel_dir, build_dir, code_bytes=code_bytes),
                     upgraded=fresh)
+    say(f"{name}: {built.size / MB:.1f} MB zipped")
     _write_manifest(manifest_path(build_dir, key), built)
     _to_machine_cache(cache, built, build_dir)
     return built

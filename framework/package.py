@@ -2,8 +2,8 @@
 (the layers are ``framework.layers``').
 
 The zip holds only ``handlers/``, ``framework/__init__.py``, ``framework/runtime/``,
-``framework/monitoring/`` (stdlib, numpy and scipy only), the audit log and the report
-template; it is
+``framework/monitoring/`` (stdlib, numpy and scipy only), the audit log, the report
+template and the dashboard's page builder; it is
 byte-reproducible (sorted entries, fixed timestamps and modes), so it is addressed by its
 SHA-256 and a deploy with no change uploads nothing.
 """
@@ -23,9 +23,16 @@ from framework.errors import ConfigError, Problem
 
 SOURCE_ROOT = Path(framework.__file__).resolve().parent.parent
 PACKAGED = ("handlers", "framework/runtime", "framework/monitoring")
-# framework/apply/audit.py is stdlib-only: the monitor records rollbacks with it.
+# framework/apply/audit.py is stdlib-only: the monitor records rollbacks with it. The monitor
+# rebuilds the dashboard page with the stdlib-only part of framework/dashboard.
+# framework/rollout/pretraffic.py is an endpoint's pre-traffic hook (stdlib, numpy and the
+# runtime's model bundle).
 PACKAGED_FILES = ("framework/__init__.py", "framework/apply/__init__.py",
-                  "framework/apply/audit.py", "infra/templates/report.html")
+                  "framework/rollout/__init__.py", "framework/rollout/pretraffic.py",
+                  "framework/apply/audit.py", "infra/templates/report.html",
+                  "framework/dashboard/__init__.py", "framework/dashboard/data.py",
+                  "framework/dashboard/refresh.py", "framework/dashboard/render.py",
+                  "framework/dashboard/site.py")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for function + layers, unzipped
 
@@ -94,6 +101,26 @@ def describe_artifacts(config: Config, root: Path) -> dict[str, ArtifactInfo]:
             sha256=sha256_file(path), size=path.stat().st_size, source=relative_to(path, root),
             metadata=canonical_json(version_metadata(name, model, path, root)),
         )
+    return infos
+
+
+def describe_holdouts(config: Config, root: Path) -> dict[str, ArtifactInfo]:
+    """The hold-out data of every model that declares it, for compile (an endpoint's
+    pre-traffic hook reads it from the registry)."""
+    from framework.artifacts import sha256_file
+
+    infos: dict[str, ArtifactInfo] = {}
+    for name, model in config.models.items():
+        if model.holdout is None:
+            continue
+        path = (root / model.holdout.path).resolve()
+        if not path.is_file():
+            raise ConfigError([Problem(where=f"models.{name}.holdout.path",
+                                       what=f"{model.holdout.path} does not exist",
+                                       hint="write the hold-out CSV, or remove holdout:")],
+                              source="artifacts")
+        infos[name] = ArtifactInfo(sha256=sha256_file(path), size=path.stat().st_size,
+                                   source=relative_to(path, root), metadata="")
     return infos
 
 

@@ -2,8 +2,14 @@
 
 The graph is compiled with ``${AWS::AccountId}`` and ``${AWS::Region}`` in place of the
 account and region, and every string holding them becomes ``Fn::Sub``; refs between resources
-become ``Ref``/``Fn::GetAtt``. One table maps each resource kind to its CloudFormation form;
-an unmapped kind is an error, never a silent skip.
+become ``Ref``/``Fn::GetAtt``. Each resource kind's module (``framework.resources``) gives its
+CloudFormation form; a kind the table does not register is an error, never a silent skip.
+
+An endpoint rolled out step by step is deployed as SAM's ``DeploymentPreference`` deploys a
+function: a CodeDeploy application, a deployment group with the endpoint's alarms and
+automatic rollback, a deployment config, and the alias's ``UpdatePolicy``
+(``CodeDeployLambdaAliasUpdate``, with the pre-traffic hook), so CloudFormation starts the
+deployment when the alias's version changes. Bake times must then be whole minutes.
 
 The registry bucket and its content (model files, metadata, the handler zip) are not stack
 resources: a registry outlives any one stack, and the functions' code must exist before the
@@ -16,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
+from framework import resources
 from framework.compile.graph import REF_KEY, Resource, ResourceGraph, is_ref
+from framework.errors import ConfigError
+from framework.resources.base import ACCOUNT, REGION, FoldedInto, Implicit, InRegistry, Stack
 
-ACCOUNT = "${AWS::AccountId}"
-REGION = "${AWS::Region}"
+__all__ = ["ACCOUNT", "REGION", "logical_id", "synthesize", "to_json", "to_sam"]
 
 Template = dict[str, Any]
 
@@ -36,218 +43,86 @@ def logical_id(rid: str) -> str:
     return name[:255]
 
 
-def _value(value: Any) -> Any:
+def _value(value: Any, graph: ResourceGraph) -> Any:
     """Config values → CloudFormation values: refs to intrinsics, placeholders to Fn::Sub."""
     if is_ref(value):
-        target, attr = logical_id(value[REF_KEY]), ATTRS.get(value["attr"], value["attr"])
+        target = logical_id(value[REF_KEY])
+        attr = _attr(graph, value[REF_KEY], value["attr"])
         got: Any = {"Ref": target} if attr == "Ref" else {"Fn::GetAtt": [target, attr]}
         fmt = value.get("format", "{}")
         if fmt != "{}":
             head, tail = fmt.split("{}", 1)
-            got = {"Fn::Join": ["", [_value(head), got, _value(tail)]]}
+            got = {"Fn::Join": ["", [_value(head, graph), got, _value(tail, graph)]]}
         return got
     if isinstance(value, dict):
-        return {k: _value(v) for k, v in value.items()}
+        return {k: _value(v, graph) for k, v in value.items()}
     if isinstance(value, list):
-        return [_value(v) for v in value]
+        return [_value(v, graph) for v in value]
     if isinstance(value, str) and "${AWS::" in value:
         return {"Fn::Sub": value}
     return value
 
 
-# Output names of the graph → CloudFormation attribute names ("Ref" means the Ref value).
-ATTRS = {"api_id": "Ref", "integration_id": "Ref", "version": "Version", "arn": "Arn",
-         "layer_version_arn": "Ref"}  # a LayerVersion's Ref is its ARN
-
-
-def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-
-
-def _role(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::IAM::Role", "Properties": {
-        "RoleName": p["role_name"], "AssumeRolePolicyDocument": p["trust_policy"],
-        "Policies": [{"PolicyName": p["policy_name"], "PolicyDocument": p["policy"]}],
-        "Tags": _tags(p["tags"])}}
-
-
-def _stream(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::KinesisFirehose::DeliveryStream", "Properties": {
-        "DeliveryStreamName": p["stream_name"], "DeliveryStreamType": "DirectPut",
-        "ExtendedS3DestinationConfiguration": {
-            "RoleARN": p["role_arn"], "BucketARN": f"arn:aws:s3:::{p['bucket']}",
-            "Prefix": p["prefix"], "ErrorOutputPrefix": p["error_prefix"],
-            "BufferingHints": {"IntervalInSeconds": p["buffer_seconds"],
-                               "SizeInMBs": p["buffer_mb"]},
-            "CompressionFormat": p["compression"], "FileExtension": p["extension"]},
-        "Tags": _tags(p["tags"])}}
-
-
-def _log_group(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::Logs::LogGroup", "Properties": {
-        "LogGroupName": p["name"], "RetentionInDays": p["retention_days"],
-        "Tags": _tags(p["tags"])}}
-
-
-def _layer(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::Lambda::LayerVersion", "DeletionPolicy": "Retain",
-            "Properties": {"LayerName": p["layer_name"], "Description": p["description"],
-                           "Content": {"S3Bucket": p["bucket"], "S3Key": p["key"]},
-                           "CompatibleRuntimes": p["runtimes"],
-                           "CompatibleArchitectures": p["architectures"]}}
-
-
-def _function(p: dict[str, Any]) -> dict[str, Any]:
-    layers = {"Layers": p["layers"]} if p.get("layers") else {}
-    if p.get("concurrency") is not None:
-        layers["ReservedConcurrentExecutions"] = p["concurrency"]
-    return {"Type": "AWS::Lambda::Function", "Properties": {**layers,
-        "FunctionName": p["function_name"], "Runtime": p["runtime"], "Handler": p["handler"],
-        "Architectures": p["architectures"],
-        "Role": p["role_arn"], "MemorySize": p["memory"], "Timeout": p["timeout"],
-        "Description": p["description"],
-        "Code": {"S3Bucket": p["code"]["bucket"], "S3Key": p["code"]["key"]},
-        "Environment": {"Variables": p["environment"]}, "Tags": _tags(p["tags"])}}
-
-
-def _version(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::Lambda::Version", "DeletionPolicy": "Retain",
-            "Properties": {"FunctionName": p["function_name"],
-                           "Description": f"digest {p['function_digest'][:16]}"}}
-
-
-def _alias(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::Lambda::Alias", "Properties": {
-        "FunctionName": p["function_name"], "Name": p["alias"],
-        "FunctionVersion": p["function_version"]}}
-
-
-def _api(p: dict[str, Any]) -> dict[str, Any]:
-    tags = p["tags"]
-    return {"Type": "AWS::ApiGatewayV2::Api", "Properties": {
-        "Name": p["name"], "ProtocolType": p["protocol"], "Tags": tags}}
-
-
-def _integration(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::ApiGatewayV2::Integration", "Properties": {
-        "ApiId": p["api_id"], "IntegrationType": "AWS_PROXY",
-        "IntegrationUri": p["integration_uri"],
-        "PayloadFormatVersion": p["payload_format_version"],
-        "TimeoutInMillis": p["timeout_ms"]}}
-
-
-def _route(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::ApiGatewayV2::Route", "Properties": {
-        "ApiId": p["api_id"], "RouteKey": p["route_key"], "Target": p["target"],
-        "AuthorizationType": "AWS_IAM" if p["authorization"] == "iam" else "NONE"}}
-
-
-def _stage(p: dict[str, Any]) -> dict[str, Any]:
-    def throttle(t: dict[str, Any]) -> dict[str, Any]:
-        return {"ThrottlingRateLimit": t["rate"], "ThrottlingBurstLimit": t["burst"]}
-
-    props: dict[str, Any] = {"ApiId": p["api_id"], "StageName": p["stage"],
-                             "AutoDeploy": p["auto_deploy"]}
-    if p.get("access_log"):
-        props["AccessLogSettings"] = {"DestinationArn": p["access_log"]["destination_arn"],
-                                      "Format": p["access_log"]["format"]}
-    if p.get("throttle"):
-        props["DefaultRouteSettings"] = throttle(p["throttle"])
-    if p.get("route_throttles"):
-        props["RouteSettings"] = {k: throttle(v) for k, v in p["route_throttles"].items()}
-    return {"Type": "AWS::ApiGatewayV2::Stage", "Properties": props}
-
-
-def _permission(p: dict[str, Any]) -> dict[str, Any]:
-    fn = p["function_name"]
-    return {"Type": "AWS::Lambda::Permission", "Properties": {
-        "FunctionName": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn}:{p['qualifier']}",
-        "Action": "lambda:InvokeFunction", "Principal": p["principal"],
-        "SourceArn": p["source_arn"]}}
-
-
-def _rule(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::Events::Rule", "Properties": {
-        "Name": p["rule_name"], "ScheduleExpression": p["schedule_expression"],
-        "State": p["state"], "Description": p["description"]}}
-
-
-def _identity(p: dict[str, Any]) -> dict[str, Any]:
-    return {"Type": "AWS::SES::EmailIdentity", "Properties": {"EmailIdentity": p["email"]}}
-
-
-REGISTRY = object()  # the registry and its content: made before the stack, listed in Metadata
-TARGET = object()  # an EventBridge target: folded into its rule's Targets
-
-RULES: dict[str, Callable[[dict[str, Any]], dict[str, Any]] | object] = {
-    "s3_bucket": REGISTRY,
-    "s3_object": REGISTRY,
-    "model_version": REGISTRY,
-    "lambda_layer": _layer,
-    "iam_role": _role,
-    "firehose_stream": _stream,
-    "log_group": _log_group,
-    "lambda_function": _function,
-    "lambda_version": _version,
-    "lambda_alias": _alias,
-    "http_api": _api,
-    "api_integration": _integration,
-    "api_route": _route,
-    "api_stage": _stage,
-    "lambda_permission": _permission,
-    "schedule_rule": _rule,
-    "schedule_target": TARGET,
-    "ses_identity": _identity,
-}
+def _attr(graph: ResourceGraph, target: str, attr: str) -> str:
+    """The CloudFormation attribute of a graph output (``"Ref"``: the Ref value), as the kind
+    of the resource it belongs to names it."""
+    form = resources.kind(graph.resources[target].kind).cloudformation
+    return form.attrs.get(attr, attr) if isinstance(form, Stack) else attr
 
 
 def _depends(res: Resource, graph: ResourceGraph) -> list[str]:
     deps = [d for d in res.depends_on
-            if RULES.get(graph.resources[d].kind) not in (REGISTRY, TARGET)]
+            if isinstance(resources.kind(graph.resources[d].kind).cloudformation, Stack)]
     return sorted(logical_id(d) for d in deps)
 
 
-def _fold_target(res: Resource, graph: ResourceGraph, resources: dict[str, Any]) -> None:
-    rule_id = next(d for d in res.depends_on if graph.resources[d].kind == "schedule_rule")
-    props = resources[logical_id(rule_id)]["Properties"]
-    props.setdefault("Targets", []).append({
-        "Id": res.props["target_id"], "Arn": _value(res.props["arn"]),
-        "InputTransformer": res.props["input_transformer"]})
+def _fold(res: Resource, form: FoldedInto[Any], graph: ResourceGraph,
+          stack: dict[str, Any]) -> None:
+    """Add ``res`` to the resource of ``form.parent``'s kind it depends on."""
+    parent = next(d for d in res.depends_on if graph.resources[d].kind == form.parent)
+    props = stack[logical_id(parent)]["Properties"]
+    typed = resources.kind(res.kind).parse(res.props)
+    props.setdefault(form.key, []).append(_value(form.item(typed), graph))
 
 
 def synthesize(graph: ResourceGraph, *, description: str) -> Template:
     """The CloudFormation template of a graph compiled for ``${AWS::AccountId}``."""
-    resources: dict[str, Any] = {}
+    from framework.plan.deployments import aws_problems
+
+    problems = aws_problems(graph)  # what CodeDeploy on AWS cannot run
+    if problems:
+        raise ConfigError(problems, source="synth")
+    stack: dict[str, Any] = {}  # the stack's resources, by logical id
     registry: list[dict[str, Any]] = []
     outputs: dict[str, Any] = {}
     for rid in graph.order():
         res = graph.resources[rid]
-        if res.kind not in RULES:
-            raise ValueError(f"no CloudFormation form for resource kind '{res.kind}'")
-        rule = RULES[res.kind]
-        if rule is REGISTRY:
-            entry = {"Resource": rid, "Bucket": _value(res.props["bucket"])}
+        kind = resources.kind(res.kind)
+        form = kind.cloudformation
+        if isinstance(form, Implicit):
+            continue  # the stack does it by itself (a deployment: the alias's UpdatePolicy)
+        if isinstance(form, InRegistry):
+            entry = {"Resource": rid, "Bucket": _value(res.props["bucket"], graph)}
             for key in ("key", "prefix", "sha256"):
                 if key in res.props:
                     entry[key.capitalize()] = res.props[key]
             registry.append(entry)
             continue
-        if rule is TARGET:
-            _fold_target(res, graph, resources)
+        if isinstance(form, FoldedInto):
+            _fold(res, form, graph, stack)
             continue
-        assert callable(rule)
-        body = _value(rule(res.props))
+        body = _value(form.form(kind.parse(res.props)), graph)
         deps = _depends(res, graph)
         if deps:
             body["DependsOn"] = deps
-        resources[logical_id(rid)] = body
-        if res.kind == "http_api":
-            outputs["ApiEndpoint"] = {"Value": {"Fn::GetAtt": [logical_id(rid), "ApiEndpoint"]}}
+        stack[logical_id(rid)] = body
+        for name, attr in form.outputs.items():
+            outputs[name] = {"Value": {"Fn::GetAtt": [logical_id(rid), attr]}}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": description,
         "Metadata": {"Mlops::Registry": registry},
-        "Resources": resources,
+        "Resources": stack,
         "Outputs": outputs,
     }
 

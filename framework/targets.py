@@ -24,6 +24,10 @@ from framework.runtime.clients import Connection
 LOCALSTACK_DEFAULT = "http://localhost:4566"
 
 
+class LocalStoppedError(TargetUnavailableError):
+    """The stage's local AWS is not running, and the caller did not start it."""
+
+
 @dataclass(frozen=True)
 class Target:
     kind: TargetKind
@@ -56,7 +60,7 @@ def connect(kind: TargetKind, region: str, *, local_home: Path, endpoint_url: st
 
         aws = local.ensure_running(local_home) if start_local else local.status(local_home)
         if aws is None:
-            raise TargetUnavailableError("the local AWS is not running",
+            raise LocalStoppedError("the local AWS is not running",
                                          hint="start it with `mlops local start`")
         conn = local.connection(aws, region)
         gateway_url = aws.gateway_url

@@ -5,14 +5,14 @@ The CLI is a thin layer over these functions; tests drive them directly as well.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framework.apply.audit import AuditLog
-from framework.apply.executor import Executor, Progress
+from framework.apply.executor import DEFAULT_PARALLELISM, Executor, Progress
 from framework.apply.store import StateStore
 from framework.compile import (
     CompileContext,
@@ -24,14 +24,15 @@ from framework.compile import (
 )
 from framework.compile.compiler import LayerKey, ResolvedModel
 from framework.config.loader import LoadedConfig, load_config
-from framework.errors import ConfigError, Problem
-from framework.package import build_code_bundle, describe_artifacts
-from framework.plan.planner import Plan, make_plan
+from framework.errors import ConfigError, MlopsError, Problem
+from framework.package import build_code_bundle, describe_artifacts, describe_holdouts
+from framework.plan.planner import Plan, make_plan, served_model
 from framework.plan.state import State
 from framework.providers.aws import AwsProvider
 from framework.targets import Target, connect
 
 if TYPE_CHECKING:
+    from framework.gates import Champion
     from framework.registry.store import Registry
 
 
@@ -76,13 +77,41 @@ class Session:
     store: StateStore
     audit: AuditLog
     warnings: list[str] = field(default_factory=list)
+    at_once: dict[str, str] = field(default_factory=dict)  # endpoint → why no rollout runs
+    moved_at_once: list[str] = field(default_factory=list)  # "endpoint: why", as applied
+    gate_records: list[dict[str, Any]] = field(default_factory=list)  # audited after apply
 
     @property
     def bucket(self) -> str:
         return self.store.bucket
 
 
+def state_store(ws: Workspace, s3: Any, bucket: str) -> StateStore:
+    """The deploy state of the workspace's project and stage (registry bucket + cache)."""
+    return StateStore(s3=s3, bucket=bucket, project=ws.project, stage=ws.stage,
+                      cache_dir=ws.home / "state", config=ws.loaded.path.name)
+
+
+_OPENED: list[Workspace] = []  # the workspaces this process connected, newest last
+
+
+def explain(exc: BaseException) -> MlopsError | None:
+    """What an error a command did not expect means to its user, when that is known: the
+    registry bucket missing (NoSuchBucket) means nothing is deployed for the stage."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict) or not _OPENED:
+        return None
+    error = response.get("Error", {})
+    if error.get("Code") != "NoSuchBucket":
+        return None
+    ws = _OPENED[-1]
+    bucket = error.get("BucketName") or "the registry bucket"
+    return MlopsError(f"nothing is deployed for {ws.project}/{ws.stage} (its registry bucket "
+                      f"{bucket} does not exist)", hint="deploy it with `mlops deploy`")
+
+
 def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
+    _OPENED.append(ws)
     cfg = ws.loaded
     target = connect(cfg.target, cfg.region, local_home=ws.local_home,
                      endpoint_url=cfg.endpoint_url, profile=cfg.profile,
@@ -90,15 +119,11 @@ def open_session(ws: Workspace, *, start_local: bool = True) -> Session:
     bucket = cfg.config.registry.bucket or names.registry_bucket(
         ws.project, target.account_id, target.region)
     s3 = target.conn.client("s3")
-    store = StateStore(s3=s3, bucket=bucket, project=ws.project, stage=ws.stage,
-                       cache_dir=ws.home / "state")
+    store = state_store(ws, s3, bucket)
     audit = AuditLog(s3=s3, bucket=bucket, local_file=ws.home / "audit.jsonl")
-    session = Session(ws=ws, target=target, provider=AwsProvider(target.conn, ws.root),
-                      store=store, audit=audit, warnings=list(cfg.warnings))
-    from framework.rollout.session import install
-
-    install(session)
-    return session
+    provider = AwsProvider(target.conn, ws.root, local=target.kind.value == "local")
+    return Session(ws=ws, target=target, provider=provider, store=store, audit=audit,
+                   warnings=list(cfg.warnings))
 
 
 def workspace_layers(ws: Workspace, *, fresh: bool = False,
@@ -112,7 +137,7 @@ def workspace_layers(ws: Workspace, *, fresh: bool = False,
     from framework.package import code_unzipped_bytes
 
     build = ws.home / "build"
-    locked = lockfile.read(ws.root / "mlops.lock")["stages"].get(ws.stage)
+    locked = lockfile.entry(ws.root / "mlops.lock", ws.project, ws.stage)
     pins = pins_from_lock(locked)
     code_bytes = code_unzipped_bytes()
     out = {}
@@ -135,7 +160,8 @@ def compile_workspace(ws: Workspace, account_id: str, region: str,
     ctx = CompileContext(project=ws.project, stage=ws.stage, region=region,
                          account_id=account_id, artifacts=artifacts, code=code,
                          resolved=dict(resolved or {}),
-                         layers=workspace_layers(ws) if layers is None else dict(layers))
+                         layers=workspace_layers(ws) if layers is None else dict(layers),
+                         holdouts=describe_holdouts(ws.loaded.config, ws.root))
     return compile_config(ws.loaded.config, ctx)
 
 
@@ -165,35 +191,114 @@ def refresh(session: Session, state: State) -> dict[str, bool]:
 
 
 def check_target_support(session: Session) -> None:
-    """Settings the stage's target cannot honour are refused before anything changes."""
-    from framework.config.models import Strategy, TargetKind
+    """Settings the stage's target cannot honour are refused before anything changes. Every
+    setting is honoured on every target today: shadow rollouts too, since the serving function
+    sends the copies itself (``framework.runtime.shadow``), which API Gateway, LocalStack and
+    the local gateway need not know about."""
+    del session
 
-    if session.target.kind is TargetKind.local:
+
+def check_integrity(session: Session, resources: Iterable[tuple[str, Mapping[str, Any]]],
+                    deployed: State) -> None:
+    """Refuse (exit 7) when a registered version that ``resources`` — ``(kind, props)`` of
+    what is about to be deployed — register or serve has other bytes in the registry than
+    its metadata records; a damaged version only the current deployment serves is a warning
+    (this deploy replaces it)."""
+    from framework.registry.integrity import damaged, refusal, served_versions
+
+    if not session.store.bucket_exists():
         return
-    problems = [Problem(
-        where=f"endpoints.{name}.rollout.strategy",
-        what=f"shadow rollouts need request mirroring, which {session.target.kind.value} "
-             "does not do (API Gateway has none; the local data plane mirrors)",
-        hint="use canary or linear on this stage")
-        for name, ep in session.ws.loaded.config.endpoints.items()
-        if ep.rollout.strategy is Strategy.shadow]
-    if problems:
-        raise ConfigError(problems, source=str(session.ws.loaded.path))
+    reg = registry(session)
+    wanted = served_versions(resources)
+    found = damaged(reg, wanted)
+    if found:
+        raise refusal(found)
+    leaving = [v for v in served_versions((e.kind, e.props) for e in deployed.resources.values())
+               if v not in wanted]
+    for d in damaged(reg, leaving):
+        session.warnings.append(f"{d.name}@{d.version}, which serves now, is damaged ({d.what});"
+                                " this deploy stops serving it")
 
 
-def plan(session: Session, *, destroy: bool = False) -> Plan:
+def check_locked_artifacts(session: Session, locked: Mapping[str, Any]) -> None:
+    """Every model version a ``mlops.lock`` stage entry records has, in the registry, the
+    SHA-256 the lock records, and the stored bytes have it too (exit 7 otherwise)."""
+    from framework.lockfile import locked_versions
+    from framework.registry.integrity import damaged, refusal
+
+    if not session.store.bucket_exists():
+        return
+    recorded = locked_versions(locked)
+    found = damaged(registry(session), recorded, recorded)
+    if found:
+        raise refusal(found)
+
+
+def check_not_renamed(session: Session, state: State) -> None:
+    """A project renamed in its config file is refused while the old name's resources live:
+    a plan would create everything again under the new name and leave them running."""
+    if state.lineage:
+        return  # this project has a history on the stage
+    renamed = session.store.renamed_from()
+    if renamed is None:
+        return
+    old, theirs = renamed
+    ws = session.ws
+    line = next((i for i, text in enumerate(ws.loaded.path.read_text().splitlines(), 1)
+                 if text.startswith("project:")), None)
+    raise ConfigError([Problem(
+        where="project",
+        what=f"{ws.loaded.path.name} deployed project '{old}' to stage '{ws.stage}' "
+             f"({len(theirs.resources)} resources, still deployed); '{ws.project}' has nothing "
+             f"there: deploying it would create everything again under the new name and leave "
+             f"'{old}''s resources running",
+        hint=f"to rename, set `project: {old}` back, run `mlops destroy --stage {ws.stage}`, "
+             f"then set `project: {ws.project}` and deploy; to deploy a second project from "
+             f"this folder, give it its own file (`mlops deploy -f {ws.project}.yaml`)",
+        line=line, column=10 if line else None)], source=str(ws.loaded.path))
+
+
+def plan(session: Session, *, destroy: bool = False, allow_downgrade: bool = False,
+         undo_rollback: bool = False) -> Plan:
+    """What a deploy (or, ``destroy``, a destroy) would change; endpoints' live aliases moved
+    outside mlops are reconciled (``framework.drift``: moved back, or a monitor's rollback
+    kept unless ``undo_rollback``)."""
+    the_plan = _plan(session, destroy=destroy, allow_downgrade=allow_downgrade)
+    if destroy:
+        return the_plan
+    state = session.store.load()
+    if not any(e.kind == "lambda_alias" for e in state.resources.values()) \
+            or not session.store.bucket_exists():
+        return the_plan
+    from framework.drift import live_aliases, reconcile
+
+    live = live_aliases(session, state)
+    if undo_rollback and not any(a.rollback is not None for a in live.values()):
+        session.warnings.append("--undo-rollback: no endpoint serves a rolled-back version")
+    return reconcile(the_plan, live, undo_rollback=undo_rollback)
+
+
+def _plan(session: Session, *, destroy: bool, allow_downgrade: bool) -> Plan:
     if not destroy:
         check_target_support(session)
     state = session.store.load()
+    if not destroy:
+        check_not_renamed(session, state)
+        from framework.versions_guard import check as check_versions  # no older version back
+
+        session.warnings += check_versions(session.ws.loaded.config, state, allow=allow_downgrade,
+                                           source=str(session.ws.loaded.path))
     graph = (ResourceGraph() if destroy else
              compile_workspace(session.ws, session.target.account_id, session.target.region,
                                resolve_models(session)))
+    if not destroy:
+        check_integrity(session, ((r.kind, r.props) for r in graph.resources.values()), state)
     live = refresh(session, state)
     if not state.project:
         state = State(project=session.ws.project, stage=session.ws.stage, lineage="")
     return make_plan(graph, state, live, target=session.target.kind.value,
                      region=session.target.region, account_id=session.target.account_id,
-                     destroy=destroy)
+                     destroy=destroy, observed=session.provider.observed(state))
 
 
 def check_plan_matches(session: Session, saved: Plan, source: str) -> None:
@@ -209,14 +314,26 @@ def check_plan_matches(session: Session, saved: Plan, source: str) -> None:
 
 
 def apply(session: Session, the_plan: Plan, *, command: str = "mlops deploy",
-          on_progress: Progress | None = None) -> State:
+          on_progress: Progress | None = None, saved: bool = False,
+          parallelism: int = DEFAULT_PARALLELISM) -> State:
+    from framework.rollout.changes import unchanged_serving
+
     executor = Executor(provider=session.provider, store=session.store, audit=session.audit,
-                        actor=session.target.actor, command=command, on_progress=on_progress)
+                        actor=session.target.actor, command=command, on_progress=on_progress,
+                        saved=saved, parallelism=parallelism)
+    session.at_once = unchanged_serving(the_plan)  # no model or code change: no rollout
     try:
-        return executor.apply(the_plan)
+        state = executor.apply(the_plan)
+        if not the_plan.destroy and the_plan.changes:
+            from framework.drift import record_serving
+
+            session.warnings.extend(record_serving(session, state))
+        return state
     finally:
         session.warnings.extend(session.store.warnings)
         session.target.refresh_gateway()
+        while session.gate_records:  # gates that ran before the registry existed
+            record_gates(session, session.gate_records.pop(0), now=True)
 
 
 @dataclass(frozen=True)
@@ -224,11 +341,29 @@ class EndpointInfo:
     name: str
     route: str
     url: str
-    version: str | None
+    version: str | None  # the Lambda version the alias serves
+    model: str | None = None  # the model that version serves ("diagnosis 1.1.0"), when known
+    # read live (``endpoints(live=True)``): the other versions' shares while a rollout runs,
+    # what the state records when the alias moved outside mlops, and what status says of it
+    routing: list[dict[str, Any]] = field(default_factory=list)
+    state_version: str | None = None
+    state_model: str | None = None
+    note: str = ""
 
 
-def endpoints(session: Session, state: State) -> list[EndpointInfo]:
+def endpoints(session: Session, state: State, *, live: bool = False) -> list[EndpointInfo]:
+    """The deployed endpoints; with ``live``, as their aliases serve now (Lambda's answer,
+    each version's model from its environment) rather than as the state recorded them."""
     api = state.resources.get("api")
+    aliases: dict[str, Any] = {}
+    unread = ""
+    if live and api is not None:
+        from framework.drift import live_aliases
+
+        try:
+            aliases = live_aliases(session, state)
+        except Exception as exc:  # the state's word, with why it is not Lambda's
+            unread = f"live alias unreadable ({type(exc).__name__}: {exc}); as recorded"
     out = []
     for name, ep in session.ws.loaded.config.endpoints.items():
         if api is None or f"route.{name}" not in state.resources:
@@ -236,9 +371,24 @@ def endpoints(session: Session, state: State) -> list[EndpointInfo]:
         method, path = ep.route.split(" ", 1)
         alias = state.resources.get(f"alias.{name}")
         version = str(alias.outputs.get("version")) if alias else None
-        out.append(EndpointInfo(name=name, route=ep.route,
-                                url=session.target.endpoint_url(api.outputs, path),
-                                version=version))
+        published, fn = state.resources.get(f"version.{name}"), state.resources.get(
+            f"function.{name}")
+        model = None  # the function's recorded properties are its latest version's
+        if published and fn and str(published.outputs.get("version")) == version:
+            model = served_model(fn.props) or None
+        url = session.target.endpoint_url(api.outputs, path)
+        now = aliases.get(name)
+        if now is None:
+            out.append(EndpointInfo(name=name, route=ep.route, url=url, version=version,
+                                    model=model, state_version=version, state_model=model,
+                                    note=unread if live else ""))
+            continue
+        out.append(EndpointInfo(
+            name=name, route=ep.route, url=url, version=now.version,
+            model=now.model or None, state_version=version,
+            state_model=now.recorded_model or model, note=now.note(),
+            routing=[{"version": v, "model": now.weight_models.get(v) or None, "weight": w}
+                     for v, w in sorted(now.weights.items())]))
     return out
 
 
@@ -267,16 +417,39 @@ def gate_models(session: Session, the_plan: Plan) -> list[str]:
                    and a.op.value in ("create", "replace")})
 
 
-def run_gates(ws: Workspace, name: str, previous: Mapping[str, Any] | None) -> list[Any]:
-    """Evaluate one model's gates against its declared artifact (see ``framework.gates``)."""
+def run_gates(ws: Workspace, name: str, previous: Mapping[str, Any] | None,
+              session: Session | None = None, *,
+              champion: tuple[Champion | None, str] | None = None) -> list[Any]:
+    """Evaluate one model's gates against its declared artifact (see ``framework.gates``);
+    relative thresholds against ``champion`` (default: looked up through ``session``)."""
     from framework.artifacts import build_metadata
     from framework.gates import evaluate
     from framework.latency import handler_latency
+    from framework.progress import say
 
     model = ws.loaded.config.models[name]
+    say(f"measuring {name} {model.version} on its hold-out for its gates")
     metadata = build_metadata(name, model, ws.root / model.artifact)
+    found, why = champion if champion is not None else champion_of(session, ws, name)
     return evaluate(name, model, ws.root, metadata, previous,
-                    latency=lambda: handler_latency(ws, name, metadata))
+                    latency=lambda: handler_latency(ws, name, metadata),
+                    champion=found, no_champion=why,
+                    champion_latency=None if found is None else lambda: handler_latency(
+                        ws, name, found.metadata, artifact=found.artifact))
+
+
+def champion_of(session: Session | None, ws: Workspace, name: str,
+                ) -> tuple[Champion | None, str]:
+    """The version serving ``name`` that its relative gates compare with, or why there is
+    none (see ``framework.champion``); nothing is read when no gate is relative."""
+    from framework.champion import OFFLINE, find_champion
+
+    model = ws.loaded.config.models[name]
+    if not any(threshold.relative for threshold in model.gates.values()):
+        return None, ""
+    if session is None:
+        return None, OFFLINE
+    return find_champion(session, name, model.version)
 
 
 def previous_metadata(session: Session | None, name: str, version: str,
@@ -296,16 +469,34 @@ def previous_metadata(session: Session | None, name: str, version: str,
 
 def check_gates(session: Session, the_plan: Plan) -> dict[str, list[Any]]:
     """Gates of every model the plan ships; raises GateFailedError on the first failure."""
-    from framework.gates import GateFailedError
+    from framework.gates import GateFailedError, audit_fields
 
     results: dict[str, list[Any]] = {}
     for name in gate_models(session, the_plan):
         model = session.ws.loaded.config.models[name]
-        got = run_gates(session.ws, name, previous_metadata(session, name, model.version))
+        champion = champion_of(session, session.ws, name)
+        got = run_gates(session.ws, name, previous_metadata(session, name, model.version),
+                        champion=champion)
         results[name] = got
+        record_gates(session, audit_fields(name, model.version, got, champion[0]),
+                     now=not all(r.passed for r in got))
         if not all(r.passed for r in got):
             raise GateFailedError(name, model.version, got)
     return results
+
+
+def record_gates(session: Session, fields: dict[str, Any], *, now: bool = False) -> None:
+    """Audit a version's gates. Before the stage's first deploy there is no registry yet:
+    the record waits for the apply that creates it (``now`` writes it at once, to the local
+    mirror at least)."""
+    if not now and not session.store.bucket_exists():
+        session.gate_records.append(fields)
+        return
+    try:
+        session.audit.record(actor=session.target.actor, command="mlops deploy",
+                             project=session.ws.project, stage=session.ws.stage, **fields)
+    except Exception as exc:  # the local mirror has it; the registry may not exist (yet)
+        session.warnings.append(f"audit record not stored in the registry: {exc}")
 
 
 def lock_entry(session: Session, state: State) -> dict[str, Any]:

@@ -5,10 +5,16 @@ schedule's input ``{"source": "mlops.schedule", "monitor": NAME, "time": ISO}`` 
 time, filled in by the rule's input transformer; the window ends there), or, fired by hand,
 ``{"window": {"start": ISO, "end": ISO}}``; without either the window ends now. Returns a
 summary of the report it wrote.
+
+Fan-out: a run with many capture objects lacking a partial profile hands them out to parallel
+invocations of this same function (its alias), each with the event ``{"profile_objects":
+[key, ...]}``, which profiles those objects, stores their partials and returns what it did;
+the run then merges every partial (``framework.monitoring.partial``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime
@@ -16,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from framework.apply.audit import AuditLog
+from framework.monitoring.check import load_settings
+from framework.monitoring.partial import profile_objects
 from framework.monitoring.run import Clients, run_monitor
 from framework.monitoring.spec import MonitorSpec, Window, parse_time
 from framework.monitoring.store import S3Store
@@ -30,13 +38,34 @@ def _window(event: dict[str, Any], spec: MonitorSpec) -> Window:
     return Window.ending(end, spec.window_seconds)
 
 
+def _fan(lam: Any, function: str) -> Any:
+    """A share of objects profiled by an invocation of ``function`` (this one's ARN)."""
+    def fan(keys: list[str]) -> dict[str, Any]:
+        resp = lam.invoke(FunctionName=function, Payload=json.dumps({"profile_objects": keys}))
+        body = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError"):
+            raise RuntimeError(str((body or {}).get("errorMessage") or resp["FunctionError"]))
+        return dict(body or {})
+    return fan
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     spec = MonitorSpec.from_dict(json.loads(os.environ["MLOPS_MONITOR"]))
     conn = Connection.from_env()
     s3 = conn.client("s3")
-    audit = AuditLog(s3, spec.bucket, Path("/tmp/mlops-audit.jsonl"))
+    if isinstance((event or {}).get("profile_objects"), list):  # a fan-out worker's share
+        store = S3Store(s3, spec.bucket)
+        return profile_objects(store, [str(k) for k in event["profile_objects"]],
+                               load_settings(store, spec)[0])
+    audit = AuditLog(s3, spec.bucket, Path("/tmp/mlops-audit.jsonl"), writer=f"mon-{spec.name}")
     clients = Clients(ses=conn.client("ses"), cloudwatch=conn.client("cloudwatch"),
-                      lam=conn.client("lambda"), audit=audit.record)
+                      lam=conn.client("lambda"), audit=audit.record,
+                      fan=_fan(dataclasses.replace(conn, read_timeout=900.0,
+                                                   max_attempts=1).client("lambda"),
+                               str(getattr(context, "invoked_function_arn", "") or
+                                   os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""))))
     report = run_monitor(spec, S3Store(s3, spec.bucket), _window(event or {}, spec), clients)
     return {"status": report["status"], "subject": report["subject"],
-            "report": report["report_key"], "notification": report.get("notification")}
+            "report": report["report_key"], "notification": report.get("notification"),
+            "actions": [{"action": a.get("action"), "ok": a.get("ok"),
+                         "outcome": a.get("outcome")} for a in report.get("actions") or []]}

@@ -15,7 +15,7 @@ cleanup() {
 trap cleanup EXIT
 mlops validate
 mlops test --offline
-mlops synth -o "$work/template.json"
+mlops synth --stage prod -o "$work/template.json"  # CloudFormation deploys the AWS stage
 mlops plan -o "$work/plan.json" --markdown "$work/plan.md"
 mlops deploy "$work/plan.json"
 mlops lock --check

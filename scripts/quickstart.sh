@@ -15,13 +15,7 @@ echo "==> deploying to the embedded local AWS"
 mlops deploy
 echo "==> calling the endpoint over HTTP"
 mlops invoke predict --input examples/breast_cancer/data/sample_request.json
-url=$(python - <<'PY'
-from pathlib import Path
-from framework import workflow
-session = workflow.open_session(workflow.Workspace.open(Path("mlops.yaml")))
-print(workflow.find_endpoint(session, session.store.load(), "predict").url)
-PY
-)
+url=$(mlops url predict)
 echo "==> sending traffic from a new scanner whose size measurements read 35% high"
 python examples/breast_cancer/simulate_drift.py "$url" --rows 300
 echo "==> running the drift monitor (its schedule would fire it daily)"

@@ -42,8 +42,17 @@ def by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
 def test_services_answer_on_the_local_aws(conn: Connection) -> None:
     checks = doctor.service_checks(conn)
     assert [c.name for c in checks] == ["Lambda", "IAM", "API Gateway", "EventBridge", "SES",
-                                        "CloudWatch", "CloudWatch Logs"]
+                                        "CloudWatch", "CloudWatch Logs", "Firehose", "CodeDeploy"]
     assert all(c.status == OK for c in checks), checks
+
+
+def test_every_service_the_kinds_use_is_probed() -> None:
+    from framework import resources
+
+    probed = {service for _label, service, _action, _probe in doctor.SERVICES}
+    # the registry bucket's own check, and the credentials' (sts: a version's author)
+    assert set(resources.SERVICES) - probed == {"s3", "sts"}
+    assert "cloudwatch" in probed  # rollouts' alarms, no kind of its own
 
 
 def test_unreachable_control_plane_fails_with_a_hint() -> None:
@@ -221,3 +230,36 @@ def test_missing_credentials_fail_first(tmp_path: Path, monkeypatch: pytest.Monk
     assert "cannot reach the aws control plane" in checks[0].detail
     assert "AWS_PROFILE" in checks[0].hint
     assert checks[1].status == OK and checks[-1].detail.startswith("skipped")
+
+
+def test_deployed_artifacts_are_verified(conn: Connection, tmp_path: Path) -> None:
+    """One row per version the stage serves: ok while the stored bytes are the recorded ones,
+    a failure naming the version and the way back (exit code 7) once they are not."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from framework.plan.state import Entry, State
+    from framework.registry.store import Registry
+    from framework.workflow import state_store
+
+    s3 = conn.client("s3")
+    bucket = f"doc-{uuid.uuid4().hex[:10]}"
+    ws: Any = SimpleNamespace(project="fraud", stage="dev", home=tmp_path / ".mlops",
+                              loaded=SimpleNamespace(path=tmp_path / "mlops.yaml"))
+    reg = Registry(s3=s3, bucket=bucket)
+    reg.ensure_bucket("eu-west-1")
+    assert [c.detail for c in doctor.artifact_checks(ws, conn, bucket)] == [
+        "nothing deployed on this stage yet"]
+    data = b"onnx bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    reg.register("clf", "1.0.0", data, {"name": "clf", "version": "1.0.0", "sha256": sha},
+                 {"author": "t"})
+    state = State(project="fraud", stage="dev", lineage="L").record(
+        "model.clf", Entry("model_version", {"name": "clf", "version": "1.0.0"}, {}))
+    state_store(ws, s3, bucket).save(state)
+    [ok] = doctor.artifact_checks(ws, conn, bucket)
+    assert ok.name == "artifact clf@1.0.0" and ok.status == OK and sha[:16] in ok.detail
+    s3.put_object(Bucket=bucket, Key="models/clf/1.0.0/model.onnx", Body=b"other")
+    [bad] = doctor.artifact_checks(ws, conn, bucket)
+    assert bad.status == FAIL and bad.exit_code == 7 and "damaged" in bad.detail
+    assert "mlops models restore clf@1.0.0" in bad.hint

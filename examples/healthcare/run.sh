@@ -21,11 +21,13 @@ step "3. Promotion to production needs two approvals from the named physicians"
 if mlops models promote diagnosis@1.0.0 --alias production; then
   echo "unexpected: promoted without approvals"; exit 1
 fi
-mlops models approve diagnosis@1.0.0 --by dr-house --note "reviewed 40 held-out cases"
+# Each physician approves under their own identity (on AWS: their credentials, as STS verifies
+# them; on the local AWS: MLOPS_IDENTITY). Two approvals by one identity count once.
+MLOPS_IDENTITY=dr-house mlops models approve diagnosis@1.0.0 --by dr-house --note "reviewed 40 held-out cases"
 if mlops models promote diagnosis@1.0.0 --alias production; then
   echo "unexpected: promoted with one approval"; exit 1
 fi
-mlops models approve diagnosis@1.0.0 --by dr-cuddy --note "calibration plot checked"
+MLOPS_IDENTITY=dr-cuddy mlops models approve diagnosis@1.0.0 --by dr-cuddy --note "calibration plot checked"
 mlops models promote diagnosis@1.0.0 --alias production
 
 step "4. Deploy: the endpoint serves diagnosis@production"

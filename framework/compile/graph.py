@@ -1,8 +1,9 @@
 """The resource graph: what compile produces and plan diffs against deployed state.
 
-A resource is a kind (one of ``KINDS``), a logical id, JSON-able properties and explicit
-dependencies. A property may refer to an output of another resource with ``ref(...)``; refs
-are resolved at apply time, when the referenced resource exists.
+A resource is a kind (one of ``KINDS``), a logical id, JSON-able properties (those of its
+kind's typed properties, ``framework.resources``) and explicit dependencies. A property may
+refer to an output of another resource with ``ref(...)``; refs are resolved at apply time,
+when the referenced resource exists.
 """
 
 from __future__ import annotations
@@ -13,28 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Resource kinds, in the order a fresh deploy creates them. Each has one compile rule and
-# one provider handler; an unknown kind is an error everywhere.
-KINDS: tuple[str, ...] = (
-    "s3_bucket",
-    "s3_object",
-    "model_version",
-    "lambda_layer",
-    "iam_role",
-    "firehose_stream",
-    "log_group",
-    "lambda_function",
-    "lambda_version",
-    "lambda_alias",
-    "http_api",
-    "api_integration",
-    "api_route",
-    "api_stage",
-    "lambda_permission",
-    "schedule_rule",
-    "schedule_target",
-    "ses_identity",
-)
+from framework import resources
+
+# Resource kinds, in the order a fresh deploy creates them: the registration table's
+# (framework/resources). Each has one module; an unknown kind is an error everywhere.
+KINDS: tuple[str, ...] = resources.KINDS
 
 REF_KEY = "$ref"
 
@@ -97,8 +81,13 @@ class Resource:
     depends_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown resource kind '{self.kind}'")
+        # An unknown kind, or a property its kind does not have (or lacks), is an error.
+        resources.kind(self.kind).parse(self.props)
+
+    @classmethod
+    def of(cls, rid: str, props: resources.Props, depends_on: Iterable[str] = ()) -> Resource:
+        """The resource ``rid`` of the kind of ``props`` (typed properties)."""
+        return cls(props.kind, rid, props.to_props(), tuple(depends_on))
 
     def all_dependencies(self) -> tuple[str, ...]:
         deps = set(self.depends_on)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 
 LIMITS = {
+    "codedeploy": 100,
+    "alarm": 255,
     "bucket": 63,
     "function": 64,
     "role": 64,
@@ -18,6 +20,7 @@ LIMITS = {
 }
 
 ALIAS = "live"  # the alias every endpoint's route invokes
+SHADOW_ALIAS = "shadow"  # the alias a shadow rollout points at its candidate while it runs
 SHADOW_TAG = "mlops:shadow"  # function tag: the version mirrored with a copy of its traffic
 DEFAULT_STAGE = "dev"
 
@@ -98,17 +101,52 @@ def layer_name(project: str, stage: str, unit: str) -> str:
     return _fit(f"{project}-{stage}-{unit}", LIMITS["function"])
 
 
-def state_key(stage: str) -> str:
+def codedeploy_app(project: str, stage: str) -> str:
+    """The stage's CodeDeploy application."""
+    return _fit(f"{project}-{stage}", LIMITS["codedeploy"])
+
+
+def deployment_group(project: str, stage: str, endpoint: str) -> str:
+    """An endpoint's CodeDeploy deployment group: named as its function."""
+    return _fit(f"{project}-{stage}-{endpoint}", LIMITS["codedeploy"])
+
+
+def deployment_config(project: str, stage: str, shape: str) -> str:
+    """A CodeDeploy deployment config of the stage, named after its traffic shape (e.g.
+    ``Canary10Percent15Seconds``, as CodeDeploy's own ``LambdaCanary10Percent5Minutes``)."""
+    return _fit(f"{project}-{stage}-{shape}", LIMITS["codedeploy"])
+
+
+def hook_unit(endpoint: str) -> str:
+    """The item name of an endpoint's pre-traffic hook function, role and logs."""
+    return f"hook-{endpoint}"
+
+
+def holdout_key(model: str, sha256: str) -> str:
+    """A model's hold-out data in the registry, addressed by content (the hooks read it)."""
+    return f"holdout/{model}/{sha256}.csv"
+
+
+def state_key(project: str, stage: str) -> str:
+    return f"state/{project}/{stage}.json"
+
+
+def lock_key(project: str, stage: str) -> str:
+    return f"state/{project}/{stage}.lock"
+
+
+def legacy_state_key(stage: str) -> str:
+    """Where states were kept before they were keyed by project (read to migrate them)."""
     return f"state/{stage}.json"
-
-
-def lock_key(stage: str) -> str:
-    return f"state/{stage}.lock"
 
 
 def function_arn(region: str, account_id: str, function: str, qualifier: str = "") -> str:
     base = f"arn:aws:lambda:{region}:{account_id}:function:{function}"
     return f"{base}:{qualifier}" if qualifier else base
+
+
+def stream_arn(region: str, account_id: str, stream: str) -> str:
+    return f"arn:aws:firehose:{region}:{account_id}:deliverystream/{stream}"
 
 
 def role_arn(account_id: str, role: str) -> str:

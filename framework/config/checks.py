@@ -37,6 +37,11 @@ def parse_route(route: str) -> tuple[str, tuple[str, ...]]:
             raise ValueError(
                 f"'{route}' has an empty path segment; remove the doubled or trailing '/'"
             )
+        if seg in (".", ".."):
+            raise ValueError(
+                f"'{route}' has a dot segment '{seg}', which clients and proxies resolve away; "
+                "name the path without '.' or '..' segments"
+            )
         if not SEGMENT_RE.match(seg):
             raise ValueError(
                 f"'{route}' has an invalid path segment '{seg}'; use letters, digits, '-', '_', "
@@ -128,6 +133,28 @@ def _route_key(route: str) -> tuple[str, tuple[str, ...]] | None:
     return method, shape
 
 
+def _redact_issues(name: str, endpoint: Mapping[str, object],
+                   models: Mapping[str, object]) -> list[Issue]:
+    """Each ``capture.redact`` name must be an input of the endpoint's model: a misspelt one
+    would record what was meant to be left out."""
+    ref = endpoint.get("model")
+    redact = _sequence(_mapping(endpoint.get("capture")).get("redact"))
+    model = _mapping(models.get(ref.split("@", 1)[0])) if isinstance(ref, str) else {}
+    features = {str(_mapping(f).get("name")) for f in _sequence(model.get("features"))}
+    if not redact or not features:
+        return []
+    issues = []
+    for i, field in enumerate(redact):
+        if isinstance(field, str) and field not in features:
+            close = difflib.get_close_matches(field, sorted(features), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else (
+                f"the model's features: {', '.join(sorted(features))}")
+            issues.append(Issue(("endpoints", name, "capture", "redact", i),
+                                f"'{field}' is not a feature of the endpoint's model, so nothing "
+                                f"would be redacted; {hint}"))
+    return issues
+
+
 def cross_issues(data: Mapping[str, object]) -> list[Issue]:
     """Every cross-field problem in ``data`` (validated or raw: malformed parts are skipped,
     their own validators report them)."""
@@ -148,6 +175,7 @@ def cross_issues(data: Mapping[str, object]) -> list[Issue]:
                 issues.append(
                     Issue(("endpoints", name, "model"), _unknown("model", model_name, models))
                 )
+        issues += _redact_issues(name, endpoint, models)
         route = endpoint.get("route")
         key = _route_key(route) if isinstance(route, str) else None
         if key is None or not isinstance(route, str):

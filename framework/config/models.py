@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -37,6 +38,9 @@ from framework.config.runtimes import (
 )
 from framework.config.schedule import parse_schedule
 from framework.config.semver import SemVer
+from framework.config.thresholds import PATTERN as THRESHOLD_PATTERN
+from framework.config.thresholds import Threshold, parse_threshold
+from framework.monitoring.spec import DEFAULT_WHEN, notify_when, window_seconds
 
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 PROJECT_MAX = 24  # leaves room for derived physical names within AWS limits
@@ -104,6 +108,21 @@ Runtime = Annotated[
                        "blocks creating functions on it.",
     }),
 ]
+
+
+def _check_project_path(value: str) -> str:
+    """A path inside the project's folder: relative, no '..' segment."""
+    parts = re.split(r"[\\/]", value)
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"'{value}' is an absolute path; give a path relative to mlops.yaml's "
+                         "folder, inside the project")
+    if ".." in parts:
+        raise ValueError(f"'{value}' leaves the project's folder ('..'); keep data and "
+                         "artifacts inside the project, next to or below mlops.yaml")
+    return value
+
+
+ProjectPath = Annotated[str, AfterValidator(_check_project_path)]
 
 
 class Strict(BaseModel):
@@ -179,19 +198,83 @@ class Task(StrEnum):
     regression = "regression"
 
 
-class Approval(Strict):
-    """How many distinct people must approve a version before an alias may point at it."""
+class OutputTransform(StrEnum):
+    """What turns a model's raw output into probabilities."""
 
-    required: int = Field(default=1, ge=1, le=10, description="Distinct approvers needed.")
+    none = "none"
+    softmax = "softmax"
+    sigmoid = "sigmoid"
+
+
+class ModelOutput(Strict):
+    """How the model's raw output becomes the answer (a logits-only PyTorch export, a boosted
+    tree's class probabilities, a scaled regression); checked against the ONNX graph by
+    `mlops validate`."""
+
+    tensor: str | None = Field(
+        default=None, description="The ONNX output to read; omitted: the one named logits, "
+        "probabilities, scores, … or the only floating-point one.")
+    transform: OutputTransform = Field(
+        default=OutputTransform.none, description="softmax: one score per class → "
+        "probabilities; sigmoid: one logit per row → the second label's probability; none: "
+        "the tensor holds probabilities (classifiers) or the prediction (regressors).")
+    labels: tuple[str | int, ...] | None = Field(
+        default=None, description="Class labels in the tensor's column order (classifiers); "
+        "omitted: the classes the graph records, else 0..K-1.")
+    threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="One score per row: the second label when its "
+        "probability is at least this.")
+    scale: float = Field(default=1.0, description="Regressors: answer = raw * scale + offset.")
+    offset: float = Field(default=0.0, description="Regressors: added after scale.")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: tuple[str | int, ...] | None) -> tuple[str | int, ...] | None:
+        if v is not None and (len(v) < 2 or len(set(v)) != len(v)):
+            raise ValueError(f"{list(v)} are not class labels; give two or more distinct "
+                             "labels in the order of the tensor's columns")
+        return v
+
+
+class Approval(Strict):
+    """Who must approve a version, and how many of them, before an alias may point at it.
+    Approvals count by the approver's verified identity (STS on AWS; MLOPS_IDENTITY or the
+    local STS answer on the local target), never by the name given with --by."""
+
+    min: int | None = Field(
+        default=None, ge=1, le=10, description="Approvals needed (default 1).")
+    required: int | None = Field(
+        default=None, ge=1, le=10, description="Former name of min; give one or the other.")
+    distinct: bool = Field(
+        default=True, description="Count distinct principals: two approvals by one identity "
+        "count once. false: every approval counts.")
+    roles: tuple[str, ...] = Field(
+        default=(), description="IAM roles whose sessions may approve: role names (wildcards "
+        "allowed) or ARN patterns, e.g. [ml-approver, 'arn:aws:iam::*:role/risk-*']; any "
+        "principal when empty.")
     approvers: tuple[str, ...] = Field(
-        default=(), description="Who may approve; anyone when empty."
-    )
+        default=(), description="Identities that may approve, by name: an IAM user name, a "
+        "role session name (Identity Center: the user name), or locally MLOPS_IDENTITY; "
+        "anyone when empty.")
+    separation_of_duties: bool = Field(
+        default=False, description="The identity that registered a version may not approve "
+        "it (nor count towards this rule).")
+
+    @model_validator(mode="after")
+    def _one_count(self) -> Approval:
+        if self.min is not None and self.required is not None and self.min != self.required:
+            raise ValueError(f"min ({self.min}) and required ({self.required}) disagree; "
+                             "give only min")
+        return self
+
+    @property
+    def needed(self) -> int:
+        return self.min or self.required or 1
 
 
 ParamValue = str | int | float | bool
 
 
-GATE_RE = re.compile(r"^\s*(>=|<=|>|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$")
 METRIC_GATES = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mae", "rmse",
                 "r2")
 BUDGET_GATES = ("p50_latency_ms", "p99_latency_ms", "size_mb")
@@ -200,7 +283,8 @@ BUDGET_GATES = ("p50_latency_ms", "p99_latency_ms", "size_mb")
 class Holdout(Strict):
     """Hold-out data on which gates evaluate a version before it ships."""
 
-    path: str = Field(description="CSV with the features and the label column; relative path.")
+    path: ProjectPath = Field(
+        description="CSV with the features and the label column; relative path.")
     label: str = Field(default="label", description="Name of the label column.")
     positive: str | None = Field(
         default=None, description="Positive class for precision/recall/F1/AUC (classifiers); "
@@ -208,27 +292,15 @@ class Holdout(Strict):
     )
 
 
-def parse_gate(expression: str) -> tuple[str, float]:
-    """'>=0.95' → ('>=', 0.95); ValueError with a hint otherwise."""
-    match = GATE_RE.match(expression)
-    if not match:
-        raise ValueError(
-            f"'{expression}' is not a threshold; write an operator and a number, e.g. '>=0.95' "
-            "or '<=50'"
-        )
-    return match.group(1), float(match.group(2))
-
-
-def _check_gate(expression: str) -> str:
-    parse_gate(expression)
-    return expression
-
-
 GateName = Literal[
     "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mae", "rmse", "r2",
     "p50_latency_ms", "p99_latency_ms", "size_mb",
 ]
-GateExpr = Annotated[str, AfterValidator(_check_gate)]
+# Parsed at load into a Threshold (framework.config.thresholds), which is also its text.
+GateExpr = Annotated[
+    Threshold, PlainValidator(parse_threshold),
+    WithJsonSchema({"type": "string", "pattern": THRESHOLD_PATTERN}),
+]
 
 
 class Training(Strict):
@@ -242,14 +314,14 @@ class Training(Strict):
     params: dict[str, ParamValue] = Field(
         default_factory=dict, description="Hyperparameters (and seed), recorded per version."
     )
-    artifact: str = Field(
+    artifact: ProjectPath = Field(
         default="artifacts/model.onnx", description="Where the command writes the ONNX file, "
         "relative to {out}."
     )
-    metrics: str | None = Field(
+    metrics: ProjectPath | None = Field(
         default=None, description="JSON file of metrics the command writes, relative to {out}."
     )
-    data: str | None = Field(
+    data: ProjectPath | None = Field(
         default=None, description="Training data (CSV) fingerprinted per version; relative path."
     )
 
@@ -268,10 +340,10 @@ class Model(Strict):
     """A versioned ONNX model and its input contract."""
 
     version: str = Field(description="Semantic version MAJOR.MINOR.PATCH[-pre]; must increase.")
-    artifact: str = Field(description="Path to the ONNX file, relative to mlops.yaml.")
+    artifact: ProjectPath = Field(description="Path to the ONNX file, relative to mlops.yaml.")
     task: Task = Field(default=Task.classification, description="classification or regression.")
     description: str = Field(default="", description="What the model does, for people.")
-    reference: str | None = Field(
+    reference: ProjectPath | None = Field(
         default=None, description="Reference data (CSV) for drift baselines, relative path."
     )
     features: tuple[Feature, ...] = Field(
@@ -281,13 +353,14 @@ class Model(Strict):
         default_factory=dict, description="Evaluation metrics recorded at training time."
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
-    source: str | None = Field(
-        default=None, description="A scikit-learn estimator (pickle or joblib) that "
-        "`mlops build` converts to the ONNX artifact; relative path."
+    source: ProjectPath | None = Field(
+        default=None, description="A fitted scikit-learn, XGBoost or LightGBM model (pickle "
+        "or joblib) that `mlops build` converts to the ONNX artifact; relative path."
     )
     parity_tolerance: float = Field(
-        default=1e-4, gt=0, le=1, description="Largest accepted difference between scikit-learn "
-        "and ONNX probabilities when `mlops build` converts the source."
+        default=1e-4, gt=0, le=1, description="Largest accepted difference between the source "
+        "model's and the ONNX model's probabilities (predictions) when `mlops build` converts "
+        "the source."
     )
     training: Training | None = Field(
         default=None, description="Training entry point, parameters and data (lineage and "
@@ -308,12 +381,36 @@ class Model(Strict):
         default_factory=dict, description="Checks a version must pass before it ships: metrics on "
         "the hold-out set (accuracy, precision, recall, f1, roc_auc, pr_auc, mae, rmse, r2), "
         "p50_latency_ms/p99_latency_ms on the packaged handler, size_mb of the artifact; "
-        "each 'OP NUMBER', e.g. {roc_auc: '>=0.95', p99_latency_ms: '<=50'}."
+        "each 'OP NUMBER' or 'OP champion [+|-|* NUMBER]' (relative to the version serving "
+        "the model's endpoints, measured on the same hold-out), e.g. {roc_auc: '>=0.95', "
+        "accuracy: '>= champion - 0.01', p99_latency_ms: '<= champion * 1.2'}."
     )
     approvals: dict[ItemName, Approval] = Field(
         default_factory=dict, description="Approvals required before an alias (e.g. "
         "production) may point at a version of this model; adds to registry.approvals."
     )
+    output: ModelOutput | None = Field(
+        default=None, description="How the raw output becomes labels and probabilities (or "
+        "a scaled prediction), e.g. {tensor: logits, transform: softmax, labels: [a, b, c]}; "
+        "omitted: the model outputs labels (and probabilities) itself.")
+
+    @model_validator(mode="after")
+    def _output_fits_task(self) -> Model:
+        out = self.output
+        if out is None:
+            return self
+        if self.task is Task.regression and (out.transform is not OutputTransform.none
+                                             or out.labels is not None):
+            raise ValueError("a regressor's output takes no transform or labels, only "
+                             "tensor, scale and offset")
+        if self.task is Task.classification and (out.scale != 1.0 or out.offset != 0.0):
+            raise ValueError("scale and offset apply to regressors; a classifier's output "
+                             "takes transform, labels and threshold")
+        if out.transform is OutputTransform.sigmoid and out.labels is not None \
+                and len(out.labels) != 2:
+            raise ValueError(f"sigmoid gives one probability per row: declare 2 labels "
+                             f"[negative, positive], not {len(out.labels)}")
+        return self
 
     @model_validator(mode="after")
     def _gates_need_holdout(self) -> Model:
@@ -400,19 +497,30 @@ class Strategy(StrEnum):
 class Watch(Strict):
     """Signals watched on the candidate during a rollout; crossing one rolls back."""
 
-    error_rate: float = Field(default=0.01, ge=0, le=1,
-                              description="Largest share of 5xx answers from the candidate.")
+    error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Largest share of server errors (5xx answers) "
+        "among the candidate's requests over a period as long as the bake time; rejected "
+        "requests (4xx) are never its errors. A CloudWatch alarm stops the deployment and "
+        "rolls it back above it.")
     invalid_rate: float | None = Field(
-        default=None, ge=0, le=1, description="Largest share of rejected (4xx) requests; a "
-        "candidate whose contract rejects what callers send is rolled back.")
+        default=None, ge=0, le=1, description="Largest share of requests rejected for their "
+        "content (400, 413, 415, 422), an alarm like error_rate's; a candidate whose contract "
+        "rejects what callers send is rolled back.")
     p99_latency_ms: float | None = Field(
         default=None, gt=0, description="Largest p99 latency of the candidate, in ms.")
     min_requests: int = Field(
-        default=10, ge=0, description="Requests the candidate must answer in a step before it "
-        "is judged; fewer means the step waits (up to its bake time twice over).")
-    drift: bool = Field(default=False, description="Roll back when the candidate's answers "
-                        "follow another distribution than the stable version's on the same "
-                        "traffic (chi-squared on labels, KS on numbers, from captures).")
+        default=10, ge=0, description="Requests the candidate must answer in a period before "
+        "its rates are judged: the rate alarms count a period with fewer as 0 (a step without "
+        "them advances on time, reported as not judged).")
+    hold_without_traffic: bool = Field(
+        default=False, description="Do not let a deployment end unjudged: after the last step "
+        "it is held (the old version one alias update away, the alarms watching) until the "
+        "candidate answered min_requests requests, and rolled back if that takes longer than "
+        "its hook's 15 minutes.")
+    drift: bool = Field(default=False, description="Roll back before any traffic when the "
+                        "candidate's answers follow another distribution than the serving "
+                        "version's on the model's hold-out rows (chi-squared on labels, KS on "
+                        "numbers; needs holdout).")
     shadow_agreement: float | None = Field(
         default=None, ge=0, le=1, description="Shadow rollouts: smallest share of requests on "
         "which the candidate's prediction equals the stable version's.")
@@ -423,12 +531,18 @@ class Rollout(Strict):
 
     strategy: Strategy = Field(default=Strategy.all_at_once, description="all_at_once, canary, "
                                "linear, blue_green or shadow.")
-    steps: tuple[int, ...] = Field(default=(10, 50, 100), description="Canary: percent of "
-                                   "traffic on the candidate at each step, ending at 100.")
+    steps: tuple[int, ...] = Field(default=(10, 100), description="Canary: percent of "
+                                   "traffic on the candidate at each step, ending at 100: "
+                                   "[P, 100] (P% for one bake time, then all) or equal steps "
+                                   "[N, 2N, ..., 100], the shapes CodeDeploy runs.")
     increment: int = Field(default=25, ge=1, le=100,
                            description="Linear: percent added at each step.")
     every: Duration = Field(default="5m", description="Bake time of each step, e.g. 30s, 10m.")
     watch: Watch = Field(default_factory=Watch, description="Signals that trigger a rollback.")
+    shadow_sample_rate: float = Field(
+        default=1.0, ge=0, le=1, description="Shadow: the share of answered prediction requests "
+        "the serving function copies to the candidate while it is shadowed (by a hash of the "
+        "request id), 0-1; each copy is one asynchronous invocation of the candidate.")
 
     @field_validator("steps")
     @classmethod
@@ -436,7 +550,7 @@ class Rollout(Strict):
         if not v or v[-1] != 100 or any(b <= a for a, b in zip(v, v[1:], strict=False)) \
                 or v[0] <= 0:
             raise ValueError(f"{list(v)} are not canary steps; give increasing percentages "
-                             "ending at 100, e.g. [10, 50, 100]")
+                             "ending at 100, e.g. [10, 100]")
         return v
 
 
@@ -446,6 +560,19 @@ class CaptureSettings(Strict):
     sample_rate: float = Field(
         default=1.0, ge=0, le=1,
         description="Fraction of requests recorded, 0-1 (decided by a hash of the request id).",
+    )
+    redact: tuple[str, ...] = Field(
+        default=(),
+        description="Inputs never recorded, e.g. [patient_id, zip_code]: the handler leaves "
+        "them out of every capture line before it is written (they reach neither the log, the "
+        "stream nor the bucket); each must be a feature of the endpoint's model. Monitor "
+        "reports list them as redacted, not tested.",
+    )
+    retain_days: int | None = Field(
+        default=None, ge=1, le=3650,
+        description="Days captured records are kept: an S3 lifecycle rule of the registry "
+        "bucket expires the endpoint's capture/ objects after this many days (their "
+        "noncurrent versions a day later). Omitted: kept until deleted.",
     )
 
 
@@ -604,11 +731,13 @@ class DriftSettings(Strict):
 
 
 class NotifyWhen(StrEnum):
-    """When a monitor sends its report."""
+    """A monitor run's status that sends its report; always: every run, OK included."""
 
-    always = "always"
     drift = "drift"
+    no_data = "no_data"
+    degraded = "degraded"
     failure = "failure"
+    always = "always"
 
 
 def _check_email(address: str) -> str:
@@ -629,12 +758,36 @@ class Notify(Strict):
         "localstack targets (someone must click the link SES mails to it); on the local target "
         "it defaults to the first recipient."
     )
-    when: NotifyWhen = Field(default=NotifyWhen.drift, description="always, drift or failure.")
+    when: NotifyWhen | Annotated[tuple[NotifyWhen, ...], Field(min_length=1)] = Field(
+        default=tuple(NotifyWhen(v) for v in DEFAULT_WHEN),
+        description="Which runs are mailed, one value or a list: drift (features or predictions "
+        "drifted; needs notify in on_drift), degraded (performance out of bounds or an alarm "
+        "breached), no_data (too little traffic to test), failure (the check could not run), "
+        "always (every run, OK included). Default [drift, degraded, failure]: every run that "
+        "needs someone to act, not a window without traffic.")
+    link_expires: str = Field(
+        default="7d", description="How long the report's link to the team dashboard works: "
+        "30m, 12h, up to 7d (the most a SigV4 presigned URL allows). The monitor function "
+        "signs it with its role's temporary credentials, which on AWS end it sooner.")
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when(cls, v: object) -> object:
+        notify_when(v)  # raises ValueError naming the allowed values
+        return tuple(v) if isinstance(v, list) else v
 
     @field_validator("sender")
     @classmethod
     def _sender(cls, v: str | None) -> str | None:
         return None if v is None else _check_email(v)
+
+    @field_validator("link_expires")
+    @classmethod
+    def _link_expires(cls, v: str) -> str:
+        if not WINDOW_RE.match(v.strip()) or not 0 < window_seconds(v, "") <= 7 * 86400:
+            raise ValueError(f"'{v}' is not a link lifetime; write a number and m, h or d, "
+                             "at most 7d (e.g. 3d)")
+        return v
 
 
 WINDOW_RE = re.compile(r"^\d+(\.\d+)?\s*[mhd]$")
@@ -692,6 +845,21 @@ class Charts(Strict):
     )
 
 
+class FanOut(Strict):
+    """How a run spreads the profiling of capture objects that have no partial profile yet
+    (the first run over a window, or after a new model version) over parallel invocations
+    of the monitor function, before it merges every partial itself."""
+
+    objects: int = Field(
+        default=200, ge=1, description="Objects one worker profiles; a run with more objects "
+        "lacking a partial profile than this hands them out in shares of this many.",
+    )
+    workers: int = Field(
+        default=8, ge=1, le=100, description="Most invocations of the monitor function that "
+        "profile shares at once (1: no fan-out).",
+    )
+
+
 class Monitor(Strict):
     """A scheduled check of an endpoint's captured traffic."""
 
@@ -716,6 +884,23 @@ class Monitor(Strict):
     on_drift: tuple[Action, ...] = Field(
         default=(Action.notify,), description="What to do when drift is found: notify, "
         "rollback (endpoint alias to the previous version), retrain (register a candidate).",
+    )
+    fan_out: FanOut = Field(
+        default_factory=FanOut, description="Parallel profiling of big windows' objects, "
+        "e.g. {objects: 200, workers: 8}.",
+    )
+    memory: int = Field(
+        default=1024, ge=128, le=10240,
+        description="Memory of the monitor function in MB (128-10240; Lambda gives CPU in "
+        "proportion). A run holds one capture object and the window's merged profile, not the "
+        "window's rows.",
+    )
+    timeout: int = Field(
+        default=300, ge=1, le=900,
+        description="Seconds a monitor run may take (1-900, Lambda's most). A run that times "
+        "out, runs out of memory or crashes is reported by the monitor's failure notifier: a "
+        "[FAILURE] report, e-mailed (notify.when lists failure by default) and counted "
+        "(metric MonitorFailures).",
     )
 
     @field_validator("schedule")
@@ -742,6 +927,40 @@ class Monitor(Strict):
         return v
 
 
+ROLE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+
+
+class ObjectLock(Strict):
+    """What keeps the audit trail and released model versions as they were written: S3 Object
+    Lock (governance mode) and the registry bucket's policy."""
+
+    retention_days: int = Field(
+        default=365, ge=0, le=36500,
+        description="Days each audit record and each file of a released model version (model, "
+        "metadata, reference, approvals, alias history) is under Object Lock governance "
+        "retention: no version of it can be deleted before then without "
+        "s3:BypassGovernanceRetention. 0: versioned and guarded by the bucket policy, not "
+        "retained.",
+    )
+    break_glass: tuple[str, ...] = Field(
+        default=(),
+        description="IAM roles (names or role ARNs) the registry bucket policy lets overwrite "
+        "released versions, delete audit records and bypass governance retention; nobody "
+        "else may. Empty: nobody (until the policy is changed).",
+    )
+
+    @field_validator("break_glass")
+    @classmethod
+    def _roles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for role in v:
+            if not (ROLE_NAME_RE.match(role) or ROLE_ARN_RE.match(role)):
+                raise ValueError(f"'{role}' is not an IAM role; give a role name (e.g. "
+                                 "mlops-break-glass) or a role ARN "
+                                 "(arn:aws:iam::123456789012:role/mlops-break-glass)")
+        return v
+
+
 class Registry(Strict):
     """Where models, deploy state and reports are stored."""
 
@@ -751,7 +970,12 @@ class Registry(Strict):
     )
     approvals: dict[ItemName, Approval] = Field(
         default_factory=dict, description="Approvals required before an alias moves, for every "
-        "model, e.g. {production: {required: 1}}."
+        "model, e.g. {production: {min: 2, distinct: true}}."
+    )
+    lock: ObjectLock = Field(
+        default_factory=ObjectLock, description="Object Lock retention of audit records and "
+        "released versions, and the break-glass roles the bucket policy exempts, e.g. "
+        "{retention_days: 365, break_glass: [mlops-break-glass]}."
     )
 
     @field_validator("bucket")

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from framework.config.checks import Issue, Loc, dotted
 from framework.config.models import Config
-from framework.config.yamlsource import YNode, find
+from framework.config.yamlsource import YNode, YScalar, find
 from framework.errors import Problem
 
 # ------------------------------------------------------------------ walking the schema
@@ -215,7 +215,18 @@ def from_pydantic(err: ErrorDetails, root: YNode, fallback: str) -> Problem:
     mark = node.mark
     if (on_key or err["type"] == "extra_forbidden") and node.key_mark is not None:
         mark = node.key_mark
-    return Problem(_where(node, loc[depth:], fallback), what, hint, mark.line, mark.column)
+    column = mark.column + (_offset(err, node) if mark is node.mark and depth == len(loc) else 0)
+    return Problem(_where(node, loc[depth:], fallback), what, hint, mark.line, column)
+
+
+def _offset(err: ErrorDetails, node: YNode) -> int:
+    """Columns from a one-line scalar's start to the character its validator found at fault
+    (a grammar's error carries ``offset`` into the value: thresholds do)."""
+    offset = getattr((err.get("ctx") or {}).get("error"), "offset", None)
+    if not isinstance(offset, int) or not isinstance(node, YScalar) or "\n" in node.raw \
+            or "\\" in node.raw or "'" in node.raw:  # escapes: the text is not what is shown
+        return 0
+    return offset + (1 if node.quoted else 0)
 
 
 def from_issue(issue: Issue, root: YNode, fallback: str) -> Problem:

@@ -1,13 +1,12 @@
-"""``mlops dashboard``: a static, self-contained HTML site built from the registry bucket.
+"""The team dashboard: one self-contained HTML page per stage, built from the registry bucket.
 
-``collect`` reads everything through the existing APIs (registry, rollout store, monitoring
-store, audit query) into plain data; ``render`` turns that data into pages (pure; inline CSS,
-inline SVG charts, no network assets); ``site`` writes the pages to a folder or publishes them
-under ``dashboard/`` in the registry bucket, and checks that every internal link resolves.
+``data`` holds what the page shows; ``collect`` reads it through the framework's readers (the
+CLI, and the end of every ``mlops deploy``); ``refresh`` reads the monitors' runs and the
+audit straight from the bucket and rebuilds the page at the end of every monitor run, inside
+the monitor function; ``render`` draws the page (pure; inline CSS and SVG); ``site`` writes it
+to a folder or to ``dashboard/{project}/{stage}/`` in the private registry bucket and presigns
+links to it.
+
+Only ``data``, ``refresh``, ``render`` and ``site`` go into the Lambda zip: they import the
+standard library and ``framework.monitoring``, nothing else (this module imports nothing).
 """
-
-from framework.dashboard.collect import SiteData, collect
-from framework.dashboard.render import render_site
-from framework.dashboard.site import broken_links, publish, write
-
-__all__ = ["SiteData", "broken_links", "collect", "publish", "render_site", "write"]

@@ -1,103 +1,52 @@
-"""Read what the dashboard shows, through the framework's own readers (no key layouts here).
+"""Read what the dashboard shows through the framework's own readers (no key layouts here),
+and publish it: from ``mlops dashboard`` and at the end of every ``mlops deploy``.
 
-Everything a page needs ends up in ``SiteData``; rendering never touches AWS.
+Everything the page needs ends up in ``SiteData``; rendering never touches AWS.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import re
 from typing import TYPE_CHECKING, Any
 
-from framework.rollout.record import RolloutRecord
+from framework.dashboard import site
+from framework.dashboard.data import EndpointView, ModelView, RolloutView, SiteData, now_iso
+from framework.dashboard.refresh import audit_records, monitor_view
+from framework.dashboard.render import render_page
 
 if TYPE_CHECKING:
+    from framework.rollout.record import RolloutRecord
     from framework.workflow import Session
 
-MAX_RUNS = 60  # newest runs per monitor with their report pages
-MAX_AUDIT = 500  # newest audit records on the audit page
+BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S)
 
 
-@dataclass
-class ModelView:
-    name: str
-    versions: list[dict[str, Any]]  # metadata.json of each version, oldest first
-    aliases: dict[str, str]
-    history: list[dict[str, Any]]  # alias changes, oldest first
-    approvals: dict[str, list[dict[str, Any]]]  # version -> approval records
-    cards: dict[str, str]  # version -> model card HTML
-    declared: str | None = None  # the version mlops.yaml declares
-
-
-@dataclass
-class EndpointView:
-    name: str
-    route: str
-    url: str | None
-    model: str
-    model_version: str | None  # model version behind the serving Lambda version
-    lambda_version: str | None
-    rollout: RolloutRecord | None
-
-
-@dataclass
-class RunView:
-    run_id: str
-    time: str
-    status: str
-    figures: dict[str, Any]
-    window: dict[str, Any]
-    report_key: str
-    report: dict[str, Any] | None = None  # report.json of the newest runs
-    html: bytes | None = None  # the stored report.html
-
-
-@dataclass
-class MonitorView:
-    name: str
-    endpoint: str
-    schedule: str
-    runs: list[RunView]  # oldest first
-
-
-@dataclass
-class SiteData:
-    project: str
-    stage: str
-    target: str
-    region: str
-    account: str
-    bucket: str
-    generated_at: str
-    models: list[ModelView] = field(default_factory=list)
-    endpoints: list[EndpointView] = field(default_factory=list)
-    monitors: list[MonitorView] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)  # oldest first
-    warnings: list[str] = field(default_factory=list)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def collect(session: Session, *, max_runs: int = MAX_RUNS, max_audit: int = MAX_AUDIT,
-            ) -> SiteData:
-    """Everything the dashboard shows, read from the session's registry bucket."""
+def collect(session: Session, previous: SiteData | None = None) -> SiteData:
+    """Everything the dashboard shows, read from the session's registry bucket; the audit
+    records of ``previous`` (the published snapshot) are not read again."""
     t = session.target
     data = SiteData(project=session.ws.project, stage=session.ws.stage, target=t.kind.value,
                     region=t.region, account=t.account_id, bucket=session.bucket,
                     generated_at=now_iso())
+    data.read_at = data.generated_at
     if not session.store.bucket_exists():
         data.warnings.append(f"the registry bucket s3://{session.bucket} does not exist yet; "
                              "run `mlops deploy`")
         return data
     data.models = _models(session)
     data.endpoints = _endpoints(session)
-    data.monitors = [_monitor(session, name, max_runs)
-                     for name in sorted(session.ws.loaded.config.monitors)]
-    data.audit = _audit(session, max_audit)
+    store = _store(session)
+    data.monitors = [monitor_view(store, name, mon.endpoint, mon.schedule)
+                     for name, mon in sorted(session.ws.loaded.config.monitors.items())]
+    data.audit = audit_records(session.target.conn.client("s3"), session.bucket,
+                               previous.audit if previous else [])
     return data
+
+
+def _store(session: Session) -> Any:
+    from framework.monitoring.store import S3Store
+
+    return S3Store(session.target.conn.client("s3"), session.bucket)
 
 
 def _models(session: Session) -> list[ModelView]:
@@ -118,17 +67,26 @@ def _models(session: Session) -> list[ModelView]:
         cards = {}
         for meta in metas:
             version = str(meta["version"])
-            title = f"{name}@{version}"
             parts = card.sections(
                 meta, intended_use=declared.intended_use if declared else "",
                 limitations=list(declared.limitations) if declared else [],
                 chain=lineage(reg, name, version), approvals=approvals[version],
                 aliases=aliases)
-            cards[version] = card.to_html(title, parts)
+            page = card.to_html(f"{name}@{version}", parts)
+            found = BODY.search(page)
+            cards[version] = found.group(1).strip() if found else ""
         out.append(ModelView(name=name, versions=metas, aliases=aliases,
                              history=reg.history(name), approvals=approvals, cards=cards,
                              declared=declared.version if declared else None))
     return out
+
+
+def rollout_view(rec: RolloutRecord) -> RolloutView:
+    return RolloutView(endpoint=rec.endpoint, strategy=rec.strategy, status=rec.status,
+                       stable=rec.stable, candidate=rec.candidate, stable_model=rec.stable_model,
+                       candidate_model=rec.candidate_model, steps=list(rec.steps),
+                       step=rec.step, weight=rec.weight, started_at=rec.started_at,
+                       updated_at=rec.updated_at, reason=rec.reason, history=list(rec.history))
 
 
 def _endpoints(session: Session) -> list[EndpointView]:
@@ -151,40 +109,34 @@ def _endpoints(session: Session) -> list[EndpointView]:
         out.append(EndpointView(
             name=name, route=ep.route, url=info.url if info else None, model=ep.model,
             model_version=str(model_version) if model_version else None,
-            lambda_version=info.version if info else None, rollout=rec))
+            lambda_version=info.version if info else None,
+            rollout=rollout_view(rec) if rec is not None else None))
     return out
 
 
-def _monitor(session: Session, name: str, max_runs: int) -> MonitorView:
-    from framework.monitoring.run import history_key
-    from framework.monitoring.store import S3Store
-
-    store = S3Store(session.target.conn.client("s3"), session.bucket)
-    mon = session.ws.loaded.config.monitors[name]
-    raw = store.get(history_key(name))
+def published(session: Session) -> SiteData | None:
+    """The snapshot last published for the session's stage, if it can be read."""
+    base = site.prefix(session.ws.project, session.ws.stage)
+    raw = _store(session).get(base + site.SNAPSHOT)
     try:
-        history = json.loads(raw) if raw else []
+        return SiteData.from_snapshot(raw) if raw is not None else None
     except ValueError:
-        history = []
-    runs = [RunView(run_id=str(h.get("run_id", "")), time=str(h.get("time", "")),
-                    status=str(h.get("status", "")), figures=dict(h.get("figures") or {}),
-                    window=dict(h.get("window") or {}), report_key=str(h.get("report", "")))
-            for h in history if isinstance(h, dict)]
-    for run in runs[-max_runs:]:
-        if not run.report_key.endswith(".json"):
-            continue
-        body = store.get(run.report_key)
-        if body is not None:
-            try:
-                run.report = json.loads(body)
-            except ValueError:
-                run.report = None
-        run.html = store.get(run.report_key[: -len(".json")] + ".html")
-    return MonitorView(name=name, endpoint=mon.endpoint, schedule=mon.schedule, runs=runs)
+        return None
 
 
-def _audit(session: Session, max_audit: int) -> list[dict[str, Any]]:
-    from framework.registry.audit_query import read_registry, select
+def publish(session: Session, data: SiteData) -> str:
+    """Write the page and its snapshot into the registry bucket; the page's key."""
+    base = site.prefix(session.ws.project, session.ws.stage)
+    return site.publish(_store(session), base, render_page(data), data.snapshot())
 
-    records = read_registry(session.target.conn.client("s3"), session.bucket, None)
-    return select(records, model=None, since=None)[-max_audit:]
+
+def after_deploy(session: Session) -> None:
+    """Rebuild and publish the stage's page at the end of a deploy. Never raises: a deploy
+    that applied does not fail for its dashboard (a warning says why it was not rebuilt)."""
+    try:
+        data = collect(session, published(session))
+        data.built_by = "mlops deploy"
+        publish(session, data)
+    except Exception as e:
+        session.warnings.append(f"the dashboard was not rebuilt ({type(e).__name__}: {e}); "
+                                "`mlops dashboard --publish` tries again")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -89,11 +88,18 @@ def schedules_route(scheduler: Scheduler) -> AdminRoute:
     return handle
 
 
+ASYNC_PAYLOAD_MAX = 1_048_576  # Lambda's limit for an asynchronous invocation's event
+SYNC_PAYLOAD_MAX = 6_291_456  # ... and for a synchronous one's
+
+
 class InvokeMiddleware:
     """Lambda's ``Invoke`` on the control plane (moto's own never runs code): the function runs
     on the local Lambda service and the answer is AWS's: the payload, with
     ``X-Amz-Executed-Version`` and, for an unhandled error, ``X-Amz-Function-Error`` and the
-    error as the payload. ``InvocationType: Event`` answers 202 at once and runs it after."""
+    error as the payload. ``InvocationType: Event`` checks the function and the event's size
+    (1 MB), answers 202 with the invocation's ``x-amzn-RequestId`` and queues the event on
+    the local Lambda service, which runs it and retries its function errors as Lambda does
+    (``Runner.submit_event``)."""
 
     def __init__(self, app: WSGIApp, runner: Runner) -> None:
         self.app = app
@@ -106,8 +112,15 @@ class InvokeMiddleware:
         function = unquote(match.group(1))
         qualifier = parse_qs(str(environ.get("QUERY_STRING") or "")).get("Qualifier", [None])[0]
         kind = str(environ.get("HTTP_X_AMZ_INVOCATION_TYPE") or "RequestResponse")
+        body = read_body(environ) or b"{}"
+        limit = ASYNC_PAYLOAD_MAX if kind == "Event" else SYNC_PAYLOAD_MAX
+        if len(body) > limit:
+            return json_answer(start_response, 413, {
+                "Type": "User", "message": f"Request must be smaller than {limit} bytes for "
+                "the InvokeFunction operation"},
+                [("x-amzn-ErrorType", "RequestTooLargeException")])
         try:
-            event = json.loads(read_body(environ) or b"{}")
+            event = json.loads(body)
         except ValueError:
             return json_answer(start_response, 400, {"Type": "User", "message": "Could not parse "
                                                 "request body into json"},
@@ -115,9 +128,14 @@ class InvokeMiddleware:
         if kind == "DryRun":
             return json_answer(start_response, 204, None, [])
         if kind == "Event":
-            threading.Thread(target=self._run, args=(function, qualifier, event),
-                             name="invoke-event", daemon=True).start()
-            return json_answer(start_response, 202, None, [])
+            try:
+                request_id = self.runner.submit_event(function, qualifier, event)
+            except MlopsError as e:
+                return json_answer(start_response, 404, {"Type": "User", "message": str(e)},
+                                   [("x-amzn-ErrorType", "ResourceNotFoundException")])
+            except Exception as e:  # the control plane said no (an unknown function, alias)
+                return self._refused(start_response, e)
+            return json_answer(start_response, 202, None, [("x-amzn-RequestId", request_id)])
         try:
             result = self.runner.invoke(function, qualifier, event)
         except MlopsError as e:
@@ -129,11 +147,18 @@ class InvokeMiddleware:
             return json_answer(start_response, 200, result.error, headers)
         return json_answer(start_response, 200, result.payload, headers)
 
-    def _run(self, function: str, qualifier: str | None, event: Any) -> None:
-        try:
-            self.runner.invoke(function, qualifier, event)
-        except Exception:
-            log.exception("asynchronous invoke of %s failed", function)
+    @staticmethod
+    def _refused(start_response: StartResponse, exc: Exception) -> Iterable[bytes]:
+        """A control-plane error met while checking the function, as Lambda answers it."""
+        response = getattr(exc, "response", None)
+        error = response.get("Error", {}) if isinstance(response, dict) else {}
+        code = str(error.get("Code") or "")
+        if code == "ResourceNotFoundException":
+            return json_answer(start_response, 404, {"Type": "User", "message": str(
+                error.get("Message") or exc)}, [("x-amzn-ErrorType", code)])
+        log.exception("asynchronous invoke could not be queued")
+        return json_answer(start_response, 500, {"Type": "Service", "message": str(exc)},
+                           [("x-amzn-ErrorType", "ServiceException")])
 
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")

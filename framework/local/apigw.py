@@ -152,7 +152,7 @@ def build_event(
             "accountId": "123456789012",
             "apiId": api_id,
             "domainName": merged.get("host", "127.0.0.1"),
-            "domainPrefix": api_id,
+            "domainPrefix": merged.get("host", "127.0.0.1").split(".", 1)[0].split(":", 1)[0],
             "http": {
                 "method": method.upper(),
                 "path": raw_path,

@@ -2,34 +2,46 @@
 
 It hosts moto (the control plane, on ``--port``) behind the write journal, with the engines
 for what moto only stores: Lambda's ``Invoke`` (``admin.py``), Firehose delivery
-(``firehose.py``) and the mail outbox (``mail.py``); the local Lambda service (``runner.py``)
-and the HTTP API gateway (on ``--port + 1``, with the admin routes of ``admin.py``) on one
-event loop; and the scheduler (``scheduler.py``). On start it replays
-``journal.jsonl``; when ready it writes ``daemon.json`` (pid, ports, start time).
-SIGTERM/SIGINT stop it cleanly: servers shut down, runner workers are killed, ``daemon.json``
-is removed.
+(``firehose.py``), the mail outbox (``mail.py``), CloudWatch Logs' delivery of function
+logs and subscriptions (``logship.py``) and CloudWatch's metrics from EMF log lines and alarm
+evaluation (``metrics_engine.py``) and CodeDeploy's deployments of Lambda aliases
+(``codedeploy.py``); the local Lambda service (``runner.py``) and the HTTP
+API gateway (on ``--port + 1``, with the admin routes of ``admin.py``) on one event loop; and
+the scheduler (``scheduler.py``). On start it raises its soft descriptor limit to the hard one
+(the gateway's connections are kept below it) and replays ``journal.jsonl``; when ready it
+writes ``daemon.json`` (pid, ports, start time). SIGTERM/SIGINT stop it cleanly: servers shut
+down, runner workers are killed, ``daemon.json`` is removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from framework.runtime.clients import Connection
+from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
 from . import admin, mail, motoapp
+from .codedeploy import CodeDeployEngine, local_backends
+from .codedeploy import patch_moto as patch_codedeploy
+from .destinations import Destinations
 from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
 from .firehose import SPOOL_DIR, FirehoseEngine, FirehoseMiddleware
-from .gateway import Gateway
+from .gateway import Gateway, Limits
 from .journal import Journal, JournalMiddleware
+from .logship import disable_moto_delivery
+from .metrics_engine import MetricsEngine, local_regions, patch_moto
+from .presign import PresignedMiddleware
 from .runner import Runner
 from .scheduler import Scheduler, load_rules
 
@@ -60,6 +72,29 @@ def _rule_regions() -> list[str]:
     return motoapp.regions_with_event_rules()
 
 
+FD_RESERVE = 512  # descriptors kept for what is not a gateway connection (workers, moto, files)
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft limit on open descriptors to the hard one; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the descriptor limit from %d to %d", soft, target)
+    return soft
+
+
+def gateway_limits(environ: Mapping[str, str], descriptors: int) -> Limits:
+    """The gateway's bounds, its connections kept ``FD_RESERVE`` below the descriptor limit."""
+    limits = Limits.from_env(environ)
+    room = max(64, descriptors - FD_RESERVE)
+    return dataclasses.replace(limits, max_connections=min(limits.max_connections, room))
+
+
 def _write_state(home: Path, state: dict[str, Any]) -> None:
     tmp = home / f".{STATE_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps(state, indent=2))
@@ -73,6 +108,8 @@ def run(home: Path, port: int) -> int:
     home.mkdir(parents=True, exist_ok=True)
     _setup_logging(home)
     started = time.time()
+    limits = gateway_limits(os.environ, raise_descriptor_limit())
+    log.info("gateway limits: %s", limits)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -91,25 +128,44 @@ def run(home: Path, port: int) -> int:
 
     firehose = FirehoseEngine(home / SPOOL_DIR, deliver,
                               max_age_s=float(os.environ.get("MLOPS_FIREHOSE_FLUSH_S") or 2.0))
+    disable_moto_delivery()  # the runner's log shipper delivers subscriptions instead
+    patch_moto()  # GetMetricStatistics by exact dimensions, with percentiles
+    patch_codedeploy()  # deployment configs, stop, hook statuses, targets (before replay)
+    metrics = MetricsEngine(
+        lambda service, region: Connection(region, control_url,
+                                           dummy_credentials=True).client(service),
+        local_regions, home, float(os.environ.get("MLOPS_LOG_SHIP_S") or 1.0))
+
+    def flush() -> int:
+        """Every line functions have logged, through subscriptions and Firehose into S3."""
+        runner.logs.ship()
+        return firehose.flush()
     # Outside the journal: a replayed SendRawEmail is not kept (or relayed) twice, a replayed
     # Invoke does not run again, and Firehose's deliveries are journaled as the S3 writes
     # they are.
-    served = admin.InvokeMiddleware(
-        FirehoseMiddleware(mail.MailMiddleware(app, outbox, relay), firehose), runner)
+    served = PresignedMiddleware(admin.InvokeMiddleware(
+        FirehoseMiddleware(mail.MailMiddleware(app, outbox, relay), firehose), runner))
     control = make_server("127.0.0.1", port, served, threaded=True,
                           request_handler=MotoRequestHandler)
     info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
-    gateway = Gateway(runner, control_url, _regions, info, flush=firehose.flush)
+    gateway = Gateway(runner, control_url, _regions, info, flush=flush, limits=limits)
     scheduler = Scheduler(
         home, lambda: load_rules(control_url, _rule_regions()),
-        lambda arn, event: admin.invoke_outcome(runner, arn, None, event),
-        before_fire=firehose.flush,  # the monitor sees every request captured so far
+        Destinations(runner, lambda service, region: Connection(
+            region, control_url, dummy_credentials=True).client(service)).invoke,
+        before_fire=flush,  # the monitor sees every request captured so far
     )
     gateway.admin.update({
         "/_mlops/clock": admin.clock_route(scheduler),
         "/_mlops/schedules": admin.schedules_route(scheduler),
     })
     gateway.on_refresh.append(scheduler.reload)  # a deploy's rules, anchored now
+    codedeploy = CodeDeployEngine(
+        lambda service, region: Connection(region, control_url,
+                                           dummy_credentials=True).client(service),
+        local_backends(LOCAL_ACCOUNT_ID), home,
+        lambda function, event: runner.submit_event(function, None, event),
+        clock=lambda: scheduler.clock.now().timestamp(), after_shift=runner.refresh)
 
     motoapp.warm_up()
     replayed = app.replay()
@@ -119,6 +175,8 @@ def run(home: Path, port: int) -> int:
                                       name="control", daemon=True)
     control_thread.start()
     firehose.start()
+    metrics.start()
+    codedeploy.start()  # after the replay: its progress laid over the replayed deployments
     runner.run(gateway.start("127.0.0.1", port + 1))
     scheduler.start()
     if relay is not None:
@@ -145,7 +203,9 @@ def run(home: Path, port: int) -> int:
         scheduler.close()
         if relay is not None:
             relay.close()
+        codedeploy.close()
         runner.close()
+        metrics.close()
         firehose.close()  # delivers what is buffered while the control plane still answers
         threading.Thread(target=control.shutdown, daemon=True).start()
         control_thread.join(timeout=5)

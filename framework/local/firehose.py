@@ -1,9 +1,15 @@
 """The local Firehose: what moto only stores, delivered the way Firehose delivers it.
 
-Handlers send captured rows with ``PutRecordBatch`` on every target. moto would write each
-call as its own uncompressed object under a literal prefix; this engine answers the call
-itself (``FirehoseMiddleware``, in front of the control plane) for streams with an S3
-destination, as Firehose does:
+Captured rows reach a stream as CloudWatch Logs subscription records (``logship.py``), any
+other producer's with ``PutRecord(Batch)``. moto would write each call as its own uncompressed
+object under a literal prefix; this engine answers the call itself (``FirehoseMiddleware``, in
+front of the control plane) for streams with an S3 destination, as Firehose does:
+
+- a stream whose processing configuration has ``Decompression`` (GZIP) and
+  ``CloudWatchLogProcessing`` (``DataMessageExtraction``) gunzips each record, drops
+  CloudWatch Logs' ``CONTROL_MESSAGE``s and keeps the message of each log event (one per
+  line); a record that cannot be decompressed is written, as received, under the stream's
+  error prefix with ``!{firehose:error-output-type}`` = ``decompression-failed``;
 
 - the records are appended to a spool file on disk before the call is answered (accepted
   means durable: a crash of the daemon loses nothing that was accepted);
@@ -67,10 +73,15 @@ class Stream:
     bucket: str
     prefix: str
     gzip: bool
+    error_prefix: str = ""
+    logs_extraction: bool = False  # Decompression + CloudWatchLogProcessing
 
-    def object_key(self, arrival: float, unique: str) -> str:
-        """Where Firehose writes a batch whose first record arrived at ``arrival``."""
+    def object_key(self, arrival: float, unique: str, error: str | None = None) -> str:
+        """Where Firehose writes a batch whose first record arrived at ``arrival`` (of records
+        that failed with ``error``: under the error prefix)."""
         when = time.gmtime(arrival)
+
+        template = self.prefix if error is None else self.error_prefix
 
         def expand(match: re.Match[str]) -> str:
             namespace, arg = match.groups()
@@ -79,10 +90,12 @@ class Stream:
                 for java, c in _JAVA_TIME:
                     fmt = fmt.replace(java, c)
                 return time.strftime(fmt, when)
+            if arg == "error-output-type" and error is not None:
+                return error
             return unique if arg == "random-string" else match.group(0)
 
-        prefix = (_EXPRESSION.sub(expand, self.prefix) if _EXPRESSION.search(self.prefix)
-                  else self.prefix + time.strftime("%Y/%m/%d/%H/", when))
+        prefix = (_EXPRESSION.sub(expand, template) if _EXPRESSION.search(template)
+                  else template + time.strftime("%Y/%m/%d/%H/", when))
         name = f"{self.name}-{self.version}-{time.strftime('%Y-%m-%d-%H-%M-%S', when)}-{unique}"
         return prefix + name + (".gz" if self.gzip else "")
 
@@ -98,10 +111,39 @@ def lookup_stream(account: str, region: str, name: str) -> Stream | None:
     for destination in stream.destinations:
         s3 = destination.get("ExtendedS3") or destination.get("S3")
         if s3:
+            processors = {
+                str(p.get("Type")): {str(q.get("ParameterName")): str(q.get("ParameterValue"))
+                                     for q in p.get("Parameters") or []}
+                for p in (s3.get("ProcessingConfiguration") or {}).get("Processors") or []
+            } if (s3.get("ProcessingConfiguration") or {}).get("Enabled") else {}
+            extraction = (
+                processors.get("Decompression", {}).get("CompressionFormat", "").upper() == "GZIP"
+                and processors.get("CloudWatchLogProcessing", {}).get(
+                    "DataMessageExtraction", "").lower() == "true")
             return Stream(name, str(stream.version_id), str(s3["BucketARN"]).split(":")[-1],
                           str(s3.get("Prefix") or ""),
-                          str(s3.get("CompressionFormat") or "").upper() == "GZIP")
+                          str(s3.get("CompressionFormat") or "").upper() == "GZIP",
+                          str(s3.get("ErrorOutputPrefix") or ""), extraction)
     return None
+
+
+def extract_messages(record: bytes) -> bytes:
+    """A CloudWatch Logs subscription record, decompressed, as its events' messages (one per
+    line); b"" for a ``CONTROL_MESSAGE``. Raises ValueError if it is not one."""
+    try:
+        body = json.loads(gzip.decompress(record))
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"not a gzip CloudWatch Logs record: {exc}") from exc
+    if not isinstance(body, dict) or body.get("messageType") not in (
+            "DATA_MESSAGE", "CONTROL_MESSAGE"):
+        raise ValueError("not a CloudWatch Logs subscription record")
+    if body["messageType"] == "CONTROL_MESSAGE":
+        return b""
+    out = []
+    for event in body.get("logEvents") or []:
+        message = str(event.get("message", ""))
+        out.append(message if message.endswith("\n") else message + "\n")
+    return "".join(out).encode()
 
 
 class FirehoseMiddleware:
@@ -158,7 +200,7 @@ class FirehoseEngine:
         self.max_rows = max_rows
         self.max_age_s = max_age_s
         self.spool.mkdir(parents=True, exist_ok=True)
-        self._open: dict[tuple[str, str], _Batch] = {}  # (region, stream)
+        self._open: dict[tuple[str, str, str | None], _Batch] = {}  # (region, stream, error)
         self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -175,28 +217,47 @@ class FirehoseEngine:
     # -- request path ---------------------------------------------------------------------
     def add(self, region: str, stream: Stream, records: list[bytes]) -> None:
         """Commit records to the spool (durable before the call is answered)."""
+        failed: list[bytes] = []
+        if stream.logs_extraction:
+            lines = []
+            for record in records:
+                try:
+                    lines.append(extract_messages(record))
+                except ValueError as exc:
+                    log.warning("firehose %s: %s; written under its error prefix",
+                                stream.name, exc)
+                    failed.append(base64.b64encode(record) + b"\n")
+            records = [line for line in lines if line]
+        if records:
+            self._append(region, stream, None, records)
+        if failed:
+            self._append(region, stream, "decompression-failed", failed)
+
+    def _append(self, region: str, stream: Stream, error: str | None,
+                records: list[bytes]) -> None:
         data = b"".join(records)
+        rows = data.count(b"\n") if stream.logs_extraction or error else len(records)
         sealed = None
         with self._lock:
-            key = (region, stream.name)
+            key = (region, stream.name, error)
             batch = self._open.get(key)
             if batch is None:
-                batch = self._open_batch(region, stream)
+                batch = self._open_batch(region, stream, error)
                 self._open[key] = batch
             os.write(batch.fd, data)
-            batch.rows += len(records)
-            self.records += len(records)
+            batch.rows += rows
+            self.records += rows
             if batch.rows >= self.max_rows:
                 sealed = self._open.pop(key)
         if sealed is not None:
             self._seal(sealed)
 
-    def _open_batch(self, region: str, stream: Stream) -> _Batch:
+    def _open_batch(self, region: str, stream: Stream, error: str | None) -> _Batch:
         self._seq += 1
         now = time.time()
         batch_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{self._instance}-" \
                    f"{self._seq:06d}"
-        key = stream.object_key(now, f"{self._instance}-{self._seq:06d}")
+        key = stream.object_key(now, f"{self._instance}-{self._seq:06d}", error)
         path = self.spool / f"{batch_id}.open"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         header = json.dumps({"region": region, "bucket": stream.bucket, "key": key,

@@ -1,19 +1,39 @@
-"""Ship worker logs to CloudWatch Logs on the control plane, as Lambda's agent does.
+"""Lambda's log delivery and CloudWatch Logs' subscription filters, for the local functions.
 
-Workers write stdout/stderr to ``logs/<function>.log`` (kept on disk). Every second the
-shipper reads what is new in each registered file and sends it, one event per line, to the
-function's log group ``/aws/lambda/<function>`` in a stream ``YYYY/MM/DD/[local]<id>`` — off
-the request path. The handler's per-request JSON lines thus become queryable structured logs.
+Execution environments write stdout/stderr to ``logs/<function>.log`` (kept on disk, appended
+by each write: what a handler printed before it answered is on disk when the answer leaves).
+Every second the shipper reads what is new in each file and
 
-The control plane's journal does not keep these events (the files are their source): when a
-file is first registered after the daemon starts, its last ``RESHIP_BYTES`` (whole lines) are
-sent again, so recent logs are queryable after a restart too.
+- sends it, one event per line, to the function's log group ``/aws/lambda/<function>`` in a
+  stream ``YYYY/MM/DD/[local]<id>`` (as Lambda's agent does, off the request path);
+- for each subscription filter of that group (``PutSubscriptionFilter`` on the control plane)
+  whose destination is a Firehose stream, sends the events that match its pattern the way
+  CloudWatch Logs does: a gzip-compressed ``DATA_MESSAGE`` envelope per ``PutRecordBatch``
+  record, to the stream (whose engine, ``firehose.py``, decompresses and extracts them).
+  moto's own delivery (every event, unfiltered, straight into S3) is switched off by the
+  daemon (``disable_moto_delivery``).
+
+Where each file was read up to (for its group, and for its subscriptions: a destination that
+fails is retried without holding the group back) is saved (``logship.json``) after each round,
+and files named there are shipped again after a restart from those offsets: a crash at any
+moment loses nothing; the lines of a round whose offsets were not saved yet are sent twice,
+which is what CloudWatch Logs and Firehose promise too (at least once). A file seen for the first
+time resends its last ``RESHIP_BYTES`` to the log group only (not to subscriptions), so recent
+logs stay queryable after the control plane's store was rebuilt.
+
+Filter patterns: the empty pattern and JSON patterns made of ``$.a.b <op> value`` terms joined
+by ``&&`` (``=``/``!=`` with a string, a number or ``*``; ``<``, ``<=``, ``>``, ``>=`` with a
+number). A pattern outside that subset matches nothing locally, with one error in the log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import logging
+import os
+import re
 import threading
 import time
 import uuid
@@ -26,17 +46,25 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000  # CloudWatch: at most 10,000 events / 1 MB per call
 MAX_EVENT = 200_000
-RESHIP_BYTES = 1 << 20  # of each log file, sent again after a restart
+RESHIP_BYTES = 1 << 20  # of a log file seen for the first time, sent again to its group
+RECORD_BYTES = 900_000  # one Firehose record (limit 1,000 KiB): events of one envelope
+OFFSETS_FILE = "logship.json"
+FILTERS_TTL_S = 5.0
 
 
 @dataclass
 class _Source:
     path: Path
     region: str
-    group: str
+    function: str
     stream: str
-    offset: int
+    offset: int  # sent to the log group up to here
+    delivered: int  # sent to the group's subscriptions up to here
     created: bool = False
+
+    @property
+    def group(self) -> str:
+        return f"/aws/lambda/{self.function}"
 
 
 def _tail_start(path: Path, limit: int) -> int:
@@ -54,25 +82,142 @@ def _tail_start(path: Path, limit: int) -> int:
     return size if newline < 0 else size - limit - 1 + newline + 1
 
 
+# -- filter patterns ------------------------------------------------------------------------
+_TERM = re.compile(r'\s*\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*(=|!=|<=|>=|<|>)\s*'
+                   r'("(?:[^"\\]|\\.)*"|\*|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*')
+Matcher = Callable[[str], bool]
+
+
+def compile_pattern(pattern: str) -> Matcher | None:
+    """A matcher for a CloudWatch Logs filter pattern of the supported subset, else None."""
+    text = pattern.strip()
+    if not text:
+        return lambda _message: True
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    terms = []
+    for part in text[1:-1].split("&&"):
+        m = _TERM.fullmatch(part)
+        if m is None:
+            return None
+        path, op, raw = m.groups()
+        value: Any = "*" if raw == "*" else json.loads(raw)
+        if op not in ("=", "!=") and not isinstance(value, (int, float)):
+            return None
+        terms.append((path[1:].split("."), op, value))
+
+    def match(message: str) -> bool:
+        try:
+            doc = json.loads(message)
+        except ValueError:
+            return False
+        return all(_term(doc, *t) for t in terms)
+
+    return match
+
+
+def _term(doc: Any, path: list[str], op: str, value: Any) -> bool:
+    for name in path:
+        if not isinstance(doc, dict) or name not in doc:
+            return False
+        doc = doc[name]
+    if value == "*":
+        return (doc is not None) == (op == "=")
+    if op in ("=", "!="):
+        equal = doc == value and type(doc) is not bool
+        return equal == (op == "=")
+    if isinstance(doc, bool) or not isinstance(doc, (int, float)):
+        return False
+    number = float(doc)
+    compared: bool = {"<": number < value, "<=": number <= value, ">": number > value,
+                      ">=": number >= value}[op]
+    return compared
+
+
+def envelopes(owner: str, group: str, stream: str, filter_name: str,
+              events: list[dict[str, Any]]) -> list[bytes]:
+    """CloudWatch Logs' subscription records: gzip JSON ``DATA_MESSAGE``s of up to
+    ``RECORD_BYTES`` of events each."""
+    out: list[bytes] = []
+    batch: list[dict[str, Any]] = []
+    size = 0
+
+    def seal() -> None:
+        body = {"messageType": "DATA_MESSAGE", "owner": owner, "logGroup": group,
+                "logStream": stream, "subscriptionFilters": [filter_name], "logEvents": batch}
+        out.append(gzip.compress(json.dumps(body, separators=(",", ":")).encode(), mtime=0))
+
+    for event in events:
+        n = len(event["message"]) + 100
+        if batch and size + n > RECORD_BYTES:
+            seal()
+            batch, size = [], 0
+        batch.append(event)
+        size += n
+    if batch:
+        seal()
+    return out
+
+
+# -- the shipper ----------------------------------------------------------------------------
 class LogShipper:
-    def __init__(self, client: Callable[[str], Any], interval_s: float = 1.0) -> None:
-        self.client = client  # region → boto3 logs client
+    def __init__(self, client: Callable[[str, str], Any], home: Path | None = None,
+                 interval_s: float = 1.0, account: str = "123456789012") -> None:
+        self.client = client  # (service, region) → boto3 client of the control plane
         self.interval_s = interval_s
+        self.account = account
+        self._offsets_path = home / OFFSETS_FILE if home is not None else None
         self._sources: dict[Path, _Source] = {}
         self._lock = threading.Lock()
+        self._ship_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._id = uuid.uuid4().hex
+        self._filters: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._refused: set[tuple[str, str]] = set()
         self.shipped = 0
+        self.delivered = 0  # events sent to subscription destinations
+        for path, saved in self._load_offsets().items():
+            self._add(Path(path), saved["region"], saved["function"], int(saved["offset"]),
+                      int(saved.get("delivered", saved["offset"])))
+
+    def _load_offsets(self) -> dict[str, dict[str, Any]]:
+        if self._offsets_path is None:
+            return {}
+        try:
+            data: dict[str, dict[str, Any]] = json.loads(self._offsets_path.read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+    def _save_offsets(self) -> None:
+        if self._offsets_path is None:
+            return
+        with self._lock:
+            data = {str(s.path): {"region": s.region, "function": s.function,
+                                  "offset": s.offset, "delivered": s.delivered}
+                    for s in self._sources.values()}
+        tmp = self._offsets_path.with_name(f".{OFFSETS_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self._offsets_path)
+
+    def _add(self, path: Path, region: str, function: str, offset: int,
+             delivered: int) -> None:
+        stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[local]{self._id}"
+        self._sources[path] = _Source(path, region, function, stream, offset, delivered)
 
     def register(self, path: Path, region: str, function: str) -> None:
         with self._lock:
             if path in self._sources:
                 return
-            offset = _tail_start(path, RESHIP_BYTES)
-            stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[local]{self._id}"
-            self._sources[path] = _Source(path, region, f"/aws/lambda/{function}", stream,
-                                          offset)
+            size = path.stat().st_size if path.exists() else 0
+            self._add(path, region, function, size, size)
+            src = self._sources[path]
+        start = _tail_start(path, RESHIP_BYTES)
+        if start < size:  # a file from before this shipper: its tail, to the group only
+            with contextlib.suppress(Exception):
+                self._put_logs(src, start, size)
+        self._save_offsets()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="logship", daemon=True)
@@ -83,49 +228,128 @@ class LogShipper:
             self.ship()
 
     def ship(self) -> int:
-        with self._lock:
-            sources = list(self._sources.values())
-        sent = 0
-        for src in sources:
-            try:
-                sent += self._ship_one(src)
-            except Exception as exc:  # the log group may be gone (destroyed); try later
-                log.debug("log shipping of %s failed: %s", src.path, exc)
-        self.shipped += sent
-        return sent
+        """Ship what is new in every file; the number of events sent to log groups."""
+        with self._ship_lock:
+            with self._lock:
+                sources = list(self._sources.values())
+            sent = 0
+            before = [(src.offset, src.delivered) for src in sources]
+            for src in sources:
+                try:
+                    sent += self._ship_one(src)
+                except Exception as exc:  # the log group may be gone (destroyed); try later
+                    log.debug("log shipping of %s failed: %s", src.path, exc)
+            if before != [(src.offset, src.delivered) for src in sources]:
+                self._save_offsets()
+            self.shipped += sent
+            return sent
 
     def _ship_one(self, src: _Source) -> int:
         try:
             size = src.path.stat().st_size
         except FileNotFoundError:
             return 0
-        if size < src.offset:
-            src.offset = 0  # truncated
-        if size == src.offset:
-            return 0
+        if size < min(src.offset, src.delivered):
+            src.offset = src.delivered = 0  # truncated
+        sent = 0
+        if src.offset < size:
+            sent, src.offset = self._put_logs(src, src.offset, size)
+        if src.delivered < size:
+            try:
+                src.delivered = self._deliver(src, src.delivered, size)
+            except Exception as exc:  # retried next round, from the same offset
+                log.warning("subscription delivery of %s failed: %s", src.path, exc)
+        return sent
+
+    def _events(self, src: _Source, start: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        """The events of the whole lines in ``[start, size)`` and the offset after them."""
         with src.path.open("rb") as fh:
-            fh.seek(src.offset)
-            data = fh.read(size - src.offset)
+            fh.seek(start)
+            data = fh.read(size - start)
         end = data.rfind(b"\n")
         if end < 0:
-            return 0
-        chunk = data[: end + 1]
+            return [], start
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line[:MAX_EVENT]}
-                  for line in chunk.decode("utf-8", "replace").splitlines() if line.strip()]
-        client = self.client(src.region)
+                  for line in data[: end + 1].decode("utf-8", "replace").splitlines()
+                  if line.strip()]
+        return events, start + end + 1
+
+    def _put_logs(self, src: _Source, start: int, size: int) -> tuple[int, int]:
+        """Send the whole lines of ``[start, size)`` to the group; (events, offset after)."""
+        events, end = self._events(src, start, size)
+        if not events:
+            return 0, end
+        logs = self.client("logs", src.region)
         if not src.created:
-            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-                client.create_log_stream(logGroupName=src.group, logStreamName=src.stream)
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_stream(logGroupName=src.group, logStreamName=src.stream)
             src.created = True
-        for start in range(0, len(events), MAX_BATCH):
-            client.put_log_events(logGroupName=src.group, logStreamName=src.stream,
-                                  logEvents=events[start:start + MAX_BATCH])
-        src.offset += len(chunk)
-        return len(events)
+        for first in range(0, len(events), MAX_BATCH):
+            logs.put_log_events(logGroupName=src.group, logStreamName=src.stream,
+                                logEvents=events[first:first + MAX_BATCH])
+        return len(events), end
+
+    def _subscriptions(self, src: _Source) -> list[dict[str, Any]]:
+        key = (src.region, src.group)
+        cached = self._filters.get(key)
+        if cached is not None and time.monotonic() - cached[0] < FILTERS_TTL_S:
+            return cached[1]
+        logs = self.client("logs", src.region)
+        try:
+            found = logs.describe_subscription_filters(logGroupName=src.group)
+        except logs.exceptions.ResourceNotFoundException:
+            found = {"subscriptionFilters": []}
+        filters = list(found.get("subscriptionFilters", []))
+        self._filters[key] = (time.monotonic(), filters)
+        return filters
+
+    def _deliver(self, src: _Source, start: int, size: int) -> int:
+        """Send the lines of ``[start, size)`` that match each subscription filter of the
+        group to its destination; the offset delivered up to."""
+        subscriptions = self._subscriptions(src)
+        if not subscriptions:
+            return size  # a filter created later sees only what arrives after it
+        events, end = self._events(src, start, size)
+        for sub in subscriptions:
+            arn = str(sub.get("destinationArn", ""))
+            pattern = str(sub.get("filterPattern", ""))
+            match = compile_pattern(pattern)
+            if match is None or ":firehose:" not in arn:
+                if (pattern, arn) not in self._refused:
+                    self._refused.add((pattern, arn))
+                    log.error("subscription filter %s on %s: the local CloudWatch Logs delivers "
+                              "JSON patterns ($.field = value && ...) to Firehose streams only; "
+                              "not %r to %s", sub.get("filterName"), src.group, pattern, arn)
+                continue
+            chosen = [{"id": uuid.uuid4().hex, **e} for e in events if match(e["message"])]
+            records = envelopes(self.account, src.group, src.stream,
+                                str(sub.get("filterName")), chosen) if chosen else []
+            firehose = self.client("firehose", src.region)
+            stream = arn.rsplit("/", 1)[-1]
+            for first in range(0, len(records), 500):
+                resp = firehose.put_record_batch(
+                    DeliveryStreamName=stream,
+                    Records=[{"Data": r} for r in records[first:first + 500]])
+                if resp.get("FailedPutCount"):
+                    raise RuntimeError(f"{resp['FailedPutCount']} record(s) refused by {stream}")
+            self.delivered += len(chosen)
+        return end
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.ship()
+
+
+def disable_moto_delivery() -> None:
+    """moto's PutLogEvents hands every event of a subscribed group, unfiltered, to its
+    Firehose, which writes it straight to S3 without the stream's processors; the shipper
+    above delivers instead (in this process: the daemon hosts moto)."""
+    from moto.firehose.models import FirehoseBackend
+
+    def send_log_event(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    FirehoseBackend.send_log_event = send_log_event  # type: ignore[method-assign]

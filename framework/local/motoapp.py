@@ -40,8 +40,43 @@ def build_app() -> WSGIApp:
 
     # S3 multipart upload ids come from os.urandom; replayed UploadPart calls need the same id.
     moto.s3.models.os = _SeededOs()  # type: ignore[attr-defined,assignment]
+    # AWS enables Object Lock on a versioned bucket that already holds objects; moto 5 wants
+    # the bucket empty, which would leave a registry deployed before Object Lock unlocked.
+    moto.s3.models.S3Backend.put_object_lock_configuration = (  # type: ignore[method-assign]
+        _put_object_lock_configuration)
+    # moto judges a bucket policy's statements without the request's condition keys (no
+    # If-None-Match, principal or TLS): it would deny the conditional writes the registry's
+    # policy allows and every plain-HTTP request of the local control plane. The local AWS
+    # stores a bucket policy and does not evaluate it (its statements are tested as a
+    # document: tests/resources/test_bucket_policy.py).
+    moto.s3.models.FakeBucket.get_permission = _policy_not_evaluated  # type: ignore[method-assign]
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
     return app
+
+
+def _put_object_lock_configuration(self: Any, bucket_name: str, lock_enabled: bool,
+                                   mode: str | None = None, days: int | None = None,
+                                   years: int | None = None) -> None:
+    """moto's PutObjectLockConfiguration as AWS answers it: a versioned bucket may hold
+    objects."""
+    from moto.s3.exceptions import InvalidBucketState
+
+    bucket = self.get_bucket(bucket_name)
+    if not bucket.is_versioned:
+        raise InvalidBucketState(
+            "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration")
+    if lock_enabled:
+        bucket.object_lock_enabled = True
+        bucket.versioning_status = "Enabled"
+    bucket.default_lock_mode = mode
+    bucket.default_lock_days = days
+    bucket.default_lock_years = years
+
+
+def _policy_not_evaluated(self: Any, action: str, resource: str) -> Any:
+    from moto.iam.access_control import PermissionResult
+
+    return PermissionResult.NEUTRAL
 
 
 def seed(value: int) -> None:

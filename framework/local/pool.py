@@ -3,7 +3,8 @@
 At most ``concurrency`` environments exist at once (the function's reserved concurrency, else
 the local default); an invocation takes an idle one (a warm start) or starts a new one (a cold
 start, INIT first). An environment that timed out, ran out of memory or exited is discarded;
-the next invocation starts a fresh one.
+the next invocation starts a fresh one; so is one that failed to start (its process reaped by
+``Sandbox.start``) or whose invocation was cancelled.
 """
 
 from __future__ import annotations
@@ -41,11 +42,20 @@ class Pool:
             if sandbox is None:
                 sandbox = Sandbox(self.spec)
                 self._all.add(sandbox)
-                error = await sandbox.start()
+                try:
+                    error = await sandbox.start()
+                except BaseException:
+                    self._all.discard(sandbox)  # start reaped what it had started
+                    raise
                 if error is not None:
                     self._all.discard(sandbox)
                     return Result(None, error, "", True, sandbox.init_ms, 0.0, None)
-            result = await sandbox.invoke(event, invoked_arn, cold=cold)
+            try:
+                result = await sandbox.invoke(event, invoked_arn, cold=cold)
+            except BaseException:  # cancelled mid-invocation: the environment is not reused
+                self._all.discard(sandbox)
+                await asyncio.shield(sandbox.kill())
+                raise
             if sandbox.alive and not self._closed:
                 self._idle.append(sandbox)
             else:

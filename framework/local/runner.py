@@ -11,6 +11,17 @@ code) (``pool.py``).
 
 Everything runs on one asyncio loop (the data plane's thread); ``invoke`` is the thread-safe
 entry for the scheduler and the control plane's ``Invoke``.
+
+Asynchronous invocation (``Invoke`` with ``InvocationType: Event``; ``submit_event``): the
+event is queued and the caller answered at once; it runs on the loop when an environment of
+the version is free, as Lambda's internal queue feeds it. A function error (the handler
+raised, timed out or died) is retried as Lambda retries it: twice by default, or the
+function's ``MaximumRetryAttempts`` (``PutFunctionEventInvokeConfig``), after one minute and
+then two (``MLOPS_LOCAL_ASYNC_RETRY_S``, default ``60,120``, shortens them). An event that
+still fails, or that is older than the function's ``MaximumEventAgeInSeconds`` (6 hours by
+default), is dropped with a line in the daemon's log (no dead-letter queue or on-failure
+destination locally). The queue lives in the daemon's memory: unlike Lambda's, it does not
+survive a restart of the local AWS.
 """
 
 from __future__ import annotations
@@ -58,6 +69,10 @@ CACHE_TTL_S = 2.0
 # which its bootstrap runs, and the SDK it includes (its version varies by region and date on
 # AWS; a function that needs a given one ships it, as this project's layers do).
 RUNTIME_PACKAGES = ("awslambdaric==4.2.2", "boto3")
+ASYNC_RETRY_S = (60.0, 120.0)  # Lambda's waits before the 2nd and 3rd attempt of an event
+ASYNC_MAX_RETRIES = 2
+ASYNC_MAX_AGE_S = 6 * 3600.0
+EVENTS_KEPT = 1000  # outcomes of asynchronous invocations kept for GET /_mlops/events
 _PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -75,7 +90,6 @@ class Invocation:
     request_id: str = ""
     endpoint: str = ""  # MLOPS_ENDPOINT of the function, else its name
     init_ms: float | None = None  # cold starts: the environment's INIT duration
-    shadow_version: str | None = None  # the function's shadow version, if one is set
     weighted: bool = False  # the version was drawn by alias weights
     invoked_arn: str = ""
 
@@ -98,7 +112,6 @@ class FunctionVersion:
     runtime: str = "python3.13"
     architecture: str = "x86_64"
     layers: tuple[str, ...] = ()  # layer version ARNs, in order
-    shadow: str | None = None  # version mirrored with a copy of this function's traffic
 def parse_function(function: str, qualifier: str | None, region: str) -> tuple[str, str, str]:
     """(name, region, qualifier) from a name or a (possibly qualified) Lambda ARN."""
     if function.startswith("arn:"):
@@ -166,8 +179,11 @@ class Runner:
         concurrency: int | None = None,
         rng: random.Random | None = None,
         cache_ttl_s: float = CACHE_TTL_S,
+        retry_delays_s: tuple[float, ...] | None = None,
     ) -> None:
         self.home = home
+        self.retry_delays_s = retry_delays_s or async_retry_delays(os.environ)
+        self.events: dict[str, dict[str, Any]] = {}  # asynchronous invocations, by request id
         self.control_url = control_url
         self.region = region
         env_concurrency = os.environ.get("MLOPS_LOCAL_CONCURRENCY", "4")
@@ -181,7 +197,8 @@ class Runner:
         self._refreshing: set[tuple[Any, ...]] = set()
         self._fetch_lock = threading.Lock()
         self.memory_limits = os.environ.get("MLOPS_LOCAL_MEMORY_LIMITS", "1") != "0"
-        self.logs = LogShipper(lambda region: self._client("logs", region))
+        self.logs = LogShipper(self._client, home,
+                               float(os.environ.get("MLOPS_LOG_SHIP_S") or 1.0))
         self.logs.start()
         import uvloop  # libuv's event loop: each HTTP hop of the data plane costs less
 
@@ -281,7 +298,6 @@ class Runner:
             runtime=str(cfg.get("Runtime") or "python3.13"),
             architecture=str((cfg.get("Architectures") or ["x86_64"])[0]),
             layers=tuple(str(layer["Arn"]) for layer in cfg.get("Layers") or ()),
-            shadow=tags.get(names.SHADOW_TAG) or None,
         )
 
     # -- the bytes that ship --------------------------------------------------------------
@@ -457,7 +473,6 @@ class Runner:
             request_id=result.request_id,
             endpoint=fn.env.get("MLOPS_ENDPOINT") or fn.name,
             init_ms=result.init_ms,
-            shadow_version=fn.shadow,
             weighted=weighted,
             invoked_arn=invoked_arn,
         )
@@ -465,6 +480,67 @@ class Runner:
     def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
         """``invoke_async`` from any other thread."""
         return self.run(self.invoke_async(function, qualifier, event))
+
+    # -- asynchronous invocation -------------------------------------------------------------
+    def submit_event(self, function: str, qualifier: str | None, event: Any) -> str:
+        """Queue an asynchronous invocation (``InvocationType: Event``) and return its request
+        id at once; it runs, and is retried, on the data plane's loop. The function and
+        qualifier must exist (``MlopsError`` or the control plane's error otherwise), as
+        Lambda checks them before it answers 202."""
+        fn, _, _ = self.target(function, qualifier)
+        retries, max_age = self._event_config(fn)
+        request_id = str(uuid.uuid4())
+        while len(self.events) >= EVENTS_KEPT:  # the oldest outcomes go first
+            self.events.pop(next(iter(self.events)))
+        self.events[request_id] = {"function": fn.name, "qualifier": qualifier,
+                                   "attempts": 0, "status": "queued", "error": None}
+        asyncio.run_coroutine_threadsafe(
+            self._run_event(request_id, function, qualifier, event, retries, max_age),
+            self.loop)
+        return request_id
+
+    def _event_config(self, fn: FunctionVersion) -> tuple[int, float]:
+        """(retries, maximum event age) of the function's asynchronous invocation config."""
+        try:
+            cfg = self._lambda(fn.region).get_function_event_invoke_config(
+                FunctionName=fn.name)
+        except Exception:  # none configured: Lambda's defaults
+            return ASYNC_MAX_RETRIES, ASYNC_MAX_AGE_S
+        retries = cfg.get("MaximumRetryAttempts")
+        age = cfg.get("MaximumEventAgeInSeconds")
+        return (ASYNC_MAX_RETRIES if retries is None else int(retries),
+                ASYNC_MAX_AGE_S if age is None else float(age))
+
+    async def _run_event(self, request_id: str, function: str, qualifier: str | None,
+                         event: Any, retries: int, max_age: float) -> None:
+        record = self.events[request_id]
+        queued = time.monotonic()
+        for attempt in range(retries + 1):
+            record["attempts"] = attempt + 1
+            try:
+                result = await self.invoke_async(function, qualifier, event)
+                error = result.error
+            except Exception as exc:  # the function cannot run at all (its code, its runtime)
+                error = runtime_error(type(exc).__name__, str(exc))
+            if error is None:
+                record.update(status="succeeded", error=None)
+                return
+            record["error"] = error
+            if attempt == retries:
+                break
+            delay = self.retry_delays_s[min(attempt, len(self.retry_delays_s) - 1)]
+            if time.monotonic() - queued + delay > max_age:
+                log.warning("asynchronous invocation %s of %s dropped: older than %.0f s "
+                            "(MaximumEventAgeInSeconds)", request_id, function, max_age)
+                record["status"] = "expired"
+                return
+            log.info("asynchronous invocation %s of %s failed (%s); retry %d in %.1f s",
+                     request_id, function, error.get("errorType"), attempt + 1, delay)
+            await asyncio.sleep(delay)
+        record["status"] = "failed"
+        log.warning("asynchronous invocation %s of %s failed %d time(s) (%s: %s); dropped",
+                    request_id, function, record["attempts"], (error or {}).get("errorType"),
+                    (error or {}).get("errorMessage"))
 
     def refresh(self) -> None:
         """Forget cached aliases and configurations (after a deploy)."""
@@ -484,6 +560,22 @@ class Runner:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
         self.logs.close()
+
+
+def async_retry_delays(environ: Any) -> tuple[float, ...]:
+    """The waits before an asynchronous event's retries: ``MLOPS_LOCAL_ASYNC_RETRY_S``
+    (seconds, comma-separated), else Lambda's one minute then two."""
+    raw = str(environ.get("MLOPS_LOCAL_ASYNC_RETRY_S") or "").strip()
+    if not raw:
+        return ASYNC_RETRY_S
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or any(not d >= 0 for d in delays):
+        raise ValueError(f"MLOPS_LOCAL_ASYNC_RETRY_S={raw!r} is not a list of seconds, "
+                         "e.g. 60,120")
+    return delays
 
 
 _INSTALL_LOCK = threading.Lock()

@@ -17,8 +17,11 @@ function's configured variables plus Lambda's reserved ones, and an
 
 The platform's side is here too: the init timeout (10 s, as Lambda's), the function timeout
 (the process is killed, ``Sandbox.Timedout``), the memory limit (peak RSS over the
-configured size kills the environment, ``Runtime.OutOfMemory``), and the ``START`` / ``END`` /
-``REPORT`` lines written to the function's log beside what the process prints.
+configured size kills the environment, ``Runtime.OutOfMemory``), Lambda's limit of 1,024 file
+descriptors, and the ``START`` / ``END`` / ``REPORT`` lines written to the function's log beside
+what the process prints. An environment that fails to start (no descriptor left, no
+interpreter, INIT failed or cancelled) is reaped: its process killed and waited for, its
+Runtime API and log closed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import signal
 import time
 import uuid
@@ -41,6 +45,7 @@ from aiohttp import web
 API = "/2018-06-01/runtime"
 INIT_TIMEOUT_S = 10.0  # Lambda's INIT phase limit for on-demand functions
 MAX_RESPONSE = 6 * 1024 * 1024  # synchronous invocation response limit
+MAX_FDS = 1024  # an execution environment's file descriptors
 _KILL_GRACE_S = 2.0
 
 
@@ -198,8 +203,28 @@ class Sandbox:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> dict[str, Any] | None:
         """Start the process and run INIT; the error that ended INIT, or None."""
+        try:
+            done, exited = await self._launch()
+        except BaseException:  # out of descriptors, no interpreter, cancelled: reaped
+            await asyncio.shield(self.kill())
+            raise
+        if self._ready in done and self._ready.result() is None:
+            return None
+        if self._ready in done:
+            error = self._ready.result()
+        elif exited in done:
+            error = self._exit_error()
+            error["errorMessage"] += " during INIT"
+        else:
+            error = runtime_error("Runtime.InitTimeout",
+                                  f"INIT did not finish within {INIT_TIMEOUT_S:.0f} seconds")
+        await self.kill()
+        return error
+
+    async def _launch(self) -> tuple[set[asyncio.Future[Any]], asyncio.Future[Any]]:
+        """Start the Runtime API and the process; wait for INIT's end (what ended it)."""
         loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
+        ready = self._ready = loop.create_future()
         self._web = web.Server(self._serve, access_log=None)
         self._server = await loop.create_server(self._web, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
@@ -214,23 +239,14 @@ class Sandbox:
             str(spec.python), "-s", "-S", "-m", "awslambdaric", spec.handler,
             cwd=spec.task_root, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, start_new_session=True)
+        with contextlib.suppress(OSError):  # Lambda's descriptor limit, not the daemon's
+            resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE, (MAX_FDS, MAX_FDS))
         exited = self._exited = asyncio.ensure_future(self.proc.wait())
         exited.add_done_callback(self._on_exit)
-        done, _ = await asyncio.wait({self._ready, exited}, timeout=INIT_TIMEOUT_S,
+        done, _ = await asyncio.wait({ready, exited}, timeout=INIT_TIMEOUT_S,
                                      return_when=asyncio.FIRST_COMPLETED)
         self.init_ms = (time.perf_counter() - started) * 1000
-        if self._ready in done and self._ready.result() is None:
-            return None
-        if self._ready in done:
-            error = self._ready.result()
-        elif exited in done:
-            error = self._exit_error()
-            error["errorMessage"] += " during INIT"
-        else:
-            error = runtime_error("Runtime.InitTimeout",
-                                  f"INIT did not finish within {INIT_TIMEOUT_S:.0f} seconds")
-        await self.kill()
-        return error
+        return done, exited
 
     async def invoke(self, event: bytes, invoked_arn: str, *, cold: bool = False,
                      request_id: str | None = None) -> Result:

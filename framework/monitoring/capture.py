@@ -20,6 +20,7 @@ from framework.monitoring.spec import Window, parse_time
 from framework.monitoring.store import Store
 
 FEEDBACK_LAG_DAYS = 2  # labels may arrive this many days after the predictions
+NO_TIME = "capture records without a valid time"
 
 
 @dataclass
@@ -27,10 +28,28 @@ class ReadLog:
     files: int = 0
     records: int = 0
     outside: int = 0
+    repeated: int = 0  # records delivered again (delivery is at least once); dropped
+    shadow: int = 0  # a shadow version's rows (copies of requests served by another); left out
     issues: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> records skipped
 
     def issue(self, kind: str, message: str, **where: Any) -> None:
         self.issues.append({"kind": kind, "message": message, **where})
+
+    def skip(self, reason: str) -> None:
+        """Count one record that cannot be used (``reason`` completes "records that ...")."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def skipped_issue(self) -> dict[str, Any] | None:
+        """One issue saying how many records were skipped, and why; None when none were."""
+        if not self.skipped:
+            return None
+        total = sum(self.skipped.values())
+        why = "; ".join(f"{n} {reason}" for reason, n in
+                        sorted(self.skipped.items(), key=lambda item: -item[1]))
+        return {"kind": "skipped_records", "count": total, "reasons": dict(self.skipped),
+                "message": f"{total} record{'s' if total != 1 else ''} could not be used and "
+                           f"{'were' if total != 1 else 'was'} skipped: {why}"}
 
 
 def _keys(store: Store, root: str, window: Window, extra_days: int = 0) -> list[str]:
@@ -72,19 +91,38 @@ def _lines(store: Store, key: str, log: ReadLog) -> Iterator[dict[str, Any]]:
 
 def read_captures(store: Store, endpoint: str, window: Window,
                   log: ReadLog) -> Iterator[dict[str, Any]]:
-    """Capture records of ``endpoint`` whose time falls in ``window``."""
+    """Capture records of ``endpoint`` whose time falls in ``window``, each (request_id, row)
+    once; the rows a shadow version captured (``"shadow": true``) are not the endpoint's
+    traffic and are left out."""
+    seen: set[int] = set()
     for key in _keys(store, f"capture/{endpoint}", window):
         for rec in _lines(store, key, log):
             try:
                 when = parse_time(str(rec["time"]))
             except (KeyError, ValueError):
-                log.issue("bad_time", f"{key}: a record has no valid time; skipped", key=key)
+                log.skip(NO_TIME)
                 continue
             if not window.contains(when):
                 log.outside += 1
                 continue
+            if rec.get("shadow") is True:  # a shadow's answer to a copy: not what was served
+                log.shadow += 1
+                continue
+            if _repeated(rec, seen, log):
+                continue
             log.records += 1
             yield rec
+
+
+def _repeated(rec: dict[str, Any], seen: set[int], log: ReadLog) -> bool:
+    """Whether ``rec``'s (request_id, row) was read already (CloudWatch Logs subscriptions and
+    Firehose deliver at least once); a 64-bit hash of the pair is kept, not the pair."""
+    ident = hash((rec.get("request_id"), rec.get("row"), rec.get("shadow") is True))
+    if ident in seen:
+        log.repeated += 1
+        return True
+    seen.add(ident)
+    return False
 
 
 class CaptureCache:
@@ -99,6 +137,7 @@ class CaptureCache:
         self.reads = 0  # objects fetched, ever
 
     def read(self, window: Window, log: ReadLog) -> Iterator[dict[str, Any]]:
+        seen: set[int] = set()
         for key in _keys(self.store, f"capture/{self.endpoint}", window):
             records = self._objects.get(key)
             if records is None:
@@ -108,14 +147,13 @@ class CaptureCache:
                     try:
                         records.append((parse_time(str(rec["time"])), rec))
                     except (KeyError, ValueError):
-                        log.issue("bad_time", f"{key}: a record has no valid time; skipped",
-                                  key=key)
+                        log.skip(NO_TIME)
             for when, rec in records:
-                if window.contains(when):
+                if not window.contains(when):
+                    log.outside += 1
+                elif not _repeated(rec, seen, log):
                     log.records += 1
                     yield rec
-                else:
-                    log.outside += 1
 
 
 def read_feedback(store: Store, endpoint: str, window: Window,
@@ -124,6 +162,12 @@ def read_feedback(store: Store, endpoint: str, window: Window,
     labels: dict[tuple[str, int], Any] = {}
     for key in _keys(store, f"feedback/{endpoint}", window, FEEDBACK_LAG_DAYS):
         for rec in _lines(store, key, log):
-            if "request_id" in rec and "label" in rec:
-                labels[(str(rec["request_id"]), int(rec.get("row", 0)))] = rec["label"]
+            row = rec.get("row", 0)
+            label = rec.get("label")
+            if "request_id" not in rec or label is None or isinstance(label, dict | list):
+                log.skip("feedback records without a request id or a label")
+            elif type(row) is not int or row < 0:
+                log.skip("feedback records whose row is not a non-negative integer")
+            else:
+                labels[(str(rec["request_id"]), row)] = label
     return labels

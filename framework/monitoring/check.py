@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from framework.monitoring import drift, performance
-from framework.monitoring.capture import ReadLog, read_captures, read_feedback
+from framework.monitoring import drift, partial, performance
+from framework.monitoring.capture import ReadLog, read_feedback
+from framework.monitoring.partial import LATENCY_EDGES, Settings, percentile
 from framework.monitoring.profile import (
     CategoricalProfile,
     FeatureProfile,
     NumericProfile,
     Profile,
-    ProfileBuilder,
     category_key,
     reference_edges,
 )
@@ -37,13 +37,16 @@ class CheckFailed(Exception):
 
 @dataclass
 class WindowFacts:
-    """The window's per-row facts kept beyond the profile (predictions for the join)."""
+    """The window's facts beside its feature profile: rows per model version, errors, the
+    latency and answers sketches, and (for the label join) each row's prediction."""
 
     predictions: dict[tuple[str, int], tuple[str, Any, float | None]] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
+    latency: NumericProfile = field(default_factory=lambda: NumericProfile.empty(LATENCY_EDGES))
     versions: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     classes: list[str] = field(default_factory=list)
+    answers: FeatureProfile | None = None  # predicted labels (frequencies) or values
+    profiles: dict[str, int] = field(default_factory=dict)  # how the profile was made
 
 
 def reference_key(model: str, version: str) -> str:
@@ -82,6 +85,7 @@ def load_reference(store: Store, spec: MonitorSpec,
 
 
 def positive_score(rec: Mapping[str, Any], positive: str | None) -> float | None:
+    """The positive class's probability of a record that ``unusable`` accepted."""
     probs, classes = rec.get("probabilities"), rec.get("classes")
     if not isinstance(probs, list) or not probs:
         return None
@@ -92,39 +96,117 @@ def positive_score(rec: Mapping[str, Any], positive: str | None) -> float | None
     return float(probs[-1])
 
 
+def finite_number(value: Any) -> bool:
+    """A JSON number (not a boolean) that is a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def as_number(value: Any) -> float | None:
+    """A finite number, or a string that spells one, as a float; else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return float(value) if finite_number(value) else None
+
+
+def unusable(rec: Mapping[str, Any], task: str) -> str | None:
+    """Why a capture record cannot be used (completing "records ..."), or None if it can."""
+    if not isinstance(rec.get("inputs"), dict):
+        return "without an inputs object"
+    row = rec.get("row", 0)
+    if type(row) is not int or row < 0:
+        return "whose row is not a non-negative integer"
+    if "prediction" in rec:
+        prediction = rec["prediction"]
+        if task == "regression" and not finite_number(prediction):
+            return "whose prediction is not a finite number"
+        if prediction is None or isinstance(prediction, dict | list) or (
+                isinstance(prediction, float) and not finite_number(prediction)):
+            return "whose prediction is null or not a value"
+    probs = rec.get("probabilities")
+    if probs is not None and not (isinstance(probs, list)
+                                  and all(finite_number(p) for p in probs)):
+        return "whose probabilities are null or not numbers"
+    return None
+
+
+def partial_settings(spec: MonitorSpec, reference: Profile, positive: str | None,
+                     reference_bytes: bytes, feature_types: Mapping[str, str] | None = None,
+                     answers: Mapping[str, Any] | None = None) -> Settings:
+    """What the window's partial profiles are built against (the run and its workers
+    alike)."""
+    types = feature_types or {}
+    features = [{"name": name, "type": types.get(name) or (
+        "category" if isinstance(ref, CategoricalProfile) else "float")}
+        for name, ref in reference.features.items()]
+    edges = None
+    if answers is not None and answers.get("kind") == "numeric":
+        edges = [float(e) for e in answers["edges"]]
+    elif answers is None and spec.task == "regression":
+        edges = []  # one bin: exact values decide while the window is small
+    with_predictions = spec.performance is not None
+    return Settings(reference=reference, features=features, task=spec.task,
+                    positive=positive, answers_edges=edges, predictions=with_predictions,
+                    tag=partial.digest(reference_bytes, spec.task, positive, with_predictions))
+
+
+def load_settings(store: Store, spec: MonitorSpec, positive: str | None = None,
+                  ) -> tuple[Settings, dict[str, Any] | None]:
+    """The partial-profile settings of ``spec``'s served version, read from the registry,
+    and the reference's answers."""
+    reference, types, answers = load_reference(store, spec)
+    # Scores are the declared positive class's probability (not the last class's).
+    positive = positive or (spec.performance or {}).get("positive")
+    raw = store.get(reference_key(spec.model, spec.version)) or b""
+    return partial_settings(spec, reference, positive, raw, types, answers), answers
+
+
 def profile_window(store: Store, spec: MonitorSpec, window: Window, reference: Profile,
-                   log: ReadLog, positive: str | None) -> tuple[Profile, WindowFacts]:
-    builder = ProfileBuilder(reference)
-    facts = WindowFacts()
-    for rec in read_captures(store, spec.endpoint, window, log):
-        inputs = rec.get("inputs")
-        if not isinstance(inputs, dict):
-            log.issue("bad_record", "a capture record has no inputs; skipped")
-            continue
-        builder.add(inputs)
-        version = str(rec.get("version", "?"))
-        facts.versions[version] = facts.versions.get(version, 0) + 1
-        if rec.get("error"):
-            facts.errors += 1
-        lat = rec.get("latency_ms")
-        if isinstance(lat, int | float):
-            facts.latencies.append(float(lat))
-        if not facts.classes and isinstance(rec.get("classes"), list):
-            facts.classes = [category_key(c) for c in rec["classes"]]
-        if "prediction" in rec:
-            key = (str(rec.get("request_id")), int(rec.get("row", 0)))
-            facts.predictions[key] = (version, rec["prediction"], positive_score(rec, positive))
-    return builder.result(), facts
+                   log: ReadLog, positive: str | None, *, reference_bytes: bytes = b"",
+                   feature_types: Mapping[str, str] | None = None,
+                   answers: Mapping[str, Any] | None = None,
+                   fan: partial.Fan | None = None) -> tuple[Profile, WindowFacts]:
+    """The window's profile, merged from the partial profiles of its capture objects (those
+    missing are made now, by ``fan``'s workers for many of them, and stored:
+    ``framework.monitoring.partial``)."""
+    settings = partial_settings(spec, reference, positive, reference_bytes, feature_types,
+                                answers)
+    return profile_with(store, spec, window, settings, log, fan)
 
 
-def quality_issues(reference: Profile, current: Profile) -> list[dict[str, Any]]:
-    """Missing features, NaNs, unseen categories: each one a sentence in the report."""
+def profile_with(store: Store, spec: MonitorSpec, window: Window, settings: Settings,
+                 log: ReadLog, fan: partial.Fan | None = None) -> tuple[Profile, WindowFacts]:
+    acc, usage = partial.window_profile(
+        store, spec.endpoint, window, settings, log, fan=fan,
+        fan_objects=int(spec.fan_out.get("objects", 200)),
+        fan_workers=int(spec.fan_out.get("workers", 8)))
+    facts = WindowFacts(predictions=acc.predictions, latency=acc.latency.result(),
+                        versions=acc.versions, errors=acc.errors, classes=acc.classes,
+                        answers=acc.answers.result(), profiles=usage.to_dict())
+    return acc.profile(), facts
+
+
+def quality_issues(reference: Profile, current: Profile,
+                   redacted: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Redacted and missing features, NaNs, unseen categories: each one a sentence in the
+    report."""
     issues: list[dict[str, Any]] = []
     rows = current.rows
     for name, cur in current.features.items():
         ref = reference.features[name]
         absent = cur.missing
-        if rows and absent == rows:
+        if name in redacted:
+            issues.append({"kind": "redacted", "feature": name,
+                           "message": f"'{name}' is redacted at capture (the endpoint's "
+                                      "capture.redact): never recorded, not tested"})
+        elif rows and absent == rows:
             issues.append({"kind": "missing_feature", "feature": name,
                            "message": f"'{name}' is missing from every captured record; "
                                       "not tested"})
@@ -153,7 +235,7 @@ def choose_tests(spec: MonitorSpec, reference: Profile, current: Profile,
     chosen: dict[str, tuple[str, float | None]] = {}
     for name, ref in reference.features.items():
         over = overrides.get(name) or {}
-        if over.get("skip") or current.features[name].count == 0:
+        if over.get("skip") or name in spec.redacted or current.features[name].count == 0:
             continue
         default = settings.get("categorical", "chi2") if isinstance(ref, CategoricalProfile) \
             else settings.get("numeric", "ks")
@@ -194,10 +276,6 @@ def plot_data(ref: FeatureProfile, cur: FeatureProfile) -> dict[str, Any]:
             "reference": shares(ref), "current": shares(cur)}
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(np.asarray(values), q)) if values else None
-
-
 def prediction_profile(labels: Sequence[Any], numeric: bool) -> FeatureProfile:
     """The profile of a model's answers: predicted values (regression) or labels."""
     if numeric:
@@ -215,35 +293,53 @@ def prediction_drift(store: Store, spec: MonitorSpec, facts: WindowFacts, alpha:
     """Predicted labels (or values) vs the served version's answers on its reference data
     (``reference_answers``, recorded at registration); for versions registered without them,
     vs the monitor's first window."""
-    if not facts.predictions:
+    cur = facts.answers
+    if cur is None or cur.count == 0:
         return None
-    labels = [p for _, p, _ in facts.predictions.values()]
     saved = reference_answers
     baseline = f"reference predictions of {spec.model}@{spec.version}"
     if saved is None:
         baseline = "first window"
         saved = _load_json(store, baseline_key(spec.name))
     if saved is None:
-        first = prediction_profile(labels, spec.task == "regression")
+        first = _first_baseline(cur)
+        if first is None:
+            return {"baseline": None, "message": "too many predicted values in the first "
+                    "window to keep as a baseline", "drifted": False}
         store.put(baseline_key(spec.name), json.dumps(first.to_dict()).encode(),
                   "application/json")
         return {"baseline": "created", "message": "this window is the prediction baseline "
                 "for later runs", "drifted": False}
     base: FeatureProfile
-    cur: FeatureProfile
     if saved.get("kind") == "numeric":
         base = NumericProfile.from_dict(saved)
-        cur_num = NumericProfile.empty(base.edges)
-        cur_num.add_array(np.asarray([float(v) for v in labels], dtype=np.float64))
-        cur = cur_num
+        if not isinstance(cur, NumericProfile):
+            return None
+        if cur.edges != base.edges:
+            exact = cur.exact()
+            if exact is None:
+                return {"baseline": baseline, "message": "the window's predicted values are "
+                        "on other bins than the baseline's; not compared", "drifted": False}
+            rebinned = NumericProfile.empty(base.edges)
+            rebinned.add_array(exact)
+            cur = rebinned
         result = drift.detector("ks").test("prediction", base, cur, alpha)
     else:
         base = CategoricalProfile.from_dict(saved)
-        cur_cat = CategoricalProfile()
-        cur_cat.add_values(labels)
-        cur = cur_cat
+        if not isinstance(cur, CategoricalProfile):
+            return None
         result = drift.detector("chi2").test("prediction", base, cur, alpha)
     return {"baseline": baseline, **result.to_dict(), "plot": plot_data(base, cur)}
+
+
+def _first_baseline(cur: FeatureProfile) -> FeatureProfile | None:
+    """The first window's answers as a baseline (predicted values on 256 bins of their own)."""
+    if isinstance(cur, CategoricalProfile):
+        return cur
+    exact = cur.exact()
+    if exact is None:
+        return None
+    return prediction_profile(exact.tolist(), True)
 
 
 def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: WindowFacts,
@@ -255,6 +351,11 @@ def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: 
     positive = positive or settings.get("positive") or (facts.classes[-1] if facts.classes
                                                          else None)
     joined = [(facts.predictions[k], lab) for k, lab in labels.items() if k in facts.predictions]
+    if spec.task == "regression":
+        numeric = [(p, value) for p, lab in joined if (value := as_number(lab)) is not None]
+        for _ in range(len(joined) - len(numeric)):
+            log.skip("feedback records whose label is not a finite number")
+        joined = numeric
     metric = str(settings.get("metric", "accuracy"))
     out: dict[str, Any] = {"metric": metric, "min": settings.get("min"),
                            "max": settings.get("max"), "labelled": len(joined),
@@ -288,26 +389,30 @@ def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: 
 
 
 def run_check(spec: MonitorSpec, store: Store, window: Window,
-              positive: str | None = None) -> dict[str, Any]:
+              positive: str | None = None, fan: partial.Fan | None = None) -> dict[str, Any]:
     """The check's findings (no history, no side effects besides the prediction baseline)."""
-    reference, _types, reference_answers = load_reference(store, spec)
+    settings, reference_answers = load_settings(store, spec, positive)
+    reference = settings.reference
+    positive = settings.positive
     log = ReadLog()
-    # Scores are the declared positive class's probability (not the last class's).
-    positive = positive or (spec.performance or {}).get("positive")
-    current, facts = profile_window(store, spec, window, reference, log, positive)
+    current, facts = profile_with(store, spec, window, settings, log, fan)
     min_rows = int(spec.drift.get("min_rows", 30))
     alpha = float(spec.drift.get("alpha", 0.05))
     correction = str(spec.drift.get("correction", "benjamini_hochberg"))
     body: dict[str, Any] = {
         "data": {"rows": current.rows, "files": log.files, "records_outside_window": log.outside,
                  "versions": facts.versions, "errors": facts.errors,
-                 "latency_p50_ms": _percentile(facts.latencies, 50),
-                 "latency_p99_ms": _percentile(facts.latencies, 99),
-                 "reference_rows": reference.rows},
-        "issues": log.issues + quality_issues(reference, current),
+                 "latency_p50_ms": percentile(facts.latency, 50),
+                 "latency_p99_ms": percentile(facts.latency, 99),
+                 "reference_rows": reference.rows, "profiles": facts.profiles,
+                 "redacted": list(spec.redacted)},
+        "issues": log.issues + quality_issues(reference, current, spec.redacted),
     }
     if current.rows < min_rows:
+        skipped = sum(log.skipped.values())
         body["insufficient"] = (
+            f"only {current.rows} usable captured rows in the window (< {min_rows}; {skipped} "
+            "skipped); drift not tested" if skipped else
             f"no captured traffic between {window.to_dict()['start']} and "
             f"{window.to_dict()['end']}" if current.rows == 0 else
             f"only {current.rows} captured rows in the window (< {min_rows}); drift not tested")
@@ -331,6 +436,10 @@ def run_check(spec: MonitorSpec, store: Store, window: Window,
             prediction_drift(store, spec, facts, alpha, reference_answers)
             if spec.drift.get("prediction", True) else None)
     body["performance"] = performance_section(spec, store, window, facts, log, positive)
+    skipped_issue = log.skipped_issue()  # capture and feedback records alike
+    if skipped_issue is not None:
+        body["issues"].insert(0, skipped_issue)
+    body["data"]["skipped"] = sum(log.skipped.values())
     return body
 
 

@@ -21,10 +21,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
-from scipy.spatial import distance
 
 from framework.monitoring.profile import CategoricalProfile, FeatureProfile, Floats, NumericProfile
+
+
+def _scipy() -> tuple[Any, Any]:
+    """scipy.stats and scipy.spatial.distance, imported on first use: importing them costs
+    about 2 s, which a command that only reads reports (the dashboard) should not pay."""
+    from scipy import stats
+    from scipy.spatial import distance
+
+    return stats, distance
+
 
 COARSE_BINS = 10  # PSI / Jensen–Shannon on numeric features: reference deciles
 KS_LIMIT_N = 10_000  # sketch KS: above this effective sample size use the limit distribution
@@ -126,6 +134,7 @@ class KolmogorovSmirnov(Detector):
 
     def score(self, reference: FeatureProfile, current: FeatureProfile) -> Score:
         assert isinstance(reference, NumericProfile) and isinstance(current, NumericProfile)
+        stats, _ = _scipy()
         a, b = reference.exact(), current.exact()
         if a is not None and b is not None:
             res = stats.ks_2samp(a, b)
@@ -176,7 +185,7 @@ class ChiSquared(Detector):
         expected = r / r.sum() * c.sum()
         if c.sum() == 0 or len(r) < 2:
             return Score(0.0, 1.0, "exact")
-        res = stats.chisquare(c, expected)
+        res = _scipy()[0].chisquare(c, expected)
         return Score(float(res.statistic), float(res.pvalue), "exact")
 
 
@@ -193,7 +202,7 @@ class Wasserstein(Detector):
         scale = scale if scale > 0 else 1.0
         a, b = reference.exact(), current.exact()
         if a is not None and b is not None:
-            return Score(float(stats.wasserstein_distance(a, b)) / scale, None, "exact")
+            return Score(float(_scipy()[0].wasserstein_distance(a, b)) / scale, None, "exact")
         edges = np.asarray(reference.edges, dtype=np.float64)
         lo = min(edges[0], current.minimum if current.minimum is not None else edges[0])
         hi = max(edges[-1], current.maximum if current.maximum is not None else edges[-1])
@@ -216,7 +225,7 @@ class JensenShannon(Detector):
         r, c = _shares(reference, current)
         if r.sum() == 0 or c.sum() == 0:
             return Score(0.0, None, _method(reference, current))
-        return Score(float(distance.jensenshannon(r, c, base=2.0)), None,
+        return Score(float(_scipy()[1].jensenshannon(r, c, base=2.0)), None,
                      _method(reference, current))
 
 

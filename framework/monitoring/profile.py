@@ -303,7 +303,10 @@ def _numeric_column(values: Iterable[Any]) -> tuple[Floats, int]:
         if v is None or v == "":
             missing += 1
         elif isinstance(v, bool | int | float):
-            out.append(float(v))
+            try:
+                out.append(float(v))
+            except OverflowError:  # an integer beyond the float range: invalid
+                out.append(math.nan)
         else:
             try:
                 out.append(float(v))

@@ -1,5 +1,7 @@
 """Render a report dict as a self-contained HTML page (inline SVG plots, no external assets)
-and as plain text (the e-mail's text alternative).
+and as plain text (the e-mail's text alternative). Plots are drawn by ``framework.monitoring
+.plots``; ``render_html`` takes how to show each (inline SVG by default; the e-mail shows PNG
+images instead, see ``framework.monitoring.mailer``).
 
 Templates are ``string.Template`` files in ``infra/templates`` (the Lambda has no jinja2); the
 template text is packaged next to this module's caller through ``TEMPLATE`` fallbacks.
@@ -8,12 +10,15 @@ template text is packaged next to this module's caller through ``TEMPLATE`` fall
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from string import Template
 from typing import Any
 
+from framework.monitoring import plots
+
 TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "templates"
+Draw = Callable[[plots.Figure], str]  # a figure -> the HTML that shows it
 STATUS_LABEL = {"ok": "OK", "drift": "DRIFT", "degraded": "DEGRADED", "no_data": "NO DATA",
                 "failure": "FAILURE"}
 
@@ -35,82 +40,18 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
-# ---------------------------------------------------------------- SVG plots
+# ---------------------------------------------------------------- plots
 
 
-def svg_distribution(name: str, plot: Mapping[str, Any], width: int = 300,
-                     height: int = 160) -> str:
+def svg_distribution(name: str, plot: Mapping[str, Any]) -> str:
     """Reference (grey) vs current (red) shares, as overlaid bars."""
-    ref, cur = list(plot["reference"]), list(plot["current"])
-    n = max(len(ref), 1)
-    top = max(ref + cur + [1e-9])
-    pad, w, h = 24, width - 30, height - 44
-    bw = w / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{html.escape(name)}">',
-             f'<text x="4" y="14" font-size="12" font-weight="600">{html.escape(name)}</text>']
-    for i, (a, b) in enumerate(zip(ref, cur, strict=False)):
-        x = pad + i * bw
-        for value, colour, off in ((a, "#9e9e9e", 0.0), (b, "#e53935", 0.35)):
-            bh = value / top * h
-            parts.append(f'<rect x="{x + off * bw:.1f}" y="{20 + h - bh:.1f}" '
-                         f'width="{max(bw * 0.6, 0.8):.1f}" height="{bh:.1f}" fill="{colour}" '
-                         'fill-opacity="0.75"/>')
-    labels = plot.get("labels")
-    if plot.get("kind") == "numeric":
-        edges = plot["edges"]
-        lo_hi = (f'<text x="{pad}" y="{height - 10}" font-size="10">{edges[0]:.4g}</text>'
-                 f'<text x="{pad + w}" y="{height - 10}" font-size="10" text-anchor="end">'
-                 f'{edges[-1]:.4g}</text>')
-        parts.append(lo_hi)
-    elif labels:
-        parts.append(f'<text x="{pad}" y="{height - 10}" font-size="10">'
-                     f'{html.escape(", ".join(map(str, labels[:6])))}</text>')
-    parts.append(f'<text x="{width - 4}" y="14" font-size="10" text-anchor="end">'
-                 '<tspan fill="#757575">■ reference</tspan> <tspan fill="#e53935">■ current'
-                 '</tspan></text></svg>')
-    return "".join(parts)
+    return plots.to_svg(plots.distribution(name, plot))
 
 
-def svg_chart(name: str, chart: Mapping[str, Any], width: int = 460, height: int = 170) -> str:
+def svg_chart(name: str, chart: Mapping[str, Any]) -> str:
     """A chart statistic over runs with its control limits; flagged points drawn in red."""
-    stat: Sequence[float] = chart["statistic"]
-    upper: Sequence[float] = chart["upper"]
-    lower: Sequence[float] = chart["lower"]
-    flagged = set(chart.get("flagged", []))
-    n = len(stat)
-    if n == 0:
-        return ""
-    allv = [v for v in list(stat) + list(upper) + list(lower) if v is not None]
-    lo, hi = min(allv), max(allv)
-    if hi - lo < 1e-12:
-        hi, lo = hi + 1.0, lo - 1.0
-    pad_l, pad_t, w, h = 40, 20, width - 50, height - 40
-
-    def xy(i: int, v: float) -> str:
-        x = pad_l + (i / max(n - 1, 1)) * w
-        y = pad_t + (hi - v) / (hi - lo) * h
-        return f"{x:.1f},{y:.1f}"
-
-    def line(values: Sequence[float], colour: str, dash: str = "") -> str:
-        pts = " ".join(xy(i, v) for i, v in enumerate(values))
-        extra = f' stroke-dasharray="{dash}"' if dash else ""
-        return f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.5"{extra}/>'
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{html.escape(name)}">',
-             f'<text x="4" y="14" font-size="12" font-weight="600">{html.escape(name)}</text>',
-             f'<text x="4" y="{pad_t + 8}" font-size="9">{hi:.3g}</text>',
-             f'<text x="4" y="{pad_t + h}" font-size="9">{lo:.3g}</text>',
-             line(upper, "#ef6c00", "4 3"), line(lower, "#ef6c00", "4 3"),
-             line(stat, "#1565c0")]
-    for i, v in enumerate(stat):
-        x, y = xy(i, v).split(",")
-        colour, r = ("#d32f2f", 4) if i in flagged else ("#1565c0", 2.5)
-        parts.append(f'<circle cx="{x}" cy="{y}" r="{r}" fill="{colour}"/>')
-    parts.append(f'<text x="{width - 4}" y="14" font-size="10" text-anchor="end">'
-                 f'{len(flagged)} out-of-control point(s)</text></svg>')
-    return "".join(parts)
+    fig = plots.chart(name, chart)
+    return "" if fig is None else plots.to_svg(fig)
 
 
 # ---------------------------------------------------------------- sections
@@ -126,7 +67,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]],
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def sections(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+def sections(report: Mapping[str, Any], draw: Draw = plots.to_svg) -> list[tuple[str, str]]:
     """(heading, HTML) pairs in reading order."""
     out: list[tuple[str, str]] = []
     if report.get("error"):
@@ -150,13 +91,13 @@ def sections(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     dist = report.get("distributions") or {}
     if dist:
         out.append(("Reference vs current, drifted features", '<div class="plots">' + "".join(
-            svg_distribution(name, plot) for name, plot in dist.items()) + "</div>"))
+            draw(plots.distribution(name, plot)) for name, plot in dist.items()) + "</div>"))
     pd = report.get("prediction_drift")
     if pd:
         text = (html.escape(pd.get("message", "")) if pd.get("baseline") == "created" else
                 f"{pd['test']} statistic {_fmt(pd['statistic'])}, p {_fmt(pd['p_value'])}: "
                 f"{'<b>drift</b>' if pd['drifted'] else 'no drift'}")
-        plot = svg_distribution("predictions", pd["plot"]) if pd.get("plot") else ""
+        plot = draw(plots.distribution("predictions", pd["plot"])) if pd.get("plot") else ""
         out.append(("Prediction drift", f"<p>{text}</p>{plot}"))
     perf = report.get("performance")
     if perf:
@@ -176,9 +117,10 @@ def sections(report: Mapping[str, Any]) -> list[tuple[str, str]]:
             for a in alarms], [a["breached"] for a in alarms])))
     charts = report.get("charts") or {}
     if charts:
+        figures = [plots.chart(f"{fig} · {kind}", c) for fig, kinds in charts.items()
+                   for kind, c in kinds.items()]
         out.append(("Control charts (history of each figure)", '<div class="plots">' + "".join(
-            svg_chart(f"{fig} · {kind}", c) for fig, kinds in charts.items()
-            for kind, c in kinds.items()) + "</div>"))
+            draw(f) for f in figures if f is not None) + "</div>"))
     data = report.get("data") or {}
     if data:
         out.append(("Traffic", _table(["figure", "value"], [
@@ -189,12 +131,19 @@ def sections(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append(("Actions", "<ul>" + "".join(
             f"<li>{html.escape(a['action'])}: {html.escape(a['outcome'])}</li>"
             for a in actions) + "</ul>"))
+    link = report.get("dashboard") or {}
+    if link.get("url"):  # presigned: only the e-mail carries it (see framework.dashboard)
+        out.append(("Team dashboard", f'<p><a href="{html.escape(link["url"])}">Open the '
+                    f'dashboard</a> (this link works until {html.escape(link["expires_at"])} '
+                    "at the latest; `mlops dashboard --url` prints a fresh one)</p>"))
     return out
 
 
-def render_html(report: Mapping[str, Any]) -> str:
+def render_html(report: Mapping[str, Any], draw: Draw = plots.to_svg) -> str:
+    """The report page; ``draw`` shows each plot (inline SVG unless told otherwise)."""
     status = str(report.get("status", "failure"))
-    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections(report))
+    body = "".join(f"<h2>{html.escape(h)}</h2>{content}"
+                   for h, content in sections(report, draw))
     window = report.get("window") or {}
     return _template().safe_substitute(
         title=html.escape(str(report.get("subject", "mlops monitoring report"))),
@@ -210,11 +159,12 @@ def render_html(report: Mapping[str, Any]) -> str:
 
 
 def render_text(report: Mapping[str, Any]) -> str:
+    """The verdict and the findings as plain text (what is attached is the mailer's to say)."""
     lines = [str(report.get("subject", "")), "", str(report.get("summary", "")), ""]
     window = report.get("window") or {}
     lines.append(f"monitor {report.get('monitor')} / endpoint {report.get('endpoint')} / model "
                  f"{report.get('model')}@{report.get('version')}")
-    lines.append(f"window {window.get('start')} .. {window.get('end')}")
+    lines.append(f"window {window.get('start')} .. {window.get('end')}, run {report.get('run_id')}")
     if report.get("error"):
         lines += ["", f"Error: {report['error']}"]
     if report.get("insufficient"):
@@ -235,5 +185,7 @@ def render_text(report: Mapping[str, Any]) -> str:
             lines.append(f"ALARM {a['figure']} {_fmt(a['value'])} breaks {a['rule']}")
     for a in report.get("actions") or []:
         lines.append(f"action {a['action']}: {a['outcome']}")
-    lines += ["", "The full report (HTML) and report.json are attached."]
+    link = report.get("dashboard") or {}
+    if link.get("url"):
+        lines += ["", f"Team dashboard (until {link['expires_at']} at the latest): {link['url']}"]
     return "\n".join(lines) + "\n"

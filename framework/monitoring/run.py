@@ -9,22 +9,26 @@ drive it without Lambda.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from framework.dashboard.refresh import after_run
 from framework.monitoring import actions, charts, mailer
 from framework.monitoring.check import CheckFailed, run_check
 from framework.monitoring.report import render_html
-from framework.monitoring.spec import MonitorSpec, Window, iso
+from framework.monitoring.spec import MonitorSpec, Window, iso, mails
 from framework.monitoring.store import Store
 
 FORMAT = "mlops.report/1"
+# An absolute file path (not a URL's path, an S3 key or s3:// location): never shown in a report
+PATH_RE = re.compile(r"(?<![\w.:/~-])/(?:[\w.@+~-]+/)*[\w.@+~-]+")
+log = logging.getLogger("mlops.monitor")
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "r2"}
 ALARM_RE = re.compile(r"^(<=|>=|<|>)\s*(.+)$")
 
@@ -38,6 +42,17 @@ class Clients:
     lam: Any | None = None
     audit: Callable[..., Any] | None = None
     sleep: Callable[[float], None] = time.sleep
+    # profiles a list of capture objects elsewhere (an invocation of the monitor function)
+    fan: Callable[[list[str]], dict[str, Any]] | None = None
+
+
+def reason(e: BaseException) -> str:
+    """``Type: message`` of an exception, for a report or an e-mail: first line only, file
+    paths replaced by ``<path>``, at most 300 characters."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    text = PATH_RE.sub("<path>", text)
+    text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def history_key(monitor: str) -> str:
@@ -109,7 +124,8 @@ def verdict(spec: MonitorSpec, report: dict[str, Any]) -> tuple[str, str, str]:
     name = spec.name
     if report.get("error"):
         first = str(report["error"]).splitlines()[0]
-        return "failure", f"[FAILURE] {name}: {first}", f"The check could not run: {first}"
+        return ("failure", f"[FAILURE] {name}: {first}",
+                f"The check could not run (run {report.get('run_id')}): {first}")
     d = report.get("drift") or {}
     pd = report.get("prediction_drift") or {}
     perf = report.get("performance") or {}
@@ -140,15 +156,19 @@ def verdict(spec: MonitorSpec, report: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def should_notify(spec: MonitorSpec, status: str) -> bool:
+    """Whether the run is mailed: it has recipients and ``notify.when`` lists its status
+    (``drift``, ``no_data``, ``degraded``, ``failure``; drift only when ``on_drift`` has
+    notify) or is ``always``. The default is drift, degraded and failure."""
+    return bool(spec.notify.get("email")) and mails(spec.notify["when"], spec.on_drift, status)
+
+
+def not_mailed(spec: MonitorSpec, status: str) -> str:
+    """Why a run is not mailed, in the report's words."""
     if not spec.notify.get("email"):
-        return False
-    when = spec.notify.get("when", "drift")
-    if when == "always":
-        return True
-    if when == "failure":
-        return status in ("failure", "no_data")
-    alerting = status in ("degraded", "failure", "no_data")
-    return alerting or (status == "drift" and "notify" in spec.on_drift)
+        return "notify.email lists no recipient"
+    if status == "drift" and "drift" in spec.notify["when"]:
+        return "on_drift has no notify"
+    return f"notify.when is {', '.join(spec.notify['when'])} and the status is {status}"
 
 
 def _put_json(store: Store, key: str, value: Any) -> None:
@@ -167,8 +187,11 @@ def publish_metrics(cw: Any, spec: MonitorSpec, figs: Mapping[str, float | None]
 
 
 def run_monitor(spec: MonitorSpec, store: Store, window: Window, clients: Clients,
-                now: datetime | None = None, positive: str | None = None) -> dict[str, Any]:
-    """Run the monitor once over ``window`` and return the report (also written to the store)."""
+                now: datetime | None = None, positive: str | None = None,
+                failed: str | None = None) -> dict[str, Any]:
+    """Run the monitor once over ``window`` and return the report (also written to the store).
+    ``failed``: a run of the window that did not finish (why, in a sentence): no check, a
+    [FAILURE] report (``framework.monitoring.failure``)."""
     now = now or datetime.now(UTC)
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     prefix = report_prefix(spec.name, run_id)
@@ -179,11 +202,15 @@ def run_monitor(spec: MonitorSpec, store: Store, window: Window, clients: Client
         "report_key": f"{prefix}/report.json", "issues": [], "actions": [],
     }
     try:
-        report.update(run_check(spec, store, window, positive))
+        if failed is not None:
+            raise CheckFailed(failed)
+        report.update(run_check(spec, store, window, positive, fan=clients.fan))
     except CheckFailed as e:
         report["error"] = str(e)
-    except Exception as e:  # unexpected: still a report, with the traceback
-        report["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    except Exception as e:  # unexpected: still a report; the traceback goes to the log only
+        log.exception("monitor %s: run %s failed", spec.name, run_id)
+        report["error"] = (f"unexpected {reason(e)}; the traceback is in the monitor "
+                           f"function's log (run {run_id})")
     history = _load_history(store, spec.name)
     figs = figures(report)
     report["figures"] = figs
@@ -203,17 +230,19 @@ def run_monitor(spec: MonitorSpec, store: Store, window: Window, clients: Client
     history.append({"run_id": run_id, "time": iso(now), "window": window.to_dict(),
                     "status": status, "figures": figs, "report": report["report_key"]})
     _put_json(store, history_key(spec.name), history[-500:])
+    link = after_run(spec, store)  # the stage's dashboard page, with this run
+    report["dashboard"] = {k: v for k, v in link.items() if k != "url"}  # links expire
     if clients.cloudwatch is not None:
         try:
             report["metrics"] = {"published": publish_metrics(clients.cloudwatch, spec, figs, now),
                                  "namespace": f"mlops/{spec.project}"}
         except Exception as e:
-            report["metrics"] = {"published": 0, "error": f"{type(e).__name__}: {e}"}
+            report["metrics"] = {"published": 0, "error": reason(e)}
     if should_notify(spec, status):
-        report["notification"] = notify(spec, store, prefix, report, clients)
+        report["notification"] = notify(spec, store, prefix, {**report, "dashboard": link},
+                                        clients)
     else:
-        report["notification"] = {"sent": False, "reason": f"notify.when is "
-                                  f"{spec.notify.get('when', 'drift')} and the status is {status}"}
+        report["notification"] = {"sent": False, "reason": not_mailed(spec, status)}
     _write(store, prefix, report)
     return report
 
@@ -240,11 +269,14 @@ def _drift_actions(spec: MonitorSpec, store: Store, clients: Clients, run_id: st
                 if clients.lam is None:
                     done.append({"action": "rollback", "ok": False, "outcome": "no Lambda client"})
                 else:
-                    done.append(actions.rollback(clients.lam, spec, clients.audit, run_id))
+                    done.append(actions.rollback(clients.lam, spec, clients.audit, run_id,
+                                                 store))
             elif action == "retrain":
                 done.append(actions.request_retrain(store, spec, run_id, report_key))
         except Exception as e:
-            done.append({"action": action, "ok": False, "outcome": f"failed: {e}"})
+            log.warning("monitor %s: action %s failed (run %s)", spec.name, action, run_id,
+                        exc_info=True)
+            done.append({"action": action, "ok": False, "outcome": f"failed: {reason(e)}"})
     return done
 
 

@@ -6,6 +6,7 @@ Compile writes it into the monitor function's ``MLOPS_MONITOR`` environment vari
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,40 @@ def window_seconds(window: str | None, schedule: str) -> int:
         return int(float(text[:-1]) * _UNIT[text[-1]])
     m = _RATE.match(schedule.strip())
     return int(m.group(1)) * _UNIT[m.group(2)] if m else 86400
+
+
+# ``notify.when``: the statuses of a run that are mailed (``always``: every run, OK included).
+NOTIFY_WHEN = ("drift", "no_data", "degraded", "failure", "always")
+DEFAULT_WHEN = ("drift", "degraded", "failure")  # every run that needs someone to act
+
+
+def notify_when(value: object) -> tuple[str, ...]:
+    """``notify.when`` -- one value or a list of ``NOTIFY_WHEN`` -- as a tuple; absent
+    (``None``) is ``DEFAULT_WHEN``. Raises ``ValueError`` ("what; hint") naming the values."""
+    if value is None:
+        return DEFAULT_WHEN
+    items = [value] if isinstance(value, str) else value
+    allowed = ", ".join(NOTIFY_WHEN)
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError(f"notify.when must be one of {allowed} or a list of them; "
+                         "write e.g. when: drift or when: [drift, failure]")
+    wrong = [v for v in items if not isinstance(v, str) or v not in NOTIFY_WHEN]
+    if wrong:
+        shown = ", ".join(repr(v) for v in wrong)
+        close = [m for v in wrong if isinstance(v, str)
+                 for m in difflib.get_close_matches(v, NOTIFY_WHEN, n=1, cutoff=0.6)]
+        guess = f" (did you mean {', '.join(repr(m) for m in close)}?)" if close else ""
+        raise ValueError(f"{shown} {'is' if len(wrong) == 1 else 'are'} not a notify.when "
+                         f"value; use {allowed}, or a list of them{guess}")
+    return tuple(dict.fromkeys(str(v) for v in items))
+
+
+def mails(when: tuple[str, ...], on_drift: tuple[str, ...], status: str) -> bool:
+    """Whether a run of ``status`` is mailed: ``always`` every run; else a status ``when``
+    lists, drift only if ``on_drift`` has ``notify``."""
+    if "always" in when:
+        return True
+    return status in when and (status != "drift" or "notify" in on_drift)
 
 
 @dataclass(frozen=True)
@@ -45,6 +80,8 @@ class MonitorSpec:
     endpoint_function: str | None = None
     alias: str = "live"
     task: str = "classification"
+    redacted: tuple[str, ...] = ()  # inputs the endpoint's captures leave out
+    fan_out: dict[str, int] = field(default_factory=lambda: {"objects": 200, "workers": 8})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MonitorSpec:
@@ -54,10 +91,13 @@ class MonitorSpec:
             bucket=data["bucket"], window_seconds=int(data.get("window_seconds", 86400)),
             drift=dict(data.get("drift") or {}), performance=data.get("performance"),
             alarms=dict(data.get("alarms") or {}), charts=dict(data.get("charts") or {}),
-            notify=dict(data.get("notify") or {}),
+            notify={**(data.get("notify") or {}),
+                    "when": notify_when((data.get("notify") or {}).get("when"))},
             on_drift=tuple(data.get("on_drift", ("notify",))),
             endpoint_function=data.get("endpoint_function"), alias=data.get("alias", "live"),
             task=data.get("task", "classification"),
+            redacted=tuple(data.get("redacted") or ()),
+            fan_out={"objects": 200, "workers": 8, **(data.get("fan_out") or {})},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +108,8 @@ class MonitorSpec:
             "performance": self.performance, "alarms": self.alarms, "charts": self.charts,
             "notify": self.notify, "on_drift": list(self.on_drift),
             "endpoint_function": self.endpoint_function, "alias": self.alias, "task": self.task,
+            **({"redacted": list(self.redacted)} if self.redacted else {}),
+            "fan_out": dict(self.fan_out),
         }
 
 
@@ -81,9 +123,14 @@ class Window:
         """``START..END`` (ISO dates or times, UTC)."""
         a, sep, b = text.partition("..")
         if not sep:
-            raise ValueError(f"'{text}' is not a window; write START..END, e.g. "
-                             "2024-05-01..2024-05-02T12:00")
-        return cls(parse_time(a), parse_time(b))
+            raise ValueError(f"'{text}' is not a window (START..END)")
+        try:
+            start, end = parse_time(a), parse_time(b)
+        except (ValueError, OverflowError) as e:
+            raise ValueError(f"'{text}' is not a window: {e}") from None
+        if end <= start:
+            raise ValueError(f"'{text}' is not a window: its end is not after its start")
+        return cls(start, end)
 
     @classmethod
     def ending(cls, end: datetime, seconds: int) -> Window:

@@ -32,4 +32,4 @@ class AliasConflictError(MlopsError):
 class RegistryIntegrityError(MlopsError):
     """Stored bytes do not match their recorded SHA-256: the registry was tampered with."""
 
-    exit_code = 1
+    exit_code = 7

@@ -17,7 +17,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("numpy", "onnx", "onnxruntime", "scikit-learn", "skl2onnx", "mlops")
+PACKAGES = ("numpy", "onnx", "onnxruntime", "scikit-learn", "skl2onnx", "onnxmltools",
+            "xgboost", "lightgbm", "mlops")
+ALSO_NAMED = {"xgboost": ("xgboost-cpu",)}  # distributions that install the same package
 
 
 def data_fingerprint(path: Path) -> dict[str, Any]:
@@ -59,10 +61,13 @@ def code_revision(root: Path) -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     packages: dict[str, str | None] = {}
     for name in PACKAGES:
-        try:
-            packages[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            packages[name] = None
+        packages[name] = None
+        for dist in (name, *ALSO_NAMED.get(name, ())):
+            try:
+                packages[name] = importlib_metadata.version(dist)
+                break
+            except importlib_metadata.PackageNotFoundError:
+                continue
     return {"python": platform.python_version(), "platform": platform.platform(terse=True),
             "packages": packages}
 

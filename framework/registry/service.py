@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from framework.config.models import Approval, Config, Model
+from framework.registry import identity as identities
 from framework.registry import refs
 from framework.registry.errors import ApprovalRequiredError, RegistryInputError
+from framework.registry.identity import Identity
 from framework.registry.metadata import version_metadata
 from framework.registry.provenance import provenance
 from framework.registry.store import Registered, Registry
@@ -112,28 +114,101 @@ def approval_rule(config: Config | None, name: str, alias: str) -> Approval | No
 @dataclass(frozen=True)
 class ApprovalStatus:
     required: int
-    approvers: tuple[str, ...]  # who counted
-    allowed: tuple[str, ...]  # who may approve (empty: anyone)
+    approvers: tuple[str, ...]  # who counted: the display name and the principal
+    allowed: tuple[str, ...]  # who may approve, as the rule says (empty: anyone)
+    left_out: tuple[str, ...] = ()  # approvals that did not count, and why
 
     @property
     def satisfied(self) -> bool:
         return len(self.approvers) >= self.required
 
 
+def rule_text(rule: Approval) -> str:
+    """Who a rule lets approve, for messages: names, roles, separation of duties."""
+    parts = []
+    if rule.approvers:
+        parts.append(f"from {', '.join(rule.approvers)}")
+    if rule.roles:
+        parts.append(f"in role {' or '.join(rule.roles)}")
+    if rule.separation_of_duties:
+        parts.append("not by whoever registered it")
+    return " ".join(parts)
+
+
+def approver_identity(rec: Mapping[str, Any]) -> Identity:
+    """Who made an approval: its verified identity, or (records older than identities) its
+    actor, the caller's STS ARN."""
+    if isinstance(rec.get("identity"), dict) and rec["identity"].get("principal"):
+        return Identity.from_dict(rec["identity"])
+    return identities.from_arn(str(rec.get("actor") or rec.get("by") or "unknown"))
+
+
+def author_of(meta: Mapping[str, Any]) -> str | None:
+    """The principal that registered a version (None: registered before mlops recorded it)."""
+    got = meta.get("registered_by")
+    return str(got["principal"]) if isinstance(got, dict) and got.get("principal") else None
+
+
 def approval_status(reg: Registry, rule: Approval | None, name: str, version: str,
                     alias: str) -> ApprovalStatus:
+    """Which approvals of ``name@version`` count towards ``rule`` for ``alias``: by verified
+    identity (``distinct``: one per principal), from its names and roles, never its author's
+    under ``separation_of_duties``."""
     if rule is None:
         return ApprovalStatus(0, (), ())
-    counted: list[str] = []
+    author = author_of(reg.metadata(name, version)) if rule.separation_of_duties else None
+    counted: dict[str, str] = {}
+    left_out: list[str] = []
     for rec in reg.approvals(name, version):
         if rec.get("alias") not in (None, alias):
             continue
-        who = str(rec["by"])
-        if rule.approvers and who not in rule.approvers:
-            continue
-        if who not in counted:
-            counted.append(who)
-    return ApprovalStatus(rule.required, tuple(counted), rule.approvers)
+        who = approver_identity(rec)
+        shown = who.shown(str(rec.get("by") or ""))
+        if rule.approvers and who.name not in rule.approvers:
+            left_out.append(f"{shown}: not one of {', '.join(rule.approvers)}")
+        elif rule.roles and not who.in_role(rule.roles):
+            left_out.append(f"{shown}: not in role {' or '.join(rule.roles)}")
+        elif rule.separation_of_duties and (author is None or who.principal == author):
+            left_out.append(f"{shown}: registered this version" if author else
+                            f"{shown}: the version records no verified author, so separation "
+                            "of duties cannot be checked")
+        elif rule.distinct and who.principal in counted:
+            left_out.append(f"{shown}: already counted for this identity")
+        else:
+            counted[who.principal if rule.distinct else str(rec.get("id"))] = shown
+    return ApprovalStatus(rule.needed, tuple(counted.values()), rule.approvers,
+                          tuple(left_out))
+
+
+def approve(reg: Registry, config: Config | None, ref: refs.ModelRef, by: str, note: str,
+            alias: str | None = None) -> dict[str, Any]:
+    """Record the caller's approval of ``ref`` (a version), refused when a rule with
+    ``separation_of_duties`` covers it and the caller registered the version."""
+    if ref.version is None:
+        raise RegistryInputError(f"'{ref}' names no version", where=str(ref),
+                                 hint=f"write {ref.name}@VERSION")
+    meta = reg.metadata(ref.name, ref.version)
+    rules = _rules_for(config, ref.name, alias)
+    if any(rule.separation_of_duties for rule in rules.values()):
+        who = reg.caller()
+        if author_of(meta) == who.principal:
+            which = ", ".join(sorted(a for a, r in rules.items() if r.separation_of_duties))
+            raise ApprovalRequiredError(
+                f"{who.principal} registered {ref.name}@{ref.version} and may not approve it "
+                f"(separation_of_duties for {which})", where=f"{ref.name}@{ref.version}",
+                hint="another identity must approve it")
+    return reg.approve(ref.name, ref.version, by, note, alias)
+
+
+def _rules_for(config: Config | None, name: str, alias: str | None) -> dict[str, Approval]:
+    """The rules an approval for ``alias`` (None: any alias) would count towards."""
+    if config is None:
+        return {}
+    model = config.models.get(name)
+    aliases = set(config.registry.approvals) | set(model.approvals if model else {})
+    chosen = [alias] if alias is not None else sorted(aliases)
+    found = {a: approval_rule(config, name, a) for a in chosen}
+    return {a: r for a, r in found.items() if r is not None}
 
 
 # -- aliases --------------------------------------------------------------------------
@@ -146,16 +221,19 @@ def promote(reg: Registry, config: Config | None, ref: refs.ModelRef, alias: str
         raise RegistryInputError(f"'{ref}' names no version", where=str(ref),
                                  hint=f"write {ref.name}@VERSION, e.g. {ref.name}@1.2.0")
     reg.verify(ref.name, ref.version)
-    status = approval_status(reg, approval_rule(config, ref.name, alias), ref.name, ref.version,
-                             alias)
-    if not status.satisfied:
-        who = f" from {', '.join(status.allowed)}" if status.allowed else ""
+    rule = approval_rule(config, ref.name, alias)
+    status = approval_status(reg, rule, ref.name, ref.version, alias)
+    if rule is not None and not status.satisfied:
+        who = f" {rule_text(rule)}" if rule_text(rule) else ""
         got = f" (so far: {', '.join(status.approvers)})" if status.approvers else ""
+        out = f"; not counted: {'; '.join(status.left_out)}" if status.left_out else ""
         raise ApprovalRequiredError(
             f"moving '{alias}' to {ref.name}@{ref.version} needs {status.required} "
-            f"approval(s){who}; it has {len(status.approvers)}{got}",
+            f"approval(s){who}; it has {len(status.approvers)}{got}{out}",
             where=f"{ref.name}@{ref.version}",
-            hint=f"`mlops models approve {ref.name}@{ref.version} --by NAME --note TEXT`")
+            hint=f"`mlops models approve {ref.name}@{ref.version} --by NAME --note TEXT`, run "
+                 "by each approver under their own identity (AWS credentials; locally "
+                 "MLOPS_IDENTITY)")
     expected = reg.alias(ref.name, alias)
     if expected.version == ref.version:
         return expected.doc or {}

@@ -9,6 +9,10 @@
   ``If-None-Match: *`` when it does not exist yet); each change also writes an immutable
   history record, so "what did production point at, at time T" has an answer.
 - Every change is one audit record (before → after) through ``AuditLog``.
+- What must not change — a version's files, approvals and alias history records — is written
+  with the bucket's Object Lock retention (``framework.apply.audit.Retention``) where the
+  bucket has Object Lock, so no version of it can be deleted before then without
+  ``s3:BypassGovernanceRetention``; on AWS the bucket policy also refuses to overwrite it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from framework.apply.audit import AuditLog
+from framework.apply.audit import AuditLog, Retention, bucket_retention
 from framework.config.semver import SemVer
 from framework.monitoring.store import missing
+from framework.registry import identity as identities
 from framework.registry import refs
 from framework.registry.errors import (
     AliasConflictError,
@@ -35,6 +40,7 @@ from framework.registry.metadata import contract_differences
 from framework.registry.provenance import now_iso
 
 PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+DENIED = {"AccessDenied", "403"}
 MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}  # of a listing: 403 is denied
 
 
@@ -79,6 +85,24 @@ class Registry:
     audit: AuditLog | None = None
     actor: str = "unknown"
     warnings: list[str] = field(default_factory=list)
+    retention: Retention | None = None  # of locked files; None: read from the bucket
+    # Who acts (approvals, registrations); None: from ``actor`` (the STS ARN) and, off AWS,
+    # MLOPS_IDENTITY (see framework.registry.identity)
+    identity: identities.Identity | None = None
+
+    def caller(self) -> identities.Identity:
+        if self.identity is None:
+            self.identity = identities.resolve(self.actor,
+                                               configurable=identities.off_aws(self.s3),
+                                               warnings=self.warnings)
+        return self.identity
+
+    def _locked(self) -> dict[str, Any]:
+        """PutObject parameters that lock a file of a released version (none without Object
+        Lock on the bucket)."""
+        if self.retention is None:
+            self.retention = bucket_retention(self.s3, self.bucket)
+        return self.retention.put_args()
 
     # -- low level --------------------------------------------------------------------
     def _get(self, key: str) -> tuple[bytes, str] | None:
@@ -102,12 +126,28 @@ class Registry:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
                                Metadata={"sha256": hashlib.sha256(body).hexdigest()},
-                               IfNoneMatch="*")
+                               IfNoneMatch="*", **self._locked())
         except ClientError as exc:
             if _code(exc) in PRECONDITION:
                 return False
             raise
         return True
+
+    def _replace_leftover(self, key: str, body: bytes, content_type: str) -> None:
+        """Write over a file a registration that died before its commit left behind (never
+        visible: no metadata.json names it). Where the bucket policy refuses overwrites of
+        version files (AWS), say what to do instead."""
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                               Metadata={"sha256": hashlib.sha256(body).hexdigest()},
+                               **self._locked())
+        except ClientError as exc:
+            if _code(exc) not in DENIED:
+                raise
+            raise ImmutableVersionError(
+                f"s3://{self.bucket}/{key} holds other bytes, left by a registration of this "
+                "version that did not finish; the registry bucket's policy keeps them",
+                where=key, hint="register the model under a new version") from exc
 
     def _list(self, prefix: str, delimiter: str | None = None) -> list[str]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -130,20 +170,23 @@ class Registry:
         if self.audit is None:
             return
         try:
-            self.audit.record(actor=self.actor, command=f"mlops models {action}",
+            self.audit.record(actor=self.caller().principal, command=f"mlops models {action}",
                               action=f"models.{action}", resource=f"model.{name}", model=name,
                               kind="model_registry", outcome="succeeded", **fields)
         except ClientError as exc:  # the local mirror has it
             self.warnings.append(f"audit record not stored in the registry: {exc}")
 
-    def ensure_bucket(self, region: str) -> None:
+    def ensure_bucket(self, region: str, retention_days: int | None = None) -> None:
+        """Create the registry bucket if it does not exist yet (versioned, Object Lock
+        enabled, with ``retention_days`` as its lock retention tag); a deploy configures the
+        rest (``s3_bucket``)."""
         try:
             self.s3.head_bucket(Bucket=self.bucket)
             return
         except ClientError as exc:
             if _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
                 raise
-        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "ObjectLockEnabledForBucket": True}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
@@ -153,6 +196,12 @@ class Registry:
                 raise
         self.s3.put_bucket_versioning(Bucket=self.bucket,
                                       VersioningConfiguration={"Status": "Enabled"})
+        if retention_days is not None:
+            from framework.apply.audit import RETENTION_TAG
+
+            self.s3.put_bucket_tagging(Bucket=self.bucket, Tagging={"TagSet": [
+                {"Key": RETENTION_TAG, "Value": str(retention_days)}]})
+            self.retention = None
 
     # -- reading ----------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -192,19 +241,78 @@ class Registry:
                                          hint="the registry was changed outside mlops")
         return got[0]
 
+    def stored_sha256(self, name: str, version: str) -> str | None:
+        """SHA-256 of the stored artifact, read in chunks (None when it is missing)."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket,
+                                     Key=refs.version_key(name, version, refs.ARTIFACT))
+        except ClientError as exc:
+            if missing(exc):
+                return None
+            raise
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: obj["Body"].read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def damage(self, name: str, version: str, meta: dict[str, Any] | None = None) -> str | None:
+        """What is wrong with the stored artifact of a committed version (None: it has the
+        bytes metadata.json records)."""
+        meta = self.metadata(name, version) if meta is None else meta
+        actual = self.stored_sha256(name, version)
+        key = f"s3://{self.bucket}/{refs.version_key(name, version, refs.ARTIFACT)}"
+        if actual is None:
+            return f"{key} is missing (metadata.json commits the version)"
+        if actual != meta.get("sha256"):
+            return (f"{key} has SHA-256 {actual[:16]}…, metadata.json records "
+                    f"{str(meta.get('sha256'))[:16]}…")
+        return None
+
     def verify(self, name: str, version: str) -> dict[str, Any]:
         """Metadata of ``name@version`` after checking the stored artifact's SHA-256."""
         meta = self.metadata(name, version)
-        actual = hashlib.sha256(self.artifact(name, version)).hexdigest()
-        if actual != meta.get("sha256"):
-            raise RegistryIntegrityError(
-                f"INTEGRITY FAILURE: s3://{self.bucket}/"
-                f"{refs.version_key(name, version, refs.ARTIFACT)} has SHA-256 {actual[:16]}…, "
-                f"metadata.json records {str(meta.get('sha256'))[:16]}…",
-                where=f"{name}@{version}",
-                hint="the artifact was changed outside mlops; refusing to use it. Register a "
-                     "new version from the original file")
+        damage = self.damage(name, version, meta)
+        if damage is not None:
+            raise integrity_error(name, version, damage)
         return meta
+
+    def restore(self, name: str, version: str, candidate: bytes | None = None) -> str:
+        """Put the recorded bytes of ``name@version`` back as its artifact: ``candidate``
+        (e.g. the original file) if it has them, else the newest earlier version of the
+        object in the (versioned) bucket that has them. Returns where they came from; an
+        intact artifact is left alone."""
+        meta = self.metadata(name, version)
+        want = str(meta.get("sha256"))
+        if self.damage(name, version, meta) is None:
+            return "intact"
+        key = refs.version_key(name, version, refs.ARTIFACT)
+        good, source = None, ""
+        if candidate is not None and hashlib.sha256(candidate).hexdigest() == want:
+            good, source = candidate, "the given file"
+        if good is None:
+            listing = self.s3.list_object_versions(Bucket=self.bucket, Prefix=key)
+            older = sorted((v for v in listing.get("Versions", [])
+                            if v["Key"] == key and not v.get("IsLatest")),
+                           key=lambda v: v["LastModified"], reverse=True)
+            for v in older:
+                body = self.s3.get_object(Bucket=self.bucket, Key=key,
+                                          VersionId=v["VersionId"])["Body"].read()
+                if hashlib.sha256(body).hexdigest() == want:
+                    good, source = body, f"object version {v['VersionId']}"
+                    break
+        if good is None:
+            raise RegistryIntegrityError(
+                f"no copy of {name}@{version} with SHA-256 {want[:16]}… was found: neither "
+                f"{'the given file nor ' if candidate is not None else ''}an earlier version "
+                f"of s3://{self.bucket}/{key} has those bytes", where=f"{name}@{version}",
+                hint="restore from the original artifact file (`mlops models restore "
+                     f"{name}@{version} --from PATH`), or ship the model as a new version")
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=good,
+                           ContentType="application/octet-stream", Metadata={"sha256": want},
+                           **self._locked())
+        self._audit("restore", name, version=version, before={"damaged": True},
+                    after={"version": version, "sha256": want, "from": source})
+        return source
 
     def resolve(self, ref: refs.ModelRef) -> str:
         """The version a reference names: explicit, via an alias, or the latest."""
@@ -264,18 +372,19 @@ class Registry:
             # it when it differs (the commit below is still conditional).
             got = self._get(art_key)
             if got is None or hashlib.sha256(got[0]).hexdigest() != sha:
-                self.s3.put_object(Bucket=self.bucket, Key=art_key, Body=artifact,
-                                   ContentType="application/octet-stream",
-                                   Metadata={"sha256": sha})
+                self._replace_leftover(art_key, artifact, "application/octet-stream")
         full = dict(metadata)
         full.update(provenance)
+        full["registered_by"] = self.caller().to_dict()
         full["lineage"] = {"parent": parent, "data": (metadata.get("data") or {}).get("sha256"),
                            "code": (provenance.get("code") or {}).get("commit")}
         if reference is not None:
             body = _dump(reference)
             ref_key = refs.version_key(name, version, refs.REFERENCE)
-            self.s3.put_object(Bucket=self.bucket, Key=ref_key, Body=body,
-                               ContentType="application/json")
+            if not self._put_new(ref_key, body, "application/json"):
+                got = self._get(ref_key)
+                if got is None or got[0] != body:
+                    self._replace_leftover(ref_key, body, "application/json")
             full["reference"] = {"sha256": hashlib.sha256(body).hexdigest(),
                                  "key": ref_key}
         if not self._put_new(refs.version_key(name, version, refs.METADATA), _dump(full),
@@ -326,7 +435,7 @@ class Registry:
         seq = expected.seq + 1
         doc: dict[str, Any] = {"model": name, "alias": alias, "version": version,
                "previous": expected.version, "seq": seq, "changed_at": now_iso(),
-               "changed_by": self.actor, "action": action, "reason": reason}
+               "changed_by": self.caller().principal, "action": action, "reason": reason}
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": refs.alias_key(name, alias),
                                   "Body": _dump(doc), "ContentType": "application/json"}
         if expected.etag is None:
@@ -380,25 +489,40 @@ class Registry:
     # -- approvals --------------------------------------------------------------------
     def approve(self, name: str, version: str, by: str, note: str,
                 alias: str | None = None) -> dict[str, Any]:
+        """Record an approval by the caller (``identity``: verified, what counts); ``by`` is
+        the name shown beside it."""
         self.metadata(name, version)
         if alias is not None:
             refs.check_alias(alias)
         if not by.strip():
             raise RegistryInputError("an approval needs a name", where="--by",
                                      hint="say who approves: --by 'Dr. Jane Doe'")
+        who = self.caller()
         record_id = f"{now_iso().replace(':', '').replace('.', '')}-{uuid.uuid4().hex[:8]}"
         rec = {"id": record_id, "model": name, "version": version, "by": by.strip(),
-               "note": note, "alias": alias, "time": now_iso(), "actor": self.actor}
+               "note": note, "alias": alias, "time": now_iso(), "actor": who.principal,
+               "identity": who.to_dict()}
         self._put_new(refs.approval_key(name, version, record_id), _dump(rec),
                       "application/json")
         self._audit("approve", name, version=version, alias=alias, before=None,
-                    after={"approved_by": rec["by"], "note": note})
+                    after={"approved_by": rec["by"], "principal": who.principal,
+                           "note": note})
         return rec
 
     def approvals(self, name: str, version: str) -> list[dict[str, Any]]:
         prefix = refs.version_prefix(name, version) + "approvals/"
         recs = [self._get_json(k) for k in self._list(prefix)]
         return sorted((r for r in recs if r is not None), key=lambda r: str(r["time"]))
+
+
+def integrity_error(name: str, version: str, damage: str) -> RegistryIntegrityError:
+    """The refusal to use a damaged version, with how to recover it."""
+    return RegistryIntegrityError(
+        f"INTEGRITY FAILURE: {name}@{version} is damaged: {damage}", where=f"{name}@{version}",
+        hint=f"the artifact was changed outside mlops; nothing uses it until it is restored: "
+             f"`mlops models restore {name}@{version}` puts the recorded bytes back (from an "
+             "earlier version of the object in the versioned bucket, or `--from PATH` the "
+             "original file), or ship the model as a new version")
 
 
 def _bump(version: str) -> str:

@@ -1,1 +1,2 @@
-"""Progressive rollouts: strategies, the rollout record, the driver and health sources."""
+"""Rollouts: strategies as CodeDeploy traffic shapes, the deployment hook, and reading,
+following and driving the deployments CodeDeploy runs."""

@@ -2,36 +2,42 @@
 
 Capture: for a sampled request, one JSON line per row::
 
-    {"request_id", "row", "time", "endpoint", "model", "version", "lambda_version",
-     "latency_ms", "inputs": {feature: value}, "prediction", "probabilities", "classes"}
+    {"msg": "capture", "request_id", "row", "time", "endpoint", "model", "version",
+     "lambda_version", "latency_ms", "inputs": {feature: value}, "prediction",
+     "probabilities", "classes"}
 
 Sampling is a deterministic function of the request id (``sampled``), so the set of captured
 requests is reproducible: exactly those whose id hashes below the sample rate.
 
-Where the lines go (``MLOPS_CAPTURE_SINK``, else the endpoint's ``MLOPS_CAPTURE_STREAM``):
+Where the lines go (``MLOPS_CAPTURE_SINK``): ``log`` — written to stdout before the answer,
+so each row is one event of the function's CloudWatch Logs log group (Lambda splits stdout on
+newlines). The group's subscription filter ``{ $.msg = "capture" }`` (see
+``framework.compile.compiler.CAPTURE_FILTER_PATTERN``) sends them to the endpoint's Firehose
+stream, which decompresses CloudWatch Logs' envelopes, extracts the messages and writes gzip
+objects under ``capture/<endpoint>/dt=YYYY-MM-DD/``.
+Delivery is at least once (as Firehose's is): readers drop repeated (request_id, row) pairs.
+``off`` — nothing.
 
-- ``firehose:<stream>`` — on every target: one ``PutRecordBatch`` per request, before the
-  answer; Firehose (on AWS, or the local AWS's engine) buffers and writes gzip objects under
-  ``capture/<endpoint>/dt=YYYY-MM-DD/``;
-- ``off`` — nothing.
+Redaction (``MLOPS_CAPTURE_REDACT``, comma-separated input names, compiled from the
+endpoint's ``capture.redact``): those inputs are left out of every capture line before it is
+written; they never reach the log, the stream or the bucket.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
-from typing import Any
 
 from framework.runtime.features import FeatureSpec, Rows
 from framework.runtime.http import finite
 from framework.runtime.inference import Prediction, PredictionText
-
-FIREHOSE_BATCH = 500
 
 
 def sampled(request_id: str, rate: float) -> bool:
@@ -90,20 +96,39 @@ def day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
+REDACT_ENV = "MLOPS_CAPTURE_REDACT"
+
+
+def redacted() -> frozenset[str]:
+    """The inputs the endpoint's captures leave out (``MLOPS_CAPTURE_REDACT``)."""
+    return _redacted(os.environ.get(REDACT_ENV, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _redacted(text: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in text.split(",") if n.strip())
+
+
 def capture_lines(*, request_id: str, ts: float, endpoint: str, model: str, version: str,
                   lambda_version: str, latency_ms: float, features: Sequence[FeatureSpec],
                   rows: Rows, prediction: Prediction) -> str:
-    """The JSON lines (one per row, newline-terminated) of one request."""
+    """The JSON lines (one per row, newline-terminated) of one request, redacted inputs left
+    out."""
+    hidden = redacted()
     names = [f.name for f in features]
+    keep = [i for i, n in enumerate(names) if n not in hidden]
     time_text = iso_utc(ts)
     probs = prediction.probabilities
     lines = []
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     for i, row in enumerate(rows):
         record = {
-            "request_id": request_id, "row": i, "time": time_text, "endpoint": endpoint,
+            "msg": "capture", "request_id": request_id, "row": i, "time": time_text,
+            "endpoint": endpoint,
             "model": model, "version": version, "lambda_version": lambda_version,
-            "latency_ms": round(latency_ms, 3), "inputs": dict(zip(names, row, strict=True)),
+            "latency_ms": round(latency_ms, 3),
+            "inputs": ({names[k]: row[k] for k in keep} if hidden
+                       else dict(zip(names, row, strict=True))),
             "prediction": prediction.labels[i],
             "probabilities": probs[i] if probs is not None else None,
             "classes": prediction.classes,
@@ -133,11 +158,14 @@ class LineFormat:
                           '"latency_ms":')
         names = [f.name for f in features]
         self.width = len(names)
+        hidden = redacted()
+        self.keep = [i for i, n in enumerate(names) if n not in hidden] if hidden else None
         self.inputs: str | None = None  # a %-template of the "inputs" object
         if len(set(names)) == len(names) and all(
                 f.type in ("float", "int") and not f.nullable for f in features):
             self.inputs = "{" + ",".join(
-                encode_basestring_ascii(n).replace("%", "%%") + ":%r" for n in names) + "}"
+                encode_basestring_ascii(n).replace("%", "%%") + ":%r" for n in names
+                if n not in hidden) + "}"
 
     def lines(self, request_id: str, time_text: str, latency_ms: float, rows: Rows,
               text: PredictionText) -> str | None:
@@ -145,7 +173,8 @@ class LineFormat:
         latency = ms_text(latency_ms)
         if inputs is None or "n" in latency or type(request_id) is not str:  # "inf"/"nan"
             return None
-        head = '{"request_id":' + encode_basestring_ascii(request_id) + ',"row":'
+        head = ('{"msg":"capture","request_id":' + encode_basestring_ascii(request_id)
+                + ',"row":')
         middle = ',"time":"' + time_text + '"' + self.constants + latency + ',"inputs":'
         tail = ',"classes":' + text.classes + "}\n"
         labels, probabilities = text.labels, text.probabilities
@@ -155,27 +184,13 @@ class LineFormat:
             if len(row) != width:
                 return None
             p = "null" if probabilities is None else probabilities[i]
-            out.append(f'{head}{i}{middle}{inputs % tuple(row)},"prediction":{labels[i]},'
+            values = tuple(row) if self.keep is None else tuple(row[k] for k in self.keep)
+            out.append(f'{head}{i}{middle}{inputs % values},"prediction":{labels[i]},'
                        f'"probabilities":{p}{tail}')
         return "".join(out)
 
 
 _json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-def firehose_put(client: Any, stream: str, lines: str) -> None:
-    """Send newline-terminated JSON lines to a Firehose stream; retry the failed ones once."""
-    records = [{"Data": (line + "\n").encode()} for line in lines.splitlines() if line]
-    for start in range(0, len(records), FIREHOSE_BATCH):
-        batch = records[start:start + FIREHOSE_BATCH]
-        for _attempt in range(3):
-            resp = client.put_record_batch(DeliveryStreamName=stream, Records=batch)
-            if not resp.get("FailedPutCount"):
-                break
-            batch = [r for r, res in zip(batch, resp["RequestResponses"], strict=True)
-                     if res.get("ErrorCode")]
-        else:
-            raise RuntimeError(f"{len(batch)} capture record(s) refused by Firehose {stream}")
 
 
 # -- feedback -----------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def _client(conn: Connection, service: str) -> Any:
         # S3 conditional writes and replays are simpler without aws-chunked trailers.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # Presigned S3 links (the published dashboard) as SigV4, which every region accepts
+        # and which lives at most a week; botocore would otherwise presign with SigV2.
+        signature_version="s3v4" if service == "s3" else None,
     )
     kwargs: dict[str, Any] = {"config": cfg}
     if conn.endpoint_url:

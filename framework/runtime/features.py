@@ -10,6 +10,10 @@ Accepted bodies (a JSON object with exactly one of these keys):
 Value rules: ``float`` takes JSON numbers (not booleans), finite; ``int`` takes integral
 numbers (``3`` or ``3.0``); ``bool`` takes ``true``/``false`` only; ``category`` takes one of
 the declared strings. ``null`` or an absent key is accepted only for ``nullable`` features.
+A number must also fit the element type of the model input the feature feeds (``dtype``, set
+when a model is loaded: float32 holds at most 3.4028234663852886e38 in magnitude, int32
+holds -2**31..2**31-1, ...); without one, floats must be finite 64-bit floats and ints fit
+in 64 bits. Numbers too long to convert (``OversizedNumber``) are out of every range.
 Shape problems answer 400, too many rows 413, invalid values 422 with per-row details.
 
 Works from metadata.json feature dicts, not from config models: this module ships in Lambda.
@@ -35,6 +39,44 @@ Rows = list[list[Value]]
 
 class _Invalid(Exception):
     """One bad value; the message is the problem text shown to callers."""
+
+
+class OversizedNumber(float):
+    """A JSON number with too many digits to convert (its digits are not kept).
+
+    It stands for +/-infinity, so it fails every range check; it says how long it was."""
+
+    digits: int
+
+    def __new__(cls, text: str) -> OversizedNumber:
+        negative = text.startswith("-")
+        value = super().__new__(cls, "-inf" if negative else "inf")
+        value.digits = len(text) - negative
+        return value
+
+    def __repr__(self) -> str:
+        return f"a number of {self.digits} digits"
+
+    __str__ = __repr__
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT64_MAX = 1.7976931348623157e308
+# What each ONNX element type holds: (shown name, lowest, highest).
+DTYPE_RANGES: dict[str, tuple[str, float, float]] = {
+    "float": ("float32", -_FLOAT32_MAX, _FLOAT32_MAX),
+    "double": ("float64", -_FLOAT64_MAX, _FLOAT64_MAX),
+    "float16": ("float16", -65504.0, 65504.0),
+    **{f"int{b}": (f"int{b}", -(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"uint{b}": (f"uint{b}", 0, 2**b - 1) for b in (8, 16, 32, 64)},
+}
+_DEFAULT_DTYPE = {"float": "double", "int": "int64"}
+
+
+def _range_text(low: float, high: float) -> str:
+    if isinstance(high, float) and low == -high:
+        return f"±{high!r}"
+    return f"{low}..{high}"
 
 
 def _num(x: float) -> str:
@@ -70,6 +112,7 @@ class FeatureSpec:
     max: float | None = None
     values: tuple[str, ...] | None = None
     nullable: bool = False
+    dtype: str | None = None  # ONNX element type of the model input it feeds, once loaded
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
@@ -96,6 +139,24 @@ class FeatureSpec:
             "nullable": self.nullable,
         }
 
+    def domain(self) -> tuple[str, float, float] | None:
+        """(type name, lowest, highest) a number must lie in for the model input; None for
+        category and bool features."""
+        if self.type not in _DEFAULT_DTYPE:
+            return None
+        dtype = self.dtype if self.dtype in DTYPE_RANGES else _DEFAULT_DTYPE[self.type]
+        return DTYPE_RANGES[dtype]
+
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The tightest (lowest, highest) of the declared min/max and the input's range."""
+        domain = self.domain()
+        if domain is None:
+            return self.min, self.max
+        _, low, high = domain
+        lo = low if self.min is None else max(self.min, low)
+        hi = high if self.max is None else min(self.max, high)
+        return lo, hi
+
     def check(self, v: object) -> Value:
         """Return the normalized value or raise ``_Invalid`` with the problem."""
         if v is None:
@@ -114,26 +175,26 @@ class FeatureSpec:
             raise _Invalid(f"must be true or false, got {_kind(v)}")
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise _Invalid(f"must be a number, got {_kind(v)}")
-        if isinstance(v, float) and not math.isfinite(v):
+        oversized = type(v) is OversizedNumber
+        if isinstance(v, float) and not oversized and not math.isfinite(v):
             raise _Invalid(f"must be a finite number, got {v}")
         given = v
-        if self.type == "int":
-            if isinstance(v, float):
-                if not v.is_integer():
-                    raise _Invalid(f"must be an integer, got {v}")
-                v = int(v)
-            if not -(2**63) <= v < 2**63:
-                raise _Invalid(f"must fit in 64 bits, got {_show(v)}")
-        else:
-            try:
-                v = float(v)
-            except OverflowError:
-                raise _Invalid(f"must be a finite number, got {_show(v)}") from None
+        if self.type == "int" and isinstance(v, float) and not oversized:
+            if not v.is_integer():
+                raise _Invalid(f"must be an integer, got {v}")
+            v = int(v)
         if self.min is not None and v < self.min:
             raise _Invalid(f"must be >= {_num(self.min)}, got {_show(given)}")
         if self.max is not None and v > self.max:
             raise _Invalid(f"must be <= {_num(self.max)}, got {_show(given)}")
-        return v
+        domain = self.domain()
+        assert domain is not None
+        name, low, high = domain
+        if oversized or not low <= v <= high:
+            whose = " of the model's input" if self.dtype else ""
+            raise _Invalid(f"is outside the {name} range{whose} "
+                           f"({_range_text(low, high)}), got {_show(given)}")
+        return v if self.type == "int" else float(v)
 
 
 def parse_payload(
@@ -259,8 +320,8 @@ def _fast_plan(features: tuple[FeatureSpec, ...]) -> FastPlan:
     plan: list[tuple[str, float, float, FeatureSpec | None]] = []
     for f in features:
         if f.type == "float" and not f.nullable:
-            lo = -_INF if f.min is None else f.min
-            hi = _INF if f.max is None else f.max
+            lo, hi = f.bounds()
+            assert lo is not None and hi is not None
             plan.append((f.name, lo, hi, None))
         else:
             plan.append((f.name, -_INF, _INF, f))

@@ -43,6 +43,8 @@ def parse_feedback(payload: object, classes: Sequence[Any] | None) -> list[dict[
         if not isinstance(rid, str) or not rid or len(rid) > 128:
             problems.append(_problem(i, "request_id", "must be a non-empty string (<= 128)"))
         row = item.get("row", 0)
+        if type(row) is float and row.is_integer():  # 3.0 is the integer 3 in JSON
+            row = int(row)
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < 1_000_000:
             problems.append(_problem(i, "row", "must be a non-negative integer"))
         if "label" not in item or item["label"] is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framework.runtime.errors import RequestError
+from framework.runtime.features import OversizedNumber
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # the Lambda synchronous payload limit
 JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
@@ -87,20 +88,48 @@ def json_body(request: Request) -> Any:
     if not request.body.strip():
         raise RequestError(400, "invalid_json", "the body is empty; send a JSON object")
     text = request.text
+    return _decode(text if text is not None and _same_text(text) else request.body, "the body")
+
+
+def json_bytes(data: bytes, what: str = "the body") -> Any:
+    """Decode JSON bytes (400 ``invalid_json`` naming ``what`` when they are not JSON)."""
+    if not data.strip():
+        raise RequestError(400, "invalid_json", f"{what} is empty; send a JSON object")
+    return _decode(data, what)
+
+
+def _decode(doc: str | bytes, what: str) -> Any:
     try:
-        if text is not None and _same_text(text):
-            return json.loads(text)
-        return json.loads(request.body)
+        return _loads(doc)
     except UnicodeDecodeError:
-        raise RequestError(400, "invalid_json", "the body is not UTF-8 text") from None
+        raise RequestError(400, "invalid_json", f"{what} is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise RequestError(
             400,
             "invalid_json",
-            f"the body is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}",
+            f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}",
         ) from None
     except RecursionError:
-        raise RequestError(400, "invalid_json", "the body is nested too deeply") from None
+        raise RequestError(400, "invalid_json", f"{what} is nested too deeply") from None
+
+
+def _loads(doc: str | bytes) -> Any:
+    """``json.loads``; when an integer is longer than the interpreter converts (4300 digits)
+    the body is decoded again with such integers as ``OversizedNumber``, which validation
+    rejects as out of range (a 422 naming the row and the field)."""
+    try:
+        return json.loads(doc)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:
+        return json.loads(doc, parse_int=_int)
+
+
+def _int(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return OversizedNumber(text)
 
 
 def _same_text(text: str) -> bool:
@@ -134,6 +163,33 @@ def json_response(
         "headers": {**JSON_HEADERS, **headers} if headers else JSON_HEADERS.copy(),
         "body": body,
         "isBase64Encoded": False,
+    }
+
+
+class Binary:
+    """A JSON header followed by raw bytes (the OIP binary tensor data extension)."""
+
+    __slots__ = ("header", "data")
+
+    def __init__(self, header: Any, data: bytes) -> None:
+        self.header = header
+        self.data = data
+
+
+def binary_response(status: int, payload: Binary) -> dict[str, Any]:
+    """A v2.0 response of the compact JSON header and the raw bytes after it, base64-encoded
+    (``isBase64Encoded``: API Gateway decodes it), ``Inference-Header-Content-Length`` giving
+    the header's length in bytes."""
+    try:
+        header = _compact(payload.header).encode()
+    except ValueError:
+        header = _compact(finite(payload.header)).encode()
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/octet-stream", "cache-control": "no-store",
+                    "inference-header-content-length": str(len(header))},
+        "body": base64.b64encode(header + payload.data).decode("ascii"),
+        "isBase64Encoded": True,
     }
 
 

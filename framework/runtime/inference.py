@@ -16,22 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from json.encoder import encode_basestring_ascii
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
+from framework.runtime import modelfile
 from framework.runtime.encoding import Encoder, make_encoder
-from framework.runtime.errors import IntegrityError, ModelUnavailableError
+from framework.runtime.errors import IntegrityError, ModelUnavailableError, RequestError
 from framework.runtime.features import DEFAULT_MAX_ROWS, FeatureSpec, Rows, parse_payload
+from framework.runtime.outputs import OutputError, OutputSpec, answer_names, output_spec
 from framework.runtime.signature import (
     InputPlan,
     OutputPlan,
     SignatureError,
     TensorInfo,
+    bind_inputs,
     plan_inputs,
     plan_outputs,
 )
@@ -39,6 +44,7 @@ from framework.runtime.signature import (
 __all__ = [
     "IntegrityError",
     "ModelBundle",
+    "ModelOutputError",
     "ModelUnavailableError",
     "Prediction",
     "PredictionText",
@@ -75,6 +81,7 @@ class ModelBundle:
     outputs: OutputPlan
     encode: Encoder
     max_rows: int = DEFAULT_MAX_ROWS
+    answers: OutputSpec | None = None  # the declared output (framework.runtime.outputs)
     # (classes list, its JSON): the classes are the same list on every prediction
     _classes_json: tuple[list[Any] | None, str] = field(
         default=(None, "null"), init=False, repr=False, compare=False)
@@ -97,8 +104,12 @@ class ModelBundle:
                 Bucket=bucket, Key=registry_key(name, version, "metadata.json")
             )
             metadata = json.loads(raw_meta["Body"].read())
-            obj = s3.get_object(Bucket=bucket, Key=registry_key(name, version, "model.onnx"))
-            model_bytes = obj["Body"].read()
+            key = registry_key(name, version, "model.onnx")
+            size = int(metadata.get("size") or 0)
+            if size > modelfile.stream_threshold():  # a large model: to a file, hashed on the way
+                model: bytes | tuple[Path, str] = modelfile.fetch(s3, bucket, key, size)
+            else:
+                model = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as e:  # botocore errors, bad JSON: the model is not servable
             raise ModelUnavailableError(
                 f"cannot read {name}@{version} from s3://{bucket}/models/{name}/{version}/: {e}"
@@ -108,19 +119,26 @@ class ModelBundle:
                 f"metadata.json describes {metadata.get('name')}@{metadata.get('version')}, "
                 f"expected {name}@{version}"
             )
-        return cls.from_bytes(metadata, model_bytes, expected_sha256, max_rows=max_rows)
+        return cls.from_bytes(metadata, model, expected_sha256, max_rows=max_rows)
 
     @classmethod
     def from_bytes(
         cls,
         metadata: Mapping[str, Any],
-        model_bytes: bytes,
+        model_bytes: bytes | tuple[Path, str],
         expected_sha256: str,
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
     ) -> ModelBundle:
+        """``model_bytes``: the ONNX bytes, or a streamed model's (file, SHA-256)."""
         name, version = str(metadata.get("name")), str(metadata.get("version"))
-        verify_bytes(model_bytes, expected_sha256, metadata)
+        if isinstance(model_bytes, tuple):
+            path, digest = model_bytes
+            verify_digest(digest, path.stat().st_size, expected_sha256, metadata)
+            source: bytes | str = str(path)
+        else:
+            verify_bytes(model_bytes, expected_sha256, metadata)
+            source = model_bytes
         try:
             features = tuple(FeatureSpec.from_dict(f) for f in metadata["features"])
             task = str(metadata.get("task", "classification"))
@@ -130,15 +148,24 @@ class ModelBundle:
             ) from e
         try:
             session = ort.InferenceSession(
-                model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
+                source, sess_options=session_options(), providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelUnavailableError(f"onnxruntime cannot load {name}@{version}: {e}") from e
+        graph = [TensorInfo.from_ort(a) for a in session.get_outputs()]
         try:
+            answers = output_spec(metadata.get("output"), task)
+            if answers is not None:  # the declared output: it must fit the graph
+                problems = answers.check(graph, metadata.get("classes"))
+                if problems:
+                    raise SignatureError(problems)
+                answers = replace(answers, tensor=answers.pick(graph).name)
             inputs = plan_inputs([TensorInfo.from_ort(a) for a in session.get_inputs()], features)
-            outputs = plan_outputs([TensorInfo.from_ort(a) for a in session.get_outputs()], task)
-        except SignatureError as e:
+            outputs = (plan_outputs(graph, task) if answers is None else
+                       OutputPlan(*answer_names([t.name for t in graph], task)))
+        except (SignatureError, OutputError) as e:
             raise ModelUnavailableError(f"{name}@{version} does not fit its features: {e}") from e
+        features = bind_inputs(inputs, features)
         classes = metadata.get("classes")
         return cls(
             name=name,
@@ -152,6 +179,7 @@ class ModelBundle:
             outputs=outputs,
             encode=make_encoder(inputs, features),
             max_rows=max_rows,
+            answers=answers,
         )
 
     def info(self) -> dict[str, Any]:
@@ -173,13 +201,21 @@ class ModelBundle:
 
     def run(self, rows: Rows) -> Prediction:
         """Run the session on validated rows (in feature order)."""
+        if self.answers is not None:  # a declared output: raw scores → the answer
+            raw = self.session.run([self.answers.tensor], self.encode(rows))[0]
+            _check_finite(raw, "prediction")
+            return Prediction(*self.answers.answer(raw, self.classes))
         names = [self.outputs.label]
         if self.outputs.probabilities is not None:
             names.append(self.outputs.probabilities)
         results = self.session.run(names, self.encode(rows))
+        _check_finite(results[0], "prediction")
         labels = _labels(results[0])
         if len(results) > 1:
             classes, probabilities = _probabilities(results[1], self.classes)
+            # a ZipMap's dicts are checked once they are lists
+            _check_finite(results[1] if isinstance(results[1], np.ndarray) else probabilities,
+                          "probability")
             return Prediction(labels, probabilities, classes)
         return Prediction(labels, None, self.classes)
 
@@ -289,8 +325,14 @@ def json_scalar(x: Any) -> str | None:
 
 def verify_bytes(model_bytes: bytes, expected_sha256: str, metadata: Mapping[str, Any]) -> None:
     """Raise ``IntegrityError`` unless the bytes match both recorded digests and the size."""
+    verify_digest(hashlib.sha256(model_bytes).hexdigest(), len(model_bytes), expected_sha256,
+                  metadata)
+
+
+def verify_digest(actual: str, length: int, expected_sha256: str,
+                  metadata: Mapping[str, Any]) -> None:
+    """``verify_bytes`` for a model whose SHA-256 (``actual``) was taken while it streamed."""
     label = f"{metadata.get('name')}@{metadata.get('version')}"
-    actual = hashlib.sha256(model_bytes).hexdigest()
     expected = (expected_sha256 or "").strip().lower()
     recorded = str(metadata.get("sha256") or "").strip().lower()
     if not expected:
@@ -306,11 +348,37 @@ def verify_bytes(model_bytes: bytes, expected_sha256: str, metadata: Mapping[str
             f"records {recorded or 'nothing'} — refusing to serve"
         )
     size = metadata.get("size")
-    if size is not None and int(size) != len(model_bytes):
+    if size is not None and int(size) != length:
         raise IntegrityError(
-            f"INTEGRITY FAILURE: model.onnx of {label} is {len(model_bytes)} bytes, "
+            f"INTEGRITY FAILURE: model.onnx of {label} is {length} bytes, "
             f"metadata.json records {size}"
         )
+
+
+class ModelOutputError(RequestError):
+    """The model answered a value that is no answer (NaN or infinite): a 500 with the reason,
+    never a 200 carrying nulls."""
+
+    def __init__(self, what: str, row: int) -> None:
+        super().__init__(500, "invalid_model_output",
+                         f"the model returned a non-finite {what} for row {row}; no answer "
+                         "can be given for this input")
+
+
+def _check_finite(value: Any, what: str) -> None:
+    """Raise ``ModelOutputError`` naming the first row with a NaN or infinite value."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "fc" or value.size == 0:
+            return
+        finite = np.isfinite(value)
+        if finite.all():
+            return
+        rows = finite.reshape(finite.shape[0], -1).all(axis=1) if finite.ndim else [False]
+        raise ModelOutputError(what, int(np.argmin(rows)))
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        for row, items in enumerate(value):
+            if not all(map(math.isfinite, items)):
+                raise ModelOutputError(what, row)
 
 
 def _labels(value: Any) -> list[Any]:

@@ -10,8 +10,10 @@ Routes (``{name}`` is the endpoint name, so two endpoints never collide):
 Two input forms are accepted: one 2-D tensor ``[N, n_features]`` in declared feature order
 (any name; the metadata advertises the model's own input name), or one tensor per feature,
 named like the feature, of shape ``[N]`` or ``[N, 1]`` (category features as ``BYTES``).
-``data`` may be flat (row-major) or nested. Values are then validated exactly like the
-native format, so errors name the row and the feature.
+``data`` may be flat (row-major) or nested, or sent as binary tensor data after the JSON
+header (``framework.runtime.oip_binary``). Values are then validated exactly like the native
+format, so errors name the row and the feature. The answer is JSON, or binary for the outputs
+the request asks so (``binary_data_output`` / ``binary_data``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from framework.runtime.errors import RequestError
 from framework.runtime.features import FeatureSpec, Rows, validate_rows
 from framework.runtime.inference import ModelBundle, Prediction
+from framework.runtime.oip_binary import SHARED_MEMORY, Tail, binary_size, decode
 
 INT_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 FLOAT_TYPES = ("FP16", "FP32", "FP64")
@@ -43,8 +46,10 @@ def _bad(message: str) -> RequestError:
 
 
 def parse_request(payload: object, features: Sequence[FeatureSpec], max_rows: int,
-                  ) -> tuple[Rows, str | None, list[str] | None]:
-    """Validate an OIP v2 infer body; return (rows in feature order, id, requested outputs)."""
+                  tail: Tail | None = None) -> tuple[Rows, str | None, list[str] | None]:
+    """Validate an OIP v2 infer body; return (rows in feature order, id, requested outputs).
+
+    ``tail`` is the binary data after the JSON header, when the request has one."""
     if not isinstance(payload, dict):
         raise _bad("the body must be a JSON object with 'inputs' (Open Inference Protocol v2)")
     unknown = sorted(str(k)[:40] for k in payload if k not in REQUEST_KEYS)
@@ -54,12 +59,16 @@ def parse_request(payload: object, features: Sequence[FeatureSpec], max_rows: in
     req_id = payload.get("id")
     if req_id is not None and not isinstance(req_id, str):
         raise _bad("'id' must be a string")
-    if "parameters" in payload and not isinstance(payload["parameters"], dict):
+    params = payload.get("parameters", {})
+    if not isinstance(params, dict):
         raise _bad("'parameters' must be an object")
+    _flag(params, "binary_data_output", "parameters.binary_data_output")
     tensors = payload.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise _bad("'inputs' must be a non-empty array of tensors")
-    parsed = [_tensor(t, i) for i, t in enumerate(tensors)]
+    tail = tail or Tail(None)
+    parsed = [_tensor(t, i, tail) for i, t in enumerate(tensors)]
+    tail.finish()
     names = {f.name for f in features}
     if len(parsed) == 1 and parsed[0][0] not in names:
         rows = _from_matrix(parsed[0], len(features), max_rows)
@@ -75,16 +84,47 @@ def _requested(outputs: object) -> list[str] | None:
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
         raise _bad("'outputs' must be an array of objects with a 'name'")
+    for i, o in enumerate(outputs):
+        params = o.get("parameters", {})
+        if not isinstance(params, dict):
+            raise _bad(f"outputs[{i}].parameters must be an object")
+        _flag(params, "binary_data", f"outputs[{i}].parameters.binary_data")
+        unsupported = [k for k in ("class_count", *SHARED_MEMORY) if k in params]
+        if unsupported:
+            raise _bad(f"outputs[{i}]: {unsupported[0]} is not supported here (no "
+                       "classification or shared memory extension); omit it")
     return [str(o["name"]) for o in outputs]
+
+
+def _flag(params: dict[str, Any], key: str, where: str) -> bool:
+    value = params.get(key, False)
+    if not isinstance(value, bool):
+        raise _bad(f"{where} must be true or false")
+    return value
+
+
+def binary_outputs(payload: dict[str, Any], names: Sequence[str]) -> set[str]:
+    """Which of the answer's outputs go as binary data: an output's own
+    ``parameters.binary_data`` if given, else the request's ``binary_data_output``
+    (``payload`` has passed ``parse_request``)."""
+    default = bool(payload.get("parameters", {}).get("binary_data_output", False))
+    own = {str(o["name"]): o["parameters"]["binary_data"] for o in payload.get("outputs") or ()
+           if "binary_data" in o.get("parameters", {})}
+    return {n for n in names if own.get(n, default)}
 
 
 Tensor = tuple[str, list[int], str, list[Any]]
 
 
-def _tensor(t: object, i: int) -> Tensor:
+def _tensor(t: object, i: int, tail: Tail) -> Tensor:
     if not isinstance(t, dict):
         raise _bad(f"inputs[{i}] must be an object with name, shape, datatype and data")
-    missing = [k for k in ("name", "shape", "datatype", "data") if k not in t]
+    params = t.get("parameters")
+    if params is not None and not isinstance(params, dict):
+        raise _bad(f"inputs[{i}].parameters must be an object")
+    size = binary_size(params, f"inputs[{i}]")
+    missing = [k for k in ("name", "shape", "datatype", "data") if k not in t
+               and (k != "data" or size is None)]
     if missing:
         raise _bad(f"inputs[{i}] lacks {', '.join(missing)}")
     extra = sorted(str(k)[:40] for k in t if k not in TENSOR_KEYS)
@@ -97,8 +137,12 @@ def _tensor(t: object, i: int) -> Tensor:
     if (not isinstance(shape, list) or not shape or len(shape) > 2
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise _bad(f"{label}: shape must be [N] or [N, M] with non-negative integers")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise _bad(f"{label}: datatype must be one of {', '.join(sorted(DATATYPES))}")
+    if size is not None:
+        if "data" in t:
+            raise _bad(f"{label}: give either data or parameters.binary_data_size, not both")
+        return name, list(shape), datatype, decode(tail, label, datatype, shape, size)
     flat = _flatten(t["data"], label)
     expected = math.prod(shape)
     if len(flat) != expected:
@@ -135,7 +179,7 @@ def _type_problem(v: object, datatype: str) -> str | None:
         return None if isinstance(v, str) else "must be a string for BYTES"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return f"must be a number for {datatype}"
-    if datatype in INT_TYPES and isinstance(v, float) and not v.is_integer():
+    if datatype in INT_TYPES and isinstance(v, float) and math.isfinite(v) and not v.is_integer():
         return f"must be an integer for {datatype}"
     return None
 
@@ -207,7 +251,7 @@ def response(bundle: ModelBundle, endpoint: str, prediction: Prediction, req_id:
     n = len(prediction.labels)
     outputs: list[dict[str, Any]] = [{
         "name": bundle.outputs.label, "shape": [n],
-        "datatype": _datatype(prediction.labels), "data": prediction.labels,
+        "datatype": _label_datatype(bundle, prediction.labels), "data": prediction.labels,
     }]
     if prediction.probabilities is not None and bundle.outputs.probabilities is not None:
         width = len(prediction.probabilities[0]) if prediction.probabilities else 0
@@ -240,8 +284,8 @@ def metadata(bundle: ModelBundle, endpoint: str) -> dict[str, Any]:
     else:
         inputs = [{"name": f.name, "datatype": FEATURE_TO_OIP[f.type], "shape": [-1]}
                   for f in bundle.features]
-    outputs = [{"name": bundle.outputs.label, "datatype": "BYTES" if bundle.classes and any(
-        isinstance(c, str) for c in bundle.classes) else "INT64", "shape": [-1]}]
+    outputs = [{"name": bundle.outputs.label, "datatype": _label_datatype(bundle, None),
+                "shape": [-1]}]
     if bundle.outputs.probabilities is not None:
         outputs.append({"name": bundle.outputs.probabilities, "datatype": "FP32",
                         "shape": [-1, len(bundle.classes or [])]})
@@ -254,3 +298,14 @@ def metadata(bundle: ModelBundle, endpoint: str) -> dict[str, Any]:
         "parameters": {"model": bundle.name, "task": bundle.task,
                        "features": [f.name for f in bundle.features]},
     }
+
+
+def _label_datatype(bundle: ModelBundle, labels: list[Any] | None) -> str:
+    """The label output's datatype: its ONNX element type (so metadata and answers agree, and
+    binary data has the model's width), else guessed from the values."""
+    label = bundle.outputs.label
+    kind = next((str(o.type) for o in bundle.session.get_outputs() if o.name == label), "")
+    known = ONNX_TO_OIP.get(kind[7:-1]) if kind.startswith("tensor(") else None
+    if known is not None:
+        return known
+    return _datatype(labels if labels is not None else list(bundle.classes or ()))

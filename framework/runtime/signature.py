@@ -15,7 +15,7 @@ artifact check (``framework.artifacts``), so both agree on what a model accepts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from framework.runtime.features import FeatureSpec
@@ -155,6 +155,16 @@ def _column_problems(t: TensorInfo, f: FeatureSpec) -> list[str]:
             "make it a float input or the feature not nullable"
         )
     return out
+
+
+def bind_inputs(plan: InputPlan, features: Sequence[FeatureSpec]) -> tuple[FeatureSpec, ...]:
+    """The features, each with the element type of the model input it feeds (``dtype``), so
+    validation rejects what that input cannot hold."""
+    if plan.layout == "tensor":
+        types = [plan.inputs[0].type] * len(features)
+    else:
+        types = [t.type for t in plan.inputs]
+    return tuple(replace(f, dtype=t) for f, t in zip(features, types, strict=True))
 
 
 def plan_outputs(outputs: Sequence[TensorInfo], task: str) -> OutputPlan:

@@ -91,7 +91,8 @@ def test_policy_is_least_privilege() -> None:
     resources = [r for s in policy["Statement"] for r in s["Resource"]]
     bucket = "fraud-registry-123456789012-us-east-1"
     assert f"arn:aws:s3:::{bucket}/models/fraud-clf/*" in resources
-    assert f"arn:aws:s3:::{bucket}/capture/score/*" in resources
+    assert f"arn:aws:s3:::{bucket}/feedback/score/*" in resources
+    assert not [r for r in resources if "/capture/" in r]  # capture leaves through its log
     assert all(r != "*" and not r.endswith(":::*") for r in resources)
 
 
@@ -102,7 +103,8 @@ def test_unknown_kind_is_an_error() -> None:
 
 def test_dangling_dependency_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown resource"):
-        ResourceGraph.of([Resource("log_group", "a", {"name": ref("b", "arn")})])
+        ResourceGraph.of([Resource("log_group", "a", {"name": ref("b", "arn"),
+                                                       "retention_days": 1, "tags": {}})])
 
 
 def test_refs_resolve_with_format() -> None:
@@ -152,20 +154,32 @@ def test_a_missing_layer_is_an_error_not_a_function_without_it() -> None:
         compile_config(Config.model_validate(SPEC), context(layers={}))
 
 
-def test_every_target_captures_through_a_firehose_stream() -> None:
+def test_capture_is_log_lines_a_subscription_sends_to_a_firehose_stream() -> None:
     spec = json.loads(json.dumps(SPEC))
     spec["endpoints"]["score"]["capture"] = {"sample_rate": 0.5}
     graph = compile_config(Config.model_validate(spec), context())
     stream = graph.resources["stream.score"]
-    assert stream.kind == "firehose_stream"
+    assert stream.kind == "firehose_stream" and stream.props["source"] == "cloudwatch_logs"
     assert stream.props["prefix"] == "capture/score/dt=!{timestamp:yyyy-MM-dd}/"
     assert stream.props["compression"] == "GZIP" and stream.props["extension"] == ".jsonl.gz"
     fn = graph.resources["function.score"]
-    assert fn.props["environment"]["MLOPS_CAPTURE_STREAM"] == stream.props["stream_name"]
-    assert "stream.score" in fn.depends_on
+    assert fn.props["environment"]["MLOPS_CAPTURE_SINK"] == "log"
+    assert "MLOPS_CAPTURE_STREAM" not in fn.props["environment"]
+    # The function sends nothing to Firehose: its log group's subscription does.
     actions = [a for s in graph.resources["role.score"].props["policy"]["Statement"]
                for a in s["Action"]]
-    assert "firehose:PutRecordBatch" in actions
+    assert not [a for a in actions if a.startswith("firehose:")]
+    sub = graph.resources["subscription.score"]
+    assert sub.kind == "log_subscription"
+    assert sub.props["log_group"] == graph.resources["logs.score"].props["name"]
+    assert sub.props["filter_pattern"] == '{ $.msg = "capture" }'
+    assert sub.props["destination_arn"].endswith(":deliverystream/" + stream.props["stream_name"])
+    assert set(sub.depends_on) == {"logs.score", "stream.score", "role.score-capture-logs"}
+    logs_role = graph.resources["role.score-capture-logs"].props
+    assert logs_role["trust_policy"]["Statement"][0]["Principal"] == {
+        "Service": "logs.amazonaws.com"}
+    assert [s["Resource"] for s in logs_role["policy"]["Statement"]] == [
+        [sub.props["destination_arn"]]]
     role = graph.resources["role.score-capture"].props
     assert role["trust_policy"]["Statement"][0]["Principal"] == {
         "Service": "firehose.amazonaws.com"}

@@ -8,10 +8,8 @@ when no chromium binary exists at all (``.ci/run`` installs it).
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import tempfile
-import zlib
 from pathlib import Path
 
 import pytest
@@ -42,8 +40,10 @@ def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[by
                               capture_output=True, timeout=timeout, check=False)
 
 
-def dump_dom(page: Path) -> str:
-    proc = _run(["--dump-dom", page.resolve().as_uri()])
+def dump_dom(page: Path, size: str | None = None) -> str:
+    """The DOM after the page loaded, in a window ``size`` (``"1024,768"``) when given."""
+    proc = _run([*([f"--window-size={size}"] if size else []), "--dump-dom",
+                 page.resolve().as_uri()])
     dom = proc.stdout.decode("utf-8", errors="replace")
     assert proc.returncode == 0 and dom.strip(), \
         f"chromium could not load {page}: {proc.stderr.decode(errors='replace')[-2000:]}"
@@ -59,42 +59,8 @@ def screenshot(page: Path, png: Path, size: str = "1000,700") -> bytes:
 
 def png_colours(data: bytes) -> set[bytes]:
     """The distinct RGB(A) pixel values of a PNG (one for a blank page), read from every
-    fourth row. Decodes 8-bit RGB/RGBA PNGs with zlib only (keep screenshots small)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, width, height, channels = 8, b"", 0, 0, 4
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
-            assert depth == 8 and colour in (2, 6), f"unsupported PNG (depth {depth}, {colour})"
-            channels = 3 if colour == 2 else 4
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = width * channels
-    prev = bytearray(stride)
-    seen: set[bytes] = set()
-    for y in range(height):
-        line = raw[y * (stride + 1):(y + 1) * (stride + 1)]
-        kind, cur = line[0], bytearray(line[1:])
-        for i in range(stride):
-            left = cur[i - channels] if i >= channels else 0
-            up = prev[i]
-            upleft = prev[i - channels] if i >= channels else 0
-            if kind == 1:
-                cur[i] = (cur[i] + left) & 255
-            elif kind == 2:
-                cur[i] = (cur[i] + up) & 255
-            elif kind == 3:
-                cur[i] = (cur[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - upleft
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - upleft)
-                pred = left if pa <= pb and pa <= pc else (up if pb <= pc else upleft)
-                cur[i] = (cur[i] + pred) & 255
-        if y % 4 == 0:
-            seen.update(bytes(cur[x:x + channels]) for x in range(0, stride, channels))
-        prev = cur
-    return seen
+    fourth row, decoded by Pillow."""
+    from tests.monitoring.email_checks import pixels
+
+    rows = pixels(data)[::4]
+    return {bytes(p) for p in rows.reshape(-1, rows.shape[-1])}

@@ -1,7 +1,7 @@
 """End-to-end fixtures: a real project on disk, deployed to the embedded local AWS.
 
 Each test gets its own project folder and its own local AWS daemon on a free port; the
-example model is trained once per session (two seeds, so version bumps have new bytes).
+example model is trained once per run (two seeds, so version bumps have new bytes).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import made_once
 from tests.ports import free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,9 +32,14 @@ def _train(out: Path, seed: int) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    base = tmp_path_factory.mktemp("trained")
-    return {seed: _train(base / f"seed{seed}", seed) for seed in (42, 7)}
+def trained(tmp_path_factory: pytest.TempPathFactory, machine_cache: None) -> dict[int, Path]:
+    """The example model trained with seeds 42 and 7, once per run (pytest-xdist's workers
+    share them). What every deployment here needs besides, the layers and the runtime, is in
+    the machine cache first (``machine_cache``)."""
+    seeds = (42, 7)
+    base = made_once(tmp_path_factory, "trained",
+                     lambda base: [_train(base / f"seed{seed}", seed) for seed in seeds])
+    return {seed: base / f"seed{seed}" for seed in seeds}
 
 
 class Project:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from framework import workflow
 from framework.plan import Op
@@ -20,8 +21,11 @@ def url_of(project: Project, name: str = "predict") -> str:
 
 
 def test_deploy_call_noop_destroy(project: Project) -> None:
-    first = project.mlops("deploy")
+    first = project.mlops("deploy", "--parallelism", "4")
     assert "deployed" in first.stdout
+    applied = [line.split()[1] for line in first.stdout.splitlines()
+               if re.fullmatch(r"\s+create \S+", line)]  # one whole line per action
+    assert sorted(applied) == sorted(session_for(project).store.load().resources)
     url = re.search(r"endpoint predict .*: (http://\S+)", first.stdout)
     assert url, first.stdout
     status, headers, body = http("POST", url.group(1), project.sample())
@@ -50,7 +54,11 @@ def test_deploy_call_noop_destroy(project: Project) -> None:
     assert len(session.audit.read_local()) == audited
     assert workflow.plan(session_for(project)).changes == ()
 
-    gone = project.mlops("destroy", "--yes")
+    # More object versions than one listing page (1,000) holds: one destroy removes them all.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=session.bucket, Key=f"capture/x/{i % 600}",
+                                              Body=b"{}"), range(1100)))
+    gone = project.mlops("destroy", "--yes", "--parallelism", "3")
     assert "destroyed" in gone.stdout
     state = session_for(project).store.load()
     assert state.resources == {} and state.destroyed_at
@@ -113,7 +121,10 @@ def test_audit_records_each_action_with_caller(project: Project) -> None:
     session = session_for(project)
     records = session.audit.read_local()
     state = session.store.load()
-    assert len(records) == len(state.resources)
+    # One record per action, and one for the gates the new model version passed first.
+    gates = [r for r in records if r["action"] == "gates"]
+    assert [r["resource"] for r in gates] == ["model.diagnosis@1.0.0"]
+    assert len(records) - len(gates) == len(state.resources)
     assert all(r["outcome"] == "succeeded" for r in records)
     assert all(r["actor"].startswith("arn:aws:") for r in records)
     listed = session.target.conn.client("s3").list_objects_v2(
@@ -122,3 +133,43 @@ def test_audit_records_each_action_with_caller(project: Project) -> None:
     one = json.loads(session.target.conn.client("s3").get_object(
         Bucket=session.bucket, Key=listed[0]["Key"])["Body"].read())
     assert {"actor", "action", "resource", "time", "outcome"} <= set(one)
+
+
+def test_projects_in_one_folder_never_cross(project: Project) -> None:
+    """State, locks and lock-file entries are keyed by project: renaming the project in
+    mlops.yaml is refused with a hint (never a plan against the old project's resources); a
+    second project from its own file in the same folder deploys beside the first."""
+    project.mlops("deploy")
+    first_url = url_of(project)
+    original = project.yaml.read_text()
+
+    project.edit("project: cancer-dx", "project: cancer-dx2")
+    for command in ("plan", "deploy"):
+        refused = project.mlops(command, check=False)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "deployed project 'cancer-dx' to stage 'dev'" in refused.stderr
+        assert "(line 5, col 10)" in refused.stderr
+        assert "mlops destroy" in refused.stderr and "Traceback" not in refused.stderr
+        assert "Plan for" not in refused.stdout
+    project.yaml.write_text(original)
+
+    second = project.root / "second.yaml"
+    second.write_text(original.replace("project: cancer-dx", "project: second-dx"))
+    plan = project.mlops("plan", "-f", "second.yaml")
+    assert "Plan for second-dx/dev" in plan.stdout
+    assert "0 to update, 0 to replace, 0 to delete" in plan.stdout, plan.stdout
+    deployed = project.mlops("deploy", "-f", "second.yaml")
+    url = re.search(r"endpoint predict .*: (http://\S+)", deployed.stdout)
+    assert url and url.group(1) != first_url
+    for address in (first_url, url.group(1)):
+        status, _, body = http("POST", address, project.sample())
+        assert status == 200 and body["version"] == "1.0.0", body
+    assert "no changes" in project.mlops("deploy").stdout  # the first project is untouched
+    project.mlops("lock", "--check")
+    project.mlops("lock", "--check", "-f", "second.yaml")
+    lock = json.loads((project.root / "mlops.lock").read_text())
+    assert set(lock["projects"]) == {"cancer-dx", "second-dx"}
+    assert sorted(p.name for p in (project.root / ".mlops/state").iterdir()) == [
+        "cancer-dx", "second-dx"]
+    project.mlops("destroy", "-f", "second.yaml", "--yes")
+    assert http("POST", first_url, project.sample())[0] == 200

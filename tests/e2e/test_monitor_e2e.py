@@ -5,19 +5,19 @@ real SMTP server the daemon relays to."""
 
 from __future__ import annotations
 
-import email
 import json
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
-from email import policy
 from typing import Any
 
 import pytest
 
 from framework import workflow
 from tests.e2e.conftest import EXAMPLE, REPO, Project, http
+from tests.monitoring.email_checks import check_message
 from tests.smtp import smtp_server
 
 MONITOR = "diagnosis-drift"
@@ -114,11 +114,18 @@ def test_monitor_fires_on_schedule_and_mails_the_drift(
         # The e-mail: one .eml in the outbox (the [OK] run sent none), as SES received it.
         (eml,) = sorted((home / "outbox").glob("*.eml"))
         raw = eml.read_bytes()
-        msg = email.message_from_bytes(raw, policy=policy.default)
+        # every cid: resolves, every image is a whole PNG with alt text, the text part names
+        # exactly the attachments (see tests/monitoring/email_checks.py)
+        msg = check_message(raw)
         assert str(msg["Subject"]).startswith(f"[DRIFT] {MONITOR}: ")
         assert str(msg["To"]) == "oncology-ops@example.com"
         types = [p.get_content_type() for p in msg.walk()]
         assert {"text/plain", "text/html", "application/json"} <= set(types)
+        plotted = len(report["distributions"]) + sum(map(len, report["charts"].values())) + (
+            1 if report["prediction_drift"].get("plot") else 0)
+        assert types.count("image/png") == plotted >= 1, (types, plotted)
+        assert [p.get_filename() for p in msg.iter_attachments()] == ["report.html",
+                                                                      "report.json"]
         attached = [p for p in msg.iter_attachments() if p.get_filename() == "report.json"]
         assert json.loads(attached[0].get_content())["run_id"] == report["run_id"]
         kept = s3.get_object(Bucket=session.bucket,
@@ -139,6 +146,7 @@ def test_monitor_fires_on_schedule_and_mails_the_drift(
         shown = project.mlops("mail", "show", "1").stdout
         assert "Subject: [DRIFT]" in shown and "features drifted" in shown
         assert "application/json" in shown.split("parts:")[1]
+        assert "image/png" in shown.split("parts:")[1] and "svg" not in shown
 
         # The fire is recorded; moving on an hour fires nothing more.
         state = json.loads((home / "scheduler.json").read_text())["rules"]
@@ -153,3 +161,93 @@ def test_monitor_fires_on_schedule_and_mails_the_drift(
                               f"{start}..{end}")
         assert local.stdout.startswith(f"[OK] {MONITOR}") and "(in this process)" in local.stdout
 
+
+
+def test_a_drift_rollback_serves_the_previous_model_version_and_status_and_plan_say_so(
+        project: Project) -> None:
+    """Lambda versions 2 and 3 both serve diagnosis 1.0.1 (3 only has more memory): the
+    monitor's rollback goes to version 1, which served 1.0.0; status reads it live, plan
+    keeps it and says how to undo it, and only a deploy with --undo-rollback moves back."""
+    project.edit("notify: {email: [oncology-ops@example.com], when: drift}",
+                 "notify: {email: [oncology-ops@example.com], when: drift}\n"
+                 "    on_drift: [notify, rollback]")
+    project.mlops("deploy")  # Lambda version 1: diagnosis 1.0.0
+    project.use_model(7)
+    project.edit("version: 1.0.0", "version: 1.0.1")
+    project.mlops("deploy")  # 2: diagnosis 1.0.1
+    project.edit("memory: 1024", "memory: 1536")
+    project.mlops("deploy")  # 3: diagnosis 1.0.1 again
+
+    def status() -> dict[str, Any]:
+        doc = json.loads(project.mlops("status", "-o", "json").stdout)
+        return dict(next(e for e in doc["endpoints"] if e["name"] == "predict"))
+
+    before = status()
+    assert (before["version"], before["model"], before["note"]) == ("3", "diagnosis 1.0.1", "")
+    _simulate(before["url"], "--rows", "300")
+    ran = project.mlops("monitor", "run", MONITOR).stdout
+    assert ran.startswith(f"[DRIFT] {MONITOR}"), ran
+    assert "rollback: done: predict (cancer-dx-dev-predict:live) moved from Lambda version 3 " \
+           "(diagnosis 1.0.1) to 1 (diagnosis 1.0.0)" in ran, ran
+
+    after = status()  # read live: the state still records version 3
+    assert (after["version"], after["model"]) == ("1", "diagnosis 1.0.0")
+    assert (after["state_version"], after["state_model"]) == ("3", "diagnosis 1.0.1")
+    assert "rolled back by monitor:diagnosis-drift" in after["note"]
+    sample = project.sample()
+    executed = ""
+    for _ in range(40):  # the data plane reads aliases again within seconds, as Lambda does
+        executed = http("POST", after["url"], sample)[1]["x-mlops-executed-version"]
+        if executed == "1":
+            break
+        time.sleep(0.5)
+    assert executed == "1"
+    table = project.mlops("status").stdout
+    assert "version 1 (diagnosis 1.0.0)" in table and "rolled back by monitor" in table
+
+    # The registry's history of the endpoint, and the audit, have the move.
+    history = json.loads(project.mlops("models", "history", "diagnosis", "-o", "json").stdout)
+    served = [(r["action"], r["lambda_version"], r["version"]) for r in history["records"]
+              if r["alias"] == "endpoint-predict"]
+    assert served == [("deploy", "1", "1.0.0"), ("deploy", "2", "1.0.1"),
+                      ("deploy", "3", "1.0.1"), ("rollback", "1", "1.0.0")]
+    audit = json.loads(project.mlops("audit", "-o", "json").stdout)["records"]
+    [moved] = [r for r in audit if r.get("kind") == "endpoint_rollback"]
+    assert moved["before"] == {"version": "3", "model_version": "1.0.1"}
+    assert moved["after"] == {"version": "1", "model_version": "1.0.0"}
+
+    # Nowhere further back to go: the next run says so and moves nothing.
+    again = project.mlops("monitor", "run", MONITOR).stdout
+    assert "rollback: not done: nothing rolled back: predict (cancer-dx-dev-predict:live) " \
+           "serves diagnosis 1.0.0 (Lambda version 1)" in again, again
+    assert status()["version"] == "1"
+
+    # plan keeps the rollback and says how to undo it; --undo-rollback moves it back.
+    planned = project.mlops("plan").stdout
+    assert "0 to update" in planned, planned
+    assert "live alias of predict serves version 1 (diagnosis 1.0.0), state says 3 " \
+           "(diagnosis 1.0.1)" in planned
+    assert "--undo-rollback" in planned
+    undo = json.loads(project.mlops("plan", "--undo-rollback", "-o", "json").stdout)
+    [act] = [a for a in undo["actions"] if a["id"] == "alias.predict"]
+    assert act["op"] == "update" and act["reason"].startswith("undo the rollback")
+    # A deploy that would serve the rolled-back model version again is refused.
+    project.edit("memory: 1536", "memory: 2048")
+    refused = project.mlops("plan", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "deploying would serve diagnosis 1.0.1 again" in refused.stdout + refused.stderr
+    project.edit("memory: 2048", "memory: 1536")
+
+    project.mlops("deploy", "--undo-rollback")
+    back = status()
+    assert (back["version"], back["model"], back["note"]) == ("3", "diagnosis 1.0.1", "")
+    assert "Plan: 0 to create, 0 to update" in project.mlops("plan").stdout
+
+    # A move nobody recorded (the console, a script) is moved back by the next deploy.
+    session = workflow.open_session(workflow.Workspace.open(project.yaml))
+    session.target.conn.client("lambda").update_alias(
+        FunctionName="cancer-dx-dev-predict", Name="live", FunctionVersion="2")
+    drifted = project.mlops("plan").stdout
+    assert "live alias of predict serves version 2 (diagnosis 1.0.1), state says 3 " \
+           "(diagnosis 1.0.1): deploy moves it back to 3" in drifted, drifted
+    assert "1 to update" in drifted

@@ -40,6 +40,7 @@ def served_version(project: Project) -> str:
 def test_alias_flow_rollback_and_tampered_version(project: Project,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")  # wide tables in captured output
+    monkeypatch.setenv("MLOPS_IDENTITY", "dr-house")  # the approver the rule names, locally
     drop_declared_training(project)
     project.edit("    tags: {dataset", TRAINING + "    tags: {dataset")
     project.edit("model: diagnosis  ", "model: diagnosis@production  ")
@@ -88,12 +89,12 @@ def test_alias_flow_rollback_and_tampered_version(project: Project,
     s3 = session.target.conn.client("s3")
     s3.put_object(Bucket=session.bucket, Key="models/diagnosis/1.1.0/model.onnx", Body=b"evil")
     tampered = project.mlops("models", "show", "diagnosis@1.1.0", "--verify", check=False)
-    assert tampered.returncode == 1 and "INTEGRITY FAILURE" in tampered.stderr
+    assert tampered.returncode == 7 and "INTEGRITY FAILURE" in tampered.stderr
     project.mlops("models", "rollback", "diagnosis", "--to", "1.1.0", check=False)
     project.edit("model: diagnosis@production  ", "model: diagnosis@1.1.0  ")
     project.edit("version: 1.1.0 ", "version: 1.2.0 ")  # declared 1.2.0, endpoint pins 1.1.0
     deploy = project.mlops("deploy", check=False)
-    assert deploy.returncode == 1 and "INTEGRITY FAILURE" in deploy.stderr
+    assert deploy.returncode == 7 and "INTEGRITY FAILURE" in deploy.stderr
     assert served_version(project) == "1.0.0"
 
     # The audit trail has every registry change, before → after, queryable by model.
@@ -121,3 +122,38 @@ def test_reproduce_and_diff(project: Project) -> None:
     project.mlops("models", "register")
     diff = project.mlops("models", "diff", "diagnosis@1.0.0", "1.1.0").stdout
     assert "metrics.accuracy" in diff and "-0.007" in diff and "params.seed" in diff
+
+
+def test_damaged_deployed_artifact_is_refused_named_and_restored(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The serving version's model.onnx is overwritten in the bucket: deploy, plan, doctor and
+    lock --check all fail with exit 7 naming the version and how to recover; `mlops models
+    restore` puts the recorded bytes back, after which all of them pass again."""
+    monkeypatch.setenv("COLUMNS", "250")  # doctor's table on one line per check
+    project.mlops("deploy")
+    session = session_for(project)
+    s3 = session.target.conn.client("s3")
+    key = "models/diagnosis/1.0.0/model.onnx"
+    s3.put_object(Bucket=session.bucket, Key=key, Body=b"not the model")
+
+    for args in (("deploy",), ("plan",), ("lock", "--check")):
+        proc = project.mlops(*args, check=False)
+        assert proc.returncode == 7, (args, proc.stdout, proc.stderr)
+        assert "diagnosis@1.0.0 is damaged" in proc.stderr, proc.stderr
+        assert key in proc.stderr and "mlops models restore diagnosis@1.0.0" in proc.stderr
+        assert "Traceback" not in proc.stderr and "no changes" not in proc.stdout
+    doctor = project.mlops("doctor", check=False)
+    assert doctor.returncode == 7, doctor.stdout + doctor.stderr
+    assert "artifact diagnosis@1.0.0" in doctor.stdout and "damaged" in doctor.stdout
+
+    restored = project.mlops("models", "restore", "diagnosis@1.0.0")
+    assert "restored diagnosis@1.0.0 from" in restored.stdout
+    assert "intact" in project.mlops("models", "restore", "diagnosis@1.0.0").stdout
+    assert "no changes" in project.mlops("deploy").stdout
+    project.mlops("lock", "--check")
+    doctor = project.mlops("doctor", check=False)
+    assert "artifact diagnosis@1.0.0" in doctor.stdout and "damaged" not in doctor.stdout
+    assert doctor.returncode in (0, 1), doctor.stdout  # other checks are not this test's
+    assert served_version(project) == "1.0.0"
+    actions = [r.get("action") for r in session_for(project).audit.read_local()]
+    assert "models.restore" in actions

@@ -1,42 +1,57 @@
-"""Progressive delivery on the embedded local AWS: a canary completes under traffic; a
-candidate that crashes, or is slow, is rolled back by itself — audited and announced."""
+"""Progressive delivery on the embedded local AWS, through CodeDeploy: the plan starts a
+deployment of the endpoint's alias and the local AWS's CodeDeploy runs it — the pre-traffic
+hook checks the new version's gates on the hold-out data, the weights move step by step
+(canary, linear) or at once after the check (blue/green); a candidate that crashes is rolled
+back by the daemon even when the deploying command was killed; `mlops rollout abort` stops
+a deployment and gives the traffic back."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from framework import workflow
-from tests.e2e.badmodels import constant, crashing, slow
+from tests.e2e.badmodels import crashing, slow
 from tests.e2e.conftest import Project, http
 from tests.e2e.test_deploy import session_for, url_of
 
+FUNCTION = "cancer-dx-dev-predict"
 GATES_LINE = re.compile(r"    gates: \{[^\n]*\}\n")
 
 
-def canary(project: Project, watch: str, steps: str = "[50, 100]", every: str = "2s") -> None:
-    project.edit("strategy: all_at_once", "strategy: canary")
-    project.edit("steps: [10, 50, 100]", f"steps: {steps}")
-    project.edit("every: 15s", f"every: {every}")
-    text = project.yaml.read_text()
-    text = re.sub(r"      watch: \{[^\n]*\}", f"      watch: {watch}", text)
-    project.yaml.write_text(text)
-
-
 def without_gates(project: Project) -> None:
+    """No gates before the deploy (they would stop a broken model before any deployment);
+    the hold-out data stays, so the pre-traffic check still runs the new version on it."""
     project.yaml.write_text(GATES_LINE.sub("", project.yaml.read_text()))
 
 
+def rollout(project: Project, strategy: str = "canary", steps: str = "[50, 100]",
+            every: str = "3s", watch: str = "{error_rate: 0.05, min_requests: 0}",
+            increment: int | None = None) -> None:
+    project.edit("strategy: all_at_once", f"strategy: {strategy}")
+    project.edit("steps: [10, 100]", f"steps: {steps}")
+    project.edit("every: 15s", f"every: {every}")
+    text = re.sub(r"      watch: \{[^\n]*\}", f"      watch: {watch}", project.yaml.read_text())
+    if increment is not None:
+        text = text.replace(f"strategy: {strategy}", f"strategy: {strategy}\n"
+                                                    f"      increment: {increment}", 1)
+    project.yaml.write_text(text)
+
+
 def first_then_candidate(project: Project, *, seed: int | None = None,
-                         make: Callable[[Path, Path], None] | None = None) -> str:
-    """Deploy 1.0.0, then declare 1.1.0 with another seed's model or the model changed by
-    ``make``; returns the endpoint's URL."""
+                         make: Callable[[Path, Path], None] | None = None,
+                         version: str = "1.1.0") -> str:
+    """Deploy 1.0.0, then declare ``version`` with another seed's model or the model changed
+    by ``make``; returns the endpoint's URL."""
     project.mlops("deploy")
     url = url_of(project)
     if seed is not None:
@@ -44,80 +59,159 @@ def first_then_candidate(project: Project, *, seed: int | None = None,
     if make is not None:
         artifact = project.root / "examples/breast_cancer/artifacts/model.onnx"
         make(artifact, artifact)
-    project.edit("version: 1.0.0", "version: 1.1.0")
+    project.edit("version: 1.0.0", f"version: {version}")
     return url
 
 
-def deploy_under_traffic(project: Project, url: str, limit: float = 120,
+def deploy_under_traffic(project: Project, url: str, *args: str, limit: float = 180,
                          ) -> tuple[subprocess.CompletedProcess[str], Counter[str]]:
-    """Run `mlops deploy` while sending single-row requests; the versions that answered."""
-    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "deploy"], cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Run `mlops deploy` while sending requests; the versions that answered, in order."""
+    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "deploy", *args],
+                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     seen: Counter[str] = Counter()  # "version:status" → count, in arrival order
-    body = project.sample()
     started = time.monotonic()
     while proc.poll() is None and time.monotonic() - started < limit:
-        status, headers, _ = http("POST", url, body)
+        status, headers, _ = http("POST", url, project.sample())
         seen[f"{headers.get('x-mlops-executed-version')}:{status}"] += 1
-        time.sleep(0.01)
+        time.sleep(0.02)
     stdout, stderr = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), seen
 
 
-def rollout_audit(project: Project) -> list[dict[str, object]]:
-    return [r for r in session_for(project).audit.read_local()
-            if str(r.get("action", "")).startswith("rollout")]
+def codedeploy(project: Project) -> Any:
+    return session_for(project).target.conn.client("codedeploy")
 
 
-def test_canary_shifts_traffic_in_steps_and_completes(project: Project) -> None:
-    canary(project, "{error_rate: 0.05, min_requests: 5}")
+def deployments(project: Project) -> list[dict[str, Any]]:
+    """The stage's deployments, oldest first, as CodeDeploy reports them."""
+    cd = codedeploy(project)
+    ids = cd.list_deployments(applicationName="cancer-dx-dev",
+                              deploymentGroupName=FUNCTION)["deployments"]
+    found = [cd.get_deployment(deploymentId=i)["deploymentInfo"] for i in ids]
+    return sorted(found, key=lambda d: d["createTime"])
+
+
+def served(url: str, project: Project, times: int = 5) -> set[str]:
+    return {http("POST", url, project.sample())[1]["x-mlops-executed-version"]
+            for _ in range(times)}
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_canary_shifts_traffic_in_steps_after_the_pre_traffic_check(project: Project) -> None:
+    rollout(project, steps="[50, 100]", every="4s")
+    url = first_then_candidate(project, seed=7)
+    planned = project.mlops("plan").stdout
+    assert "start canary 50% for 4s, then 100%, after a pre-traffic check: diagnosis 1.0.0 → " \
+           "1.1.0" in " ".join(planned.split()), planned
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "50% on 1.1.0" in done.stdout, done.stdout
+    assert "completed" in done.stdout
+    # Both versions answered while the traffic moved; no errors; version 2 serves now.
+    assert seen["1:200"] > 0 and seen["2:200"] > 0, seen
+    assert all(key.endswith(":200") for key in seen), seen
+    assert served(url, project) == {"2"}
+    (deployment,) = deployments(project)
+    assert deployment["status"] == "Succeeded" and deployment["creator"] == "user"
+    # The hook ran the new version's gates on the hold-out data, before any traffic.
+    status = project.mlops("rollout", "status").stdout
+    assert "pre-traffic check: Succeeded" in status and "passed 2 gate(s)" in status, status
+    assert "BeforeAllowTraffic: Succeeded" in status and "AllowTraffic: Succeeded" in status
+    # The deploy state records what serves: a new plan is empty.
+    state = session_for(project).store.load()
+    assert state.resources["alias.predict"].outputs["version"] == "2"
+    assert state.resources["deployment.predict"].outputs["status"] == "Succeeded"
+    assert workflow.plan(session_for(project)).changes == ()
+
+
+def test_linear_then_blue_green(project: Project) -> None:
+    rollout(project, strategy="linear", every="2s", increment=40)
     url = first_then_candidate(project, seed=7)
     done, seen = deploy_under_traffic(project, url)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "gates of diagnosis" in done.stdout
+    for share in ("40%", "80%"):
+        assert f"{share} on 1.1.0" in done.stdout, done.stdout
+    assert seen["2:200"] > 0 and served(url, project) == {"2"}
+    # Blue/green: nothing on the new version until the check passed, then all of it at once.
+    project.edit("strategy: linear", "strategy: blue_green")
+    project.use_model(42)
+    project.edit("version: 1.1.0", "version: 1.2.0")
+    done, seen = deploy_under_traffic(project, url)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout
-    # Both versions answered while the traffic moved; no errors.
-    assert seen["1:200"] > 0 and seen["2:200"] > 0, seen
-    assert all(key.endswith(":200") for key in seen), seen
-    status, headers, body = http("POST", url, project.sample())
-    assert headers["x-mlops-executed-version"] == "2" and body["version"] == "1.1.0"
-    events = [r["action"] for r in rollout_audit(project)]
-    assert events == ["rollout started", "rollout advanced", "rollout completed"]
-    # The deploy state knows what serves now: a new plan is empty.
-    assert workflow.plan(session_for(project)).changes == ()
-    state = session_for(project).store.load()
-    assert state.resources["alias.predict"].outputs["version"] == "2"
+    assert list(seen)[0] == "2:200" and set(seen) <= {"2:200", "3:200"}, seen
+    assert served(url, project) == {"3"}
+    last = deployments(project)[-1]
+    assert last["deploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+    assert last["status"] == "Succeeded"
 
 
-def test_crashing_candidate_is_rolled_back(project: Project) -> None:
-    canary(project, "{error_rate: 0.05, min_requests: 5}", every="30s")
-    without_gates(project)  # gates would have stopped it before any traffic
-    url = first_then_candidate(project, make=crashing)
-    done, seen = deploy_under_traffic(project, url)
-    assert done.returncode != 0
-    assert "rolled_back" in done.stdout and "error rate" in done.stdout
-    assert seen["2:500"] > 0, seen  # some requests hit the candidate before the rollback
-    status, headers, body = http("POST", url, project.sample())
-    assert status == 200 and headers["x-mlops-executed-version"] == "1"
-    assert body["version"] == "1.0.0"
-    audit = rollout_audit(project)
-    assert audit[-1]["action"] == "rollout rolled back"
-    assert "error rate" in str(audit[-1]["reason"])
-    mails = [r for r in session_for(project).audit.read_local() if r.get("kind") == "email"]
-    assert mails and mails[-1]["outcome"] == "succeeded"
-    assert mails[-1]["after"]["recipients"] == ["oncology-ops@example.com"]
-
-
-def test_slow_candidate_is_rolled_back(project: Project) -> None:
-    canary(project, "{error_rate: 0.05, p99_latency_ms: 15, min_requests: 5}", every="30s")
+def test_a_crashing_candidate_is_rolled_back_after_the_deployer_was_killed(
+        project: Project) -> None:
+    rollout(project, steps="[50, 100]", every="30s")
     without_gates(project)
-    url = first_then_candidate(project, make=slow)
-    done, seen = deploy_under_traffic(project, url)
-    assert done.returncode != 0
-    assert "p99 latency" in done.stdout, done.stdout
-    assert seen["2:200"] > 0
-    status, headers, _ = http("POST", url, project.sample())
-    assert status == 200 and headers["x-mlops-executed-version"] == "1"
+    url = first_then_candidate(project, make=crashing)
+    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "deploy"],
+                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    assert proc.stdout is not None
+    said = []
+    for line in proc.stdout:  # until the deployment has started
+        said.append(line)
+        if "CodeDeploy deployment d-" in line:
+            break
+    else:
+        raise AssertionError("".join(said))
+    os.killpg(proc.pid, signal.SIGKILL)  # the deploying machine disappears
+    proc.wait(timeout=30)
+    # The daemon's CodeDeploy goes on: the hook finds the new version crashing, and the
+    # deployment is failed and rolled back before any caller met it.
+    done = until(lambda: [d for d in deployments(project) if d["creator"] == "user"
+                          and d["status"] in ("Failed", "Stopped")], "the rollback")
+    assert done[0]["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+    assert done[0]["rollbackInfo"]["rollbackDeploymentId"]
+    assert served(url, project) == {"1"}
+    status = project.mlops("rollout", "status").stdout
+    assert "rolled_back" in status and "the pre-traffic check failed" in status, status
+    assert "failed on hold-out rows 1-1" in status
+    # The deploy state learns it from CodeDeploy (the next deploy's plan, or resume).
+    resumed = project.mlops("rollout", "resume", check=False)
+    assert resumed.returncode == 6, resumed.stdout + resumed.stderr
+    state = session_for(project).store.load()
+    assert state.resources["alias.predict"].outputs["version"] == "1"
+    assert state.resources["deployment.predict"].outputs["status"] == "Failed"
+    mails = [r for r in session_for(project).audit.read_local() if r.get("kind") == "email"]
+    assert mails and mails[-1]["after"]["recipients"] == ["oncology-ops@example.com"]
+
+
+def test_abort_rolls_back_and_status_follows_codedeploy(project: Project) -> None:
+    rollout(project, steps="[50, 100]", every="1h")
+    url = first_then_candidate(project, seed=7)
+    started = project.mlops("deploy", "--no-wait")
+    assert "CodeDeploy deployment d-" in started.stdout, started.stdout
+    until(lambda: served(url, project, 20) == {"1", "2"}, "the 50% step")
+    [rec] = json.loads(project.mlops("rollout", "status", "-o", "json").stdout)["rollouts"]
+    assert rec["status"] == "running" and rec["weight"] == 50
+    assert rec["steps"] == [{"weight": 50}, {"weight": 100}]
+    aborted = project.mlops("rollout", "abort", "predict", "--reason", "smoke test failed")
+    assert "rolled_back" in aborted.stdout and "smoke test failed" in aborted.stdout
+    assert served(url, project, 10) == {"1"}
+    (deployment, rollback) = deployments(project)
+    assert deployment["status"] == "Stopped"
+    assert deployment["errorInformation"]["code"] == "MANUAL_STOP"
+    assert rollback["creator"] == "codeDeployRollback"
+    state = session_for(project).store.load()
+    assert state.resources["alias.predict"].outputs["version"] == "1"
 
 
 def test_failed_gate_stops_the_deploy_before_any_traffic(project: Project) -> None:
@@ -129,34 +223,22 @@ def test_failed_gate_stops_the_deploy_before_any_traffic(project: Project) -> No
     status, headers, body = http("POST", url, project.sample())
     assert body["version"] == "1.0.0" and headers["x-mlops-executed-version"] == "1"
     lam = session_for(project).target.conn.client("lambda")
-    assert len(lam.list_versions_by_function(FunctionName="cancer-dx-dev-predict")
+    assert len(lam.list_versions_by_function(FunctionName=FUNCTION)
                ["Versions"]) == 2  # $LATEST and 1: nothing new was published
 
 
-def test_interrupted_rollout_resumes(project: Project) -> None:
-    canary(project, "{error_rate: 0.05, min_requests: 0}", steps="[50, 100]", every="3s")
-    url = first_then_candidate(project, seed=7)
-    started = project.mlops("deploy", "--no-wait")
-    assert "running" in started.stdout
-    assert http("POST", url, project.sample())[0] == 200
-    time.sleep(3.5)
-    resumed = project.mlops("rollout", "resume")
-    assert "completed" in resumed.stdout
-    _, headers, _ = http("POST", url, project.sample())
-    assert headers["x-mlops-executed-version"] == "2"
-    status = project.mlops("rollout", "status")
-    assert "completed" in status.stdout
-
-
-def test_abort_returns_traffic(project: Project) -> None:
-    canary(project, "{error_rate: 0.05, min_requests: 0}", steps="[50, 100]", every="1h")
-    url = first_then_candidate(project, seed=7)
-    project.mlops("deploy", "--no-wait")
-    aborted = project.mlops("rollout", "abort", "predict", "--reason", "smoke test failed")
-    assert "rolled_back" in aborted.stdout and "smoke test failed" in aborted.stdout
-    for _ in range(10):
-        _, headers, _ = http("POST", url, project.sample())
-        assert headers["x-mlops-executed-version"] == "1"
+def test_a_memory_change_takes_all_traffic_at_once(project: Project) -> None:
+    rollout(project, steps="[50, 100]", every="1h")
+    project.mlops("deploy")
+    url = url_of(project)
+    project.edit("memory: 1024", "memory: 1536")  # same model, same code: nothing to judge
+    moved = project.mlops("deploy")
+    assert "no model or code change" in moved.stdout, moved.stdout
+    assert "takes all traffic at once" in moved.stdout
+    assert served(url, project) == {"2"}
+    (deployment,) = deployments(project)
+    assert deployment["deploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+    assert deployment["status"] == "Succeeded"
 
 
 def test_retrain_registers_next_version_with_lineage_and_ships_it(project: Project) -> None:
@@ -169,91 +251,3 @@ def test_retrain_registers_next_version_with_lineage_and_ships_it(project: Proje
     lineage = project.mlops("models", "lineage", "diagnosis@1.0.1")
     assert "1.0.0" in lineage.stdout
     assert "version: 1.0.1" in project.yaml.read_text()
-
-
-def test_candidate_whose_outputs_drift_is_rolled_back(project: Project) -> None:
-    canary(project, "{error_rate: 0.05, min_requests: 5, drift: true}", steps="[50, 100]",
-           every="30s")
-    without_gates(project)
-    url = first_then_candidate(project, make=constant)
-    # The sample request holds a malignant and a benign case: the stable version answers
-    # half and half, the candidate always the same.
-    done, _ = deploy_under_traffic(project, url)
-    assert done.returncode == 6, done.stdout + done.stderr
-    assert "drift" in done.stdout
-    _, headers, _ = http("POST", url, project.sample())
-    assert headers["x-mlops-executed-version"] == "1"
-
-
-def shadow(project: Project, watch: str, every: str = "3s") -> None:
-    project.edit("strategy: all_at_once", "strategy: shadow")
-    project.edit("every: 15s", f"every: {every}")
-    project.yaml.write_text(re.sub(r"      watch: \{[^\n]*\}", f"      watch: {watch}",
-                                   project.yaml.read_text()))
-
-
-def test_shadow_candidate_sees_traffic_but_never_answers_then_takes_over(
-        project: Project) -> None:
-    shadow(project, "{error_rate: 0.05, min_requests: 10, shadow_agreement: 0.9}")
-    url = first_then_candidate(project, seed=7)
-    done, seen = deploy_under_traffic(project, url)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "completed" in done.stdout
-    assert seen["1:200"] > 0 and set(seen) <= {"1:200", "2:200"}
-    # Callers met version 1 first, then version 2: never a mix (Counter keeps arrival order).
-    assert list(seen)[0] == "1:200"
-    status = project.mlops("rollout", "status").stdout
-    assert "healthy over" in status, status  # judged on mirrored requests, agreement high
-    _, headers, body = http("POST", url, project.sample())
-    assert headers["x-mlops-executed-version"] == "2" and body["version"] == "1.1.0"
-    # The candidate's answers to the mirrored requests were captured under its version.
-    metrics = urllib.request.urlopen(url.split("/", 3)[0] + "//" + url.split("/")[2]
-                                     + "/metrics").read().decode()
-    assert re.search(r'mlops_shadow_compared_total\{endpoint="predict",version="2"\} [1-9]',
-                     metrics), metrics
-
-
-def test_shadow_candidate_that_disagrees_is_rolled_back(project: Project) -> None:
-    shadow(project, "{error_rate: 0.05, min_requests: 10, shadow_agreement: 0.9}",
-           every="30s")
-    without_gates(project)
-    url = first_then_candidate(project, make=constant)
-    done, seen = deploy_under_traffic(project, url)
-    assert done.returncode == 6, done.stdout + done.stderr
-    assert "shadow agreement" in done.stdout
-    assert set(seen) == {"1:200"}  # the candidate never answered a caller
-
-
-def test_candidate_that_rejects_what_callers_send_is_rolled_back(project: Project) -> None:
-    # 2.0.0 narrows mean_radius to at most 10 (a breaking change a major bump allows); the
-    # callers keep sending larger tumours, which the candidate answers with 422.
-    canary(project, "{error_rate: 0.05, invalid_rate: 0.2, min_requests: 5}", every="30s")
-    project.mlops("deploy")
-    url = url_of(project)
-    project.use_model(7)
-    project.edit("version: 1.0.0", "version: 2.0.0")
-    project.edit("{name: mean_radius, type: float, min: 0}",
-                 "{name: mean_radius, type: float, min: 0, max: 10}")
-    # The hold-out set has larger tumours too: the metric gates say so and stop the deploy.
-    gated = project.mlops("deploy", check=False)
-    assert gated.returncode == 5
-    assert "does not fit the input contract" in gated.stderr + gated.stdout
-    without_gates(project)  # ship it anyway, to see the rollout catch it
-    done, seen = deploy_under_traffic(project, url)
-    assert done.returncode == 6, done.stdout + done.stderr
-    assert "invalid-input rate" in done.stdout
-    assert seen["2:422"] > 0, seen
-    _, headers, _ = http("POST", url, project.sample())
-    assert headers["x-mlops-executed-version"] == "1"
-
-
-def test_blue_green_switches_at_once_and_keeps_the_old_version_ready(project: Project) -> None:
-    project.edit("strategy: all_at_once", "strategy: blue_green")
-    project.edit("every: 15s", "every: 2s")
-    url = first_then_candidate(project, seed=7)
-    done, seen = deploy_under_traffic(project, url)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "completed" in done.stdout
-    assert list(seen)[0] == "1:200" and seen["2:200"] > 0 and set(seen) <= {"1:200", "2:200"}
-    events = [r["action"] for r in rollout_audit(project)]
-    assert events == ["rollout started", "rollout completed"]

@@ -86,7 +86,8 @@ def _example(tmp_path: Path, gates: str) -> tuple[object, Path]:
         " positive: malignant}\n"
         f"    gates: {gates}", 1)
     path = tmp_path / "mlops.yaml"
-    path.write_text(text.replace("examples/", f"{REPO}/examples/"))
+    (tmp_path / "examples").symlink_to(REPO / "examples")  # paths stay inside the project
+    path.write_text(text)
     return load_config(path).config, tmp_path
 
 

@@ -32,35 +32,22 @@ def event(route_key: str, path: str, body: Any = None, headers: dict[str, str] |
     }
 
 
-STREAM = "cap-predict"
-
-
 @pytest.fixture
 def served(registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
            ) -> Iterator[dict[str, Any]]:
-    import boto3
-
-    boto3.client("firehose", region_name="us-east-1").create_delivery_stream(
-        DeliveryStreamName=STREAM, DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose", "Prefix": "captured/",
-            "BucketARN": "arn:aws:s3:::reg-bucket"})
     monkeypatch.setenv("MLOPS_ROUTE", ROUTE)
     monkeypatch.setenv("MLOPS_CAPTURE_SAMPLE_RATE", "1")
-    monkeypatch.setenv("MLOPS_CAPTURE_STREAM", STREAM)
+    monkeypatch.setenv("MLOPS_CAPTURE_SINK", "log")
     inference._cache.clear()
     yield registry
 
 
-def captured() -> list[dict[str, Any]]:
-    """The capture lines Firehose delivered (moto writes each call as one object)."""
-    import boto3
-
-    s3 = boto3.client("s3", region_name="us-east-1")
-    listed = s3.list_objects_v2(Bucket="reg-bucket", Prefix="captured/").get("Contents", [])
-    return [json.loads(line) for o in sorted(listed, key=lambda o: o["Key"])
-            for line in s3.get_object(Bucket="reg-bucket", Key=o["Key"])["Body"].read()
-            .decode().splitlines()]
+def captured(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The capture lines the handler logged (what the log group's subscription filter
+    ``{ $.msg = "capture" }`` selects)."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    return [r for r in lines if r.get("msg") == "capture"]
 
 
 def call(ev: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
@@ -68,23 +55,25 @@ def call(ev: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
     return resp["statusCode"], json.loads(resp["body"]), resp
 
 
-def test_native_predict_sends_capture_lines_to_firehose(served: dict[str, Any]) -> None:
+def test_native_predict_logs_capture_lines(served: dict[str, Any],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     status, body, resp = call(event(ROUTE, "/tiny/predict", {"instances": [ROW, ROW]}))
     assert status == 200 and body["request_id"] == "req-1"
-    lines = captured()
+    lines = captured(capsys)
     assert [r["row"] for r in lines] == [0, 1] and lines[0]["inputs"] == ROW
     assert {r["endpoint"] for r in lines} == {"predict"} and lines[0]["request_id"] == "req-1"
     assert resp["headers"]["x-mlops-request-id"] == "req-1"
     assert resp["headers"]["x-mlops-cold-start"] == "true"
 
 
-def test_errors_are_not_captured(served: dict[str, Any]) -> None:
+def test_errors_are_not_captured(served: dict[str, Any],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     status, _, resp = call(event(ROUTE, "/tiny/predict", {"instances": [{"a": -1}]}))
-    assert status == 422 and captured() == []
+    assert status == 422 and captured(capsys) == []
     assert "x-mlops-executed-version" in resp["headers"]
 
 
-def test_oip_routes(served: dict[str, Any]) -> None:
+def test_oip_routes(served: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     status, meta, _ = call(event("GET /v2/models/predict", "/v2/models/predict"))
     assert status == 200 and meta["inputs"][0]["shape"] == [-1, 3]
     status, ready, _ = call(event("GET /v2/models/predict/ready", "/v2/models/predict/ready"))
@@ -94,7 +83,7 @@ def test_oip_routes(served: dict[str, Any]) -> None:
     status, answer, resp = call(event("POST /v2/models/predict/infer",
                                       "/v2/models/predict/infer", body))
     assert status == 200 and answer["outputs"][0]["data"] == [0]
-    assert len(captured()) == 1
+    assert len(captured(capsys)) == 1
     status, _, _ = call(event("GET /v2/models/predict/infer", "/v2/models/predict/infer"))
     assert status == 405
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
+import subprocess
+import sys
 import time
+
+import pytest
+
+from framework.local.daemon import FD_RESERVE, gateway_limits
+from framework.local.gateway import Limits
 
 from .conftest import Deployed
 from .support import request
@@ -21,7 +29,8 @@ def test_event_shape_seen_by_handler(deployed: Deployed) -> None:
     event = seen["event"]
     assert event["version"] == "2.0"
     assert event["routeKey"] == "GET /items/{id}"
-    assert event["rawPath"] == "/items/42"
+    # The gateway is the API's custom domain, mapped under its id: the base path stays.
+    assert event["rawPath"] == f"/{deployed.api_id}/items/42"
     assert event["rawQueryString"] == "x=1&x=2&y=z"
     assert event["queryStringParameters"] == {"x": "1,2", "y": "z"}
     assert event["pathParameters"] == {"id": "42"}
@@ -33,12 +42,13 @@ def test_event_shape_seen_by_handler(deployed: Deployed) -> None:
     ctx = event["requestContext"]
     assert ctx["http"] == {
         "method": "GET",
-        "path": "/items/42",
+        "path": f"/{deployed.api_id}/items/42",
         "protocol": "HTTP/1.1",
         "sourceIp": "127.0.0.1",
         "userAgent": "pytest-agent",
     }
     assert ctx["apiId"] == deployed.api_id
+    assert ctx["domainName"] == event["headers"]["host"]
     assert ctx["stage"] == "$default"
     assert ctx["routeKey"] == "GET /items/{id}"
     assert ctx["requestId"] == reply.headers["apigw-requestid"]
@@ -141,7 +151,9 @@ def test_timeout_is_504_and_worker_replaced(deployed: Deployed) -> None:
     started = time.monotonic()
     reply = request(deployed.url("/items/9?mode=sleep&s=5"))
     assert reply.status == 504
-    assert 1.9 < time.monotonic() - started < 4.5  # Timeout=2
+    assert time.monotonic() - started > 1.9  # not before its Timeout (2 s)...
+    logs = "".join(p.read_text() for p in (deployed.aws.home / "logs").rglob("*") if p.is_file())
+    assert "Task timed out after 2.00 seconds" in logs  # ...and cut there, not at the sleep's end
     after = request(deployed.url("/items/9"))
     assert after.status == 200
     body = after.json()
@@ -171,3 +183,52 @@ def test_health_and_refresh(deployed: Deployed) -> None:
 def test_body_too_large(deployed: Deployed) -> None:
     reply = request(deployed.url("/v2/big"), "POST", b"x" * (6 * 1024 * 1024 + 1))
     assert reply.status == 413
+
+
+def test_methods_api_gateway_does_not_route_are_405(deployed: Deployed) -> None:
+    for path in ("/v2/anything", "/nope"):
+        reply = request(deployed.url(path), "TRACE")
+        assert reply.status == 405
+        assert reply.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+        assert reply.json() == {"message": "Method Not Allowed"}
+    assert request(deployed.url("/v2/anything"), "PATCH").status == 200  # ANY: routed methods
+
+
+def test_a_compressed_body_reaches_the_function_as_sent(deployed: Deployed) -> None:
+    """API Gateway does not decompress request bodies: neither does the gateway."""
+    packed = gzip.compress(b'{"amount": 1}')
+    reply = request(deployed.url("/v2/gz"), "POST", packed,
+                    {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    event = reply.json()["event"]
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == packed
+    assert event["headers"]["content-encoding"] == "gzip"
+
+
+def test_limits_from_the_environment() -> None:
+    assert Limits.from_env({}) == Limits()
+    limits = Limits.from_env({"MLOPS_LOCAL_HEADER_TIMEOUT_S": "2.5",
+                              "MLOPS_LOCAL_MAX_CONNECTIONS": "300"})
+    assert (limits.header_timeout_s, limits.max_connections) == (2.5, 300)
+    for var, value in (("MLOPS_LOCAL_IDLE_TIMEOUT_S", "soon"), ("MLOPS_LOCAL_BODY_TIMEOUT_S", "0"),
+                       ("MLOPS_LOCAL_MAX_CONNECTIONS", "1.5")):
+        with pytest.raises(ValueError, match=var):
+            Limits.from_env({var: value})
+
+
+def test_connections_stay_below_the_descriptor_limit() -> None:
+    assert gateway_limits({}, 1 << 20).max_connections == Limits().max_connections
+    assert gateway_limits({}, 1024).max_connections == 1024 - FD_RESERVE
+    assert gateway_limits({"MLOPS_LOCAL_MAX_CONNECTIONS": "50"}, 1024).max_connections == 50
+    assert gateway_limits({}, 256).max_connections == 64  # a floor, however low the limit
+
+
+def test_the_daemon_raises_its_descriptor_limit() -> None:
+    script = ("import resource\n"
+              "from framework.local.daemon import raise_descriptor_limit\n"
+              "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+              "now = raise_descriptor_limit()\n"
+              "assert resource.getrlimit(resource.RLIMIT_NOFILE) == (now, hard), now\n"
+              "assert hard == resource.RLIM_INFINITY or now == hard, (now, hard)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

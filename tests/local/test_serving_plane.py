@@ -12,7 +12,7 @@ import pytest
 
 from framework.local.firehose import FirehoseEngine, Stream
 from framework.local.gateway import check_sigv4
-from framework.local.logship import LogShipper
+from framework.local.logship import LogShipper, compile_pattern, envelopes
 from framework.local.metrics import Metrics
 
 
@@ -146,9 +146,17 @@ class FakeLogs:
         class ResourceAlreadyExistsException(Exception):
             pass
 
-    def __init__(self) -> None:
+        class ResourceNotFoundException(Exception):
+            pass
+
+    def __init__(self, filters: list[dict[str, Any]] | None = None) -> None:
         self.events: list[tuple[str, str, str]] = []
         self.streams: set[tuple[str, str]] = set()
+        self.filters = filters or []
+
+    def describe_subscription_filters(self, logGroupName: str) -> dict[str, Any]:  # noqa: N803
+        return {"subscriptionFilters": [f for f in self.filters
+                                        if f["logGroupName"] == logGroupName]}
 
     def create_log_stream(self, logGroupName: str, logStreamName: str) -> None:  # noqa: N803
         self.streams.add((logGroupName, logStreamName))
@@ -160,13 +168,13 @@ class FakeLogs:
 
 def test_log_shipper_sends_complete_lines_once(tmp_path: Path) -> None:
     logs = FakeLogs()
-    shipper = LogShipper(lambda region: logs)
+    shipper = LogShipper(lambda service, region: logs)
     path = tmp_path / "fn.log"
     path.write_text("before registration\n")  # a daemon's earlier life: its tail goes again
     shipper.register(path, "us-east-1", "fn")
     with path.open("a") as fh:
         fh.write('{"msg":"request"}\nSTART RequestId: 1\npartial')
-    assert shipper.ship() == 3
+    assert shipper.ship() == 2  # "before registration" went at registration
     assert shipper.ship() == 0
     with path.open("a") as fh:
         fh.write(" line\n")
@@ -182,12 +190,143 @@ def test_log_shipper_resends_only_the_recent_whole_lines(tmp_path: Path,
 
     monkeypatch.setattr(logship, "RESHIP_BYTES", 20)
     logs = FakeLogs()
-    shipper = LogShipper(lambda region: logs)
+    shipper = LogShipper(lambda service, region: logs)
     path = tmp_path / "fn.log"
     path.write_text("".join(f"line number {i}\n" for i in range(100)))
     shipper.register(path, "us-east-1", "fn")
-    assert shipper.ship() == 1
+    assert shipper.ship() == 0  # the tail went at registration, to the group only
     assert [e[2] for e in logs.events] == ["line number 99"]
+
+
+class EngineFirehose:
+    """The Firehose API in front of a real local engine (what the middleware does)."""
+
+    def __init__(self, engine: FirehoseEngine, stream: Stream) -> None:
+        self.engine = engine
+        self.stream = stream
+        self.fail = False
+
+    def put_record_batch(self, DeliveryStreamName: str,  # noqa: N803
+                         Records: list[dict[str, bytes]]) -> dict[str, Any]:  # noqa: N803
+        if self.fail:
+            raise OSError("control plane down")
+        assert DeliveryStreamName == self.stream.name
+        self.engine.add("us-east-1", self.stream, [r["Data"] for r in Records])
+        return {"FailedPutCount": 0}
+
+
+LOGS_STREAM = Stream("cap-ep", "1", "b", "capture/ep/dt=!{timestamp:yyyy-MM-dd}/", gzip=True,
+                     error_prefix="capture-errors/ep/!{firehose:error-output-type}/",
+                     logs_extraction=True)
+CAPTURE_FILTER = {"logGroupName": "/aws/lambda/fn", "filterName": "mlops-capture",
+                  "filterPattern": '{ $.msg = "capture" }',
+                  "destinationArn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/"
+                                    "cap-ep"}
+
+
+def _subscribed(tmp_path: Path) -> tuple[LogShipper, FakeLogs, EngineFirehose, FakeS3, Path]:
+    s3 = FakeS3()
+    firehose = EngineFirehose(FirehoseEngine(tmp_path / "spool", s3.upload, max_age_s=60),
+                              LOGS_STREAM)
+    logs = FakeLogs([CAPTURE_FILTER])
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    shipper = LogShipper(lambda service, region: firehose if service == "firehose" else logs,
+                         home)
+    return shipper, logs, firehose, s3, home
+
+
+def test_subscription_sends_matching_lines_to_firehose_unwrapped(tmp_path: Path) -> None:
+    shipper, logs, firehose, s3, _ = _subscribed(tmp_path)
+    path = tmp_path / "fn.log"
+    path.touch()
+    shipper.register(path, "us-east-1", "fn")
+    with path.open("a") as fh:
+        fh.write('START RequestId: 1 Version: 3\n'
+                 '{"msg":"capture","request_id":"a","row":0}\n'
+                 '{"msg":"capture","request_id":"a","row":1}\n'
+                 '{"msg":"request","request_id":"a","status":200}\n'
+                 'END RequestId: 1\n')
+    assert shipper.ship() == 5 and len(logs.events) == 5  # the group gets every line
+    firehose.engine.flush()
+    assert s3.rows() == [{"msg": "capture", "request_id": "a", "row": 0},
+                         {"msg": "capture", "request_id": "a", "row": 1}]
+    [key] = [k for _, k in s3.objects]
+    assert key.startswith("capture/ep/dt=20")
+
+
+def test_a_failing_destination_holds_back_nothing_and_loses_nothing(tmp_path: Path) -> None:
+    shipper, logs, firehose, s3, home = _subscribed(tmp_path)
+    path = tmp_path / "fn.log"
+    path.touch()
+    shipper.register(path, "us-east-1", "fn")
+    with path.open("a") as fh:
+        fh.write('{"msg":"capture","request_id":"a","row":0}\n')
+    firehose.fail = True
+    assert shipper.ship() == 1 and len(logs.events) == 1  # the group is not held back
+    firehose.fail = False
+    shipper.ship()
+    # A restarted shipper resumes from the saved offsets: nothing resent, nothing missed.
+    with path.open("a") as fh:
+        fh.write('{"msg":"capture","request_id":"b","row":0}\n')
+    again = LogShipper(lambda service, region: firehose if service == "firehose" else logs, home)
+    assert again.ship() == 1
+    firehose.engine.flush()
+    assert [r["request_id"] for r in s3.rows()] == ["a", "b"]
+    assert [e[2] for e in logs.events].count('{"msg":"capture","request_id":"a","row":0}') == 1
+
+
+def test_records_that_are_not_cloudwatch_logs_go_under_the_error_prefix(tmp_path: Path) -> None:
+    s3 = FakeS3()
+    engine = FirehoseEngine(tmp_path / "spool", s3.upload, max_age_s=60)
+    control = gzip.compress(json.dumps({"messageType": "CONTROL_MESSAGE", "logEvents": [
+        {"id": "", "timestamp": 0, "message": "CWL CONTROL MESSAGE: Checking health"}]}).encode())
+    data = envelopes("1", "/aws/lambda/fn", "s", "f",
+                     [{"id": "1", "timestamp": 0, "message": '{"x":1}'}])
+    engine.add("us-east-1", LOGS_STREAM, [b"not gzip", control, *data])
+    engine.flush()
+    [good] = [k for _, k in s3.objects if k.startswith("capture/ep/dt=")]
+    [bad] = [k for _, k in s3.objects if k != good]
+    assert bad.startswith("capture-errors/ep/decompression-failed/")
+    assert gzip.decompress(s3.objects[("b", good)]) == b'{"x":1}\n'  # no control message
+
+
+@pytest.mark.parametrize(("pattern", "message", "matches"), [
+    ('{ $.msg = "capture" }', '{"msg":"capture","x":1}', True),
+    ('{ $.msg = "capture" }', '{"msg":"request"}', False),
+    ('{ $.msg = "capture" }', 'START RequestId: 1', False),
+    ('{ $.msg = "capture" }', '{"msg":"capture"', False),
+    ('{ $.a.b = 3 && $.c != "x" }', '{"a":{"b":3},"c":"y"}', True),
+    ('{ $.a.b = 3 && $.c != "x" }', '{"a":{"b":3},"c":"x"}', False),
+    ('{ $.latency > 2.5 }', '{"latency":3}', True),
+    ('{ $.latency > 2.5 }', '{"latency":"3"}', False),
+    ('{ $.key = * }', '{"key":0}', True),
+    ('', 'anything', True),
+])
+def test_filter_patterns(pattern: str, message: str, matches: bool) -> None:
+    match = compile_pattern(pattern)
+    assert match is not None and match(message) is matches
+
+
+@pytest.mark.parametrize("pattern", ["ERROR", '{ $.a = "x" || $.b = 1 }', "[ip, user]",
+                                     '{ $.a = %regex% }'])
+def test_patterns_outside_the_subset_are_refused_not_guessed(pattern: str) -> None:
+    assert compile_pattern(pattern) is None
+
+
+def test_capture_lines_match_the_compiled_subscription_filter() -> None:
+    from framework.compile.compiler import CAPTURE_FILTER_PATTERN
+    from framework.runtime.capture import capture_lines
+    from framework.runtime.features import FeatureSpec
+    from framework.runtime.inference import Prediction
+
+    features = [FeatureSpec(name="a", type="float")]
+    lines = capture_lines(request_id="r", ts=0.0, endpoint="e", model="m", version="1.0.0",
+                          lambda_version="1", latency_ms=1.0, features=features, rows=[[1.0]],
+                          prediction=Prediction(labels=["x"], probabilities=None,
+                                                classes=["x"]))
+    match = compile_pattern(CAPTURE_FILTER_PATTERN)
+    assert match is not None and all(match(line) for line in lines.splitlines())
 
 
 @pytest.mark.parametrize(("header", "ok"), [

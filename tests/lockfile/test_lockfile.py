@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from framework import lockfile
@@ -41,10 +42,37 @@ def test_differences() -> None:
     assert "model m@1.1.0 is new" in bumped and "model m@1.0.0 is gone" in bumped
 
 
-def test_write_keeps_other_stages(tmp_path: Path) -> None:
+def test_write_keeps_other_stages_and_projects(tmp_path: Path) -> None:
     path = tmp_path / "mlops.lock"
-    lockfile.write(path, "dev", entry())
-    lockfile.write(path, "prod", entry(memory=2048))
+    lockfile.write(path, "p", "dev", entry())
+    lockfile.write(path, "p", "prod", entry(memory=2048))
+    lockfile.write(path, "other", "dev", entry(version="9.0.0"))
     data = lockfile.read(path)
-    assert set(data["stages"]) == {"dev", "prod"}
+    assert data["format"] == 2
+    assert set(data["projects"]) == {"p", "other"}
+    assert set(data["projects"]["p"]) == {"dev", "prod"}
     assert path.read_text().endswith("}\n")
+    # One project's entry is never another's, for the same stage.
+    mine, theirs = lockfile.entry(path, "p", "dev"), lockfile.entry(path, "other", "dev")
+    assert mine is not None and theirs is not None
+    assert list(mine["models"]) == ["m@1.0.0"] and list(theirs["models"]) == ["m@9.0.0"]
+    assert lockfile.entry(path, "third", "dev") is None
+
+
+def test_format_one_entries_belong_to_the_project_that_wrote_them(tmp_path: Path) -> None:
+    path = tmp_path / "mlops.lock"
+    old = entry()
+    path.write_text(json.dumps({"format": 1, "stages": {"dev": old, "qa": {
+        "models": {}, "endpoints": {}}}}))
+    assert lockfile.entry(path, "p", "dev") == old
+    assert lockfile.entry(path, "scale5", "dev") is None  # p-dev-ep is not scale5's
+    assert lockfile.entry(path, "p", "qa") is None  # nothing tells whose it is
+    lockfile.write(path, "scale5", "dev", entry(version="2.0.0"))
+    data = json.loads(path.read_text())
+    assert data["format"] == 2 and "stages" not in data
+    assert set(data["projects"]) == {"p", "scale5"}
+
+
+def test_locked_versions() -> None:
+    e = entry()
+    assert lockfile.locked_versions(e) == {("m", "1.0.0"): "a" * 64}

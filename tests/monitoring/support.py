@@ -23,7 +23,7 @@ def spec(**over: Any) -> MonitorSpec:
     base: dict[str, Any] = {
         "name": "m-drift", "project": "proj", "stage": "dev", "endpoint": "score",
         "model": "clf", "version": "1.0.0", "bucket": "b", "endpoint_function": "proj-dev-score",
-        "notify": {"email": ["ops@example.com"], "when": "drift"},
+        "notify": {"email": ["ops@example.com"]},  # notify.when: the default
         "performance": {"metric": "accuracy", "min": 0.8, "min_labels": 20},
     }
     base.update(over)

@@ -11,15 +11,15 @@ from framework.monitoring.check import (
     load_reference,
     prediction_drift,
 )
+from framework.monitoring.profile import CategoricalProfile
 from tests.monitoring.support import spec, store_with_reference
 
 
 def test_prediction_drift_compares_with_the_versions_reference_answers() -> None:
     def facts(yes_share: float, n: int = 400) -> WindowFacts:
-        f = WindowFacts()
-        for i in range(n):
-            f.predictions[(f"r{i}", 0)] = ("1", "yes" if i < yes_share * n else "no", None)
-        return f
+        answers = CategoricalProfile()
+        answers.add_values("yes" if i < yes_share * n else "no" for i in range(n))
+        return WindowFacts(answers=answers)
 
     store = store_with_reference()
     key = "models/clf/1.0.0/reference.json"

@@ -89,7 +89,14 @@ def test_empty_window_reports_no_data() -> None:
     report = run_monitor(spec(), store, WINDOW, _clients())
     assert report["status"] == "no_data"
     assert "no captured traffic" in report["subject"]
-    assert report["notification"]["sent"] is True  # when: drift also reports missing data
+    assert report["notification"]["sent"] is False  # the default when does not mail NO DATA
+    assert report["notification"]["reason"] == \
+        "notify.when is drift, degraded, failure and the status is no_data"
+    for when, sent in (("always", True), ("no_data", True), (["drift", "no_data"], True),
+                       ("failure", False), ("drift", False), (["drift", "degraded"], False)):
+        notify = {"email": ["ops@example.com"], "when": when}
+        report = run_monitor(spec(notify=notify), store, WINDOW, _clients())
+        assert report["status"] == "no_data" and report["notification"]["sent"] is sent, when
 
 
 def test_missing_feature_nan_unseen_category_and_corrupt_file() -> None:
@@ -179,7 +186,10 @@ class FakeLambda:
     def get_paginator(self, _name: str) -> Any:
         class P:
             def paginate(self, **_k: Any) -> list[dict[str, Any]]:
-                return [{"Versions": [{"Version": v} for v in ("$LATEST", "1", "2", "3")]}]
+                models = {"$LATEST": "1.0.1", "1": "1.0.0", "2": "1.0.0", "3": "1.0.1"}
+                return [{"Versions": [{"Version": v, "Environment": {"Variables": {
+                    "MLOPS_MODEL_NAME": "m", "MLOPS_MODEL_VERSION": model}}}
+                    for v, model in models.items()]}]
         return P()
 
     def update_alias(self, **k: Any) -> None:
@@ -196,7 +206,9 @@ def test_rollback_and_retrain_actions() -> None:
     report = run_monitor(spec(on_drift=["notify", "rollback", "retrain"]), store, WINDOW,
                          clients)
     assert lam.alias == "2"
-    assert audits[0]["action"] == "rollback" and audits[0]["before"] == "3"
+    assert audits[0]["action"] == "rollback"
+    assert audits[0]["before"] == {"version": "3", "model_version": "1.0.1"}
+    assert audits[0]["after"] == {"version": "2", "model_version": "1.0.0"}
     done = {a["action"]: a for a in report["actions"]}
     assert done["rollback"]["ok"] and done["retrain"]["request"] in store.objects
 
@@ -216,9 +228,10 @@ def test_email_mime_structure() -> None:
     related = list(alt.iter_parts())[1]
     parts = list(related.iter_parts())
     assert parts[0].get_content_type() == "text/html"
-    assert parts[1].get_content_type() == "image/svg+xml"
+    assert parts[1].get_content_type() == "image/png"
     cid = parts[1]["Content-ID"].strip("<>")
     assert f"cid:{cid}" in parts[0].get_content()
+    assert [p.get_filename() for p in msg.iter_attachments()] == ["report.html", "report.json"]
     attach = [p for p in msg.iter_attachments() if p.get_filename() == "report.json"]
     assert json.loads(attach[0].get_content())["status"] == "drift"
 

@@ -169,3 +169,17 @@ def test_profile_reference_csv(tmp_path: object) -> None:
     assert out["features"]["c"]["frequencies"] == {"blue": 1, "green": 1, "red": 2}
     with pytest.raises(ValueError, match="no column for b"):
         profile_reference(path, [{"name": "b"}])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_average_ranks_match_scipy_rankdata(seed: int) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from framework.monitoring.performance import average_ranks, roc_auc
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 20, size=500).astype(np.float64)  # many ties
+    assert np.array_equal(average_ranks(values), stats.rankdata(values))
+    truth = rng.random(500) < 0.3
+    assert roc_auc(list(truth), list(values)) == pytest.approx(roc_auc_score(truth, values))
+    assert average_ranks(np.array([])).size == 0

@@ -15,7 +15,6 @@ from botocore.stub import Stubber
 from framework.apply.store import StateStore
 from framework.monitoring.store import S3Store, missing
 from framework.registry.store import Registry
-from framework.rollout.record import RolloutStore
 
 
 def s3_denying(times: int, code: str = "AccessDenied", status: int = 403) -> tuple[object, Stubber]:
@@ -55,13 +54,12 @@ def test_a_real_failure_still_raises() -> None:
         S3Store(s3, "fraud-models").get("k")
 
 
-def test_state_lock_holder_registry_and_rollouts_read_403_as_missing(tmp_path: Path) -> None:
-    s3, stub = s3_denying(3)
+def test_state_lock_holder_and_registry_read_403_as_missing(tmp_path: Path) -> None:
+    s3, stub = s3_denying(2)
     store = StateStore(s3=s3, bucket="fraud-models", project="fraud", stage="dev",
                        cache_dir=tmp_path)
     assert store.holder() is None
     assert Registry(s3=s3, bucket="fraud-models")._get("models/clf/aliases/prod.json") is None
-    assert RolloutStore(s3=s3, bucket="fraud-models").get("dev", "score") is None
     stub.assert_no_pending_responses()
 
 
@@ -70,6 +68,8 @@ def test_deployed_state_missing_behind_403_is_no_state(tmp_path: Path) -> None:
                       aws_secret_access_key="s")
     stub = Stubber(s3)
     stub.add_response("head_bucket", {})
+    stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+    # ... and where states were kept before they were keyed by project
     stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
     stub.activate()
     store = StateStore(s3=s3, bucket="fraud-models", project="fraud", stage="dev",

@@ -27,6 +27,9 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsProvider]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    from framework.local.codedeploy import patch_moto
+
+    patch_moto()  # CodeDeploy's deployment configs and deletes, as the local AWS answers them
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     root = tmp_path_factory.mktemp("proj")
@@ -63,7 +66,9 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
          "Action": "sts:AssumeRole"}]}
     return [
         ("s3_bucket", {"bucket": BUCKET, "versioning": True, "region": "us-east-1",
-                       "tags": tags}, {"versioning": False}),
+                       "tags": tags, "object_lock": True, "lifecycle": []},
+         {"lifecycle": [{"id": "mlops-capture-rt", "prefix": "capture/rt/",
+                         "expire_days": 7}]}),
         ("s3_object", {"bucket": BUCKET, "key": "code/x.zip", "sha256": _sha(code),
                        "size": len(code), "source": "code.zip",
                        "content_type": "application/zip", "immutable": False,
@@ -73,6 +78,12 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
                            "size": len(code), "source": "code.zip", "reference": None,
                            "metadata": {"name": "rt-model", "version": "1.0.0",
                                         "sha256": _sha(code), "size": len(code)}}, {}),
+        ("s3_bucket_policy", {"bucket": BUCKET, "policy": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "d", "Effect": "Deny", "Principal": "*", "Action": ["s3:DeleteObject"],
+             "Resource": [f"arn:aws:s3:::{BUCKET}/audit/*"]}]}},
+         {"policy": {"Version": "2012-10-17", "Statement": [
+             {"Sid": "d2", "Effect": "Deny", "Principal": "*", "Action": ["s3:DeleteObject"],
+              "Resource": [f"arn:aws:s3:::{BUCKET}/audit-chain/*"]}]}}),
         ("lambda_layer", {"layer_name": "rt-runtime", "bucket": BUCKET, "key": "code/x.zip",
                           "sha256": _sha(code), "runtimes": ["python3.11"],
                           "architectures": ["x86_64"], "description": "rt"},
@@ -83,15 +94,51 @@ def specs(root: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
                              "prefix": "capture/rt/dt=!{timestamp:yyyy-MM-dd}/",
                              "error_prefix": "capture-errors/rt/!{firehose:error-output-type}/",
                              "buffer_seconds": 60, "buffer_mb": 5, "compression": "GZIP",
-                             "extension": ".jsonl.gz", "tags": tags},
+                             "extension": ".jsonl.gz", "source": "cloudwatch_logs",
+                             "tags": tags},
          {"buffer_seconds": 120}),
         ("log_group", {"name": "/aws/lambda/rt-fn", "retention_days": 30, "tags": tags},
          {"retention_days": 7}),
+        ("log_subscription", {"log_group": "/aws/lambda/rt-fn", "filter_name": "mlops-capture",
+                              "filter_pattern": '{ $.msg = "capture" }',
+                              "destination_arn": f"arn:aws:firehose:us-east-1:{ACCOUNT}:"
+                                                 "deliverystream/rt-capture",
+                              "role_arn": role_arn},
+         {"filter_pattern": '{ $.msg = "capture" && $.row = 0 }'}),
         ("lambda_function", fn, {"memory": 512}),
         ("lambda_version", {"function_name": "rt-fn", "function_digest": "d1"},
          {"function_digest": "d2"}),
+        ("cloudwatch_alarm", {"alarm_name": "rt-errors", "description": "errors of rt",
+                              "definition": {"Namespace": "mlops", "MetricName": "ServerErrors",
+                                             "Statistic": "Sum", "Period": 60,
+                                             "EvaluationPeriods": 1, "Threshold": 1.0,
+                                             "ComparisonOperator": "GreaterThanThreshold"},
+                              "tags": tags}, {"description": "errors of rt, again"}),
+        ("codedeploy_app", {"application_name": "rt-dev", "compute_platform": "Lambda",
+                            "tags": tags}, {}),
+        ("codedeploy_deployment_config", {"config_name": "rt-dev-Canary10Percent2Minutes",
+                                          "compute_platform": "Lambda",
+                                          "routing": "TimeBasedCanary", "percentage": 10,
+                                          "interval_s": 120}, {}),
+        ("codedeploy_deployment_group", {
+            "application_name": "rt-dev", "group_name": "rt-fn", "endpoint": "rt",
+            "service_role_arn": role_arn, "config_name": "rt-dev-Canary10Percent2Minutes",
+            "alarms": ["rt-errors"], "rollback_events": ["DEPLOYMENT_FAILURE"], "tags": tags},
+         {"alarms": []}),
         ("lambda_alias", {"function_name": "rt-fn", "alias": "live", "function_version": "1"},
          {"function_version": "2"}),
+        ("alias_deployment", {"endpoint": "rt", "application_name": "rt-dev",
+                              "group_name": "rt-fn", "function_name": "rt-fn", "alias": "live",
+                              "target_version": "2",
+                              "config_name": "rt-dev-Canary10Percent2Minutes", "hooks": {},
+                              "description": "canary 10% for 2m, then 100%"},
+         {"description": "canary 10% for 2m, then 100%: rt 1.0.0 → 1.0.1"}),
+        ("lambda_event_invoke_config", {"function_name": "rt-fn", "qualifier": "live",
+                                        "maximum_retry_attempts": 0,
+                                        "maximum_event_age_s": 21600,
+                                        "on_failure": f"arn:aws:lambda:us-east-1:{ACCOUNT}:"
+                                                      "function:rt-fn:live"},
+         {"maximum_retry_attempts": 1}),
         ("http_api", {"name": "rt-dev", "protocol": "HTTP", "stage": "$default", "tags": tags},
          {"name": "rt-dev-2"}),
         ("api_integration", {"api_id": "@api", "integration_uri":
@@ -158,17 +205,28 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
         outputs[kind] = out
         entries[kind] = entry
 
+    block = provider.client("s3").get_public_access_block(Bucket=BUCKET)
+    assert all(block["PublicAccessBlockConfiguration"].values())
+    [rule] = provider.client("s3").get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    assert rule["ID"] == "mlops-capture-rt" and rule["Expiration"]["Days"] == 7
     lam = provider.client("lambda")
     stream = provider.client("firehose").describe_delivery_stream(
         DeliveryStreamName="rt-capture")["DeliveryStreamDescription"]
     dest = stream["Destinations"][0]["ExtendedS3DestinationDescription"]
     assert dest["BufferingHints"]["IntervalInSeconds"] == 120
     assert dest["Prefix"] == "capture/rt/dt=!{timestamp:yyyy-MM-dd}/"
+    assert [p["Type"] for p in dest["ProcessingConfiguration"]["Processors"]] == [
+        "Decompression", "CloudWatchLogProcessing"]
+    [sub] = provider.client("logs").describe_subscription_filters(
+        logGroupName="/aws/lambda/rt-fn")["subscriptionFilters"]
+    assert sub["filterPattern"] == '{ $.msg = "capture" && $.row = 0 }'
     cfg = lam.get_function_configuration(FunctionName="rt-fn")
     assert cfg["MemorySize"] == 512
     assert [layer["Arn"] for layer in cfg["Layers"]] == [
         outputs["lambda_layer"]["layer_version_arn"]]
     assert lam.get_alias(FunctionName="rt-fn", Name="live")["FunctionVersion"] == "2"
+    invoke_config = lam.get_function_event_invoke_config(FunctionName="rt-fn", Qualifier="live")
+    assert invoke_config["MaximumRetryAttempts"] == 1
     rule = provider.client("events").describe_rule(Name="rt-mon")
     assert rule["ScheduleExpression"] == "rate(2 days)"
     stage = provider.client("apigatewayv2").get_stage(ApiId=outputs["http_api"]["api_id"],
@@ -183,7 +241,9 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
     for kind in reversed(KINDS):
         entry = entries[kind]
         provider.delete(entry, destroying=True)
-        if kind != "lambda_version":  # versions go with their function
+        # Versions go with their function; a deployment is history (the alias served the
+        # target already: nothing was deployed).
+        if kind not in ("lambda_version", "alias_deployment"):
             assert not provider.exists(entry), kind
     assert lam.list_functions()["Functions"] == []
 

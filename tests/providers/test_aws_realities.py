@@ -175,6 +175,38 @@ def test_firehose_retries_until_it_may_assume_the_role(aws: Any) -> None:
     assert clock.slept == [1.0, 2.0, 1.0]
 
 
+def test_a_subscription_retries_until_logs_can_deliver_through_the_new_role(aws: Any) -> None:
+    provider, conn, clock = aws
+    logs = conn.stub("logs")
+    message = ("Could not deliver test message to specified Firehose stream. Check if the given "
+               "Firehose stream is in ACTIVE state.")
+    logs.add_client_error("put_subscription_filter", "InvalidParameterException", message, 400)
+    logs.add_client_error("put_subscription_filter", "InvalidParameterException", message, 400)
+    logs.add_response("put_subscription_filter", {})
+    props = {"log_group": f"/aws/lambda/{FN}", "filter_name": "mlops-capture",
+             "filter_pattern": '{ $.msg = "capture" }', "destination_arn": STREAM_ARN,
+             "role_arn": ROLE}
+    out = provider.create("log_subscription", props)
+    assert out == {"log_group": f"/aws/lambda/{FN}", "filter_name": "mlops-capture"}
+    assert clock.slept == [1.0, 2.0]
+
+
+def test_a_subscription_that_never_delivers_is_a_clear_error(aws: Any) -> None:
+    provider, conn, clock = aws
+    logs = conn.stub("logs")
+    for _ in range(10):  # ten attempts within the minute, as for a role Lambda cannot assume
+        logs.add_client_error("put_subscription_filter", "InvalidParameterException",
+                              "Could not deliver test message to specified Firehose stream.",
+                              400)
+    props = {"log_group": f"/aws/lambda/{FN}", "filter_name": "mlops-capture",
+             "filter_pattern": '{ $.msg = "capture" }', "destination_arn": STREAM_ARN,
+             "role_arn": ROLE}
+    with pytest.raises(DeployError, match="CloudWatch Logs still cannot send") as info:
+        provider.create("log_subscription", props)
+    assert "logs.amazonaws.com" in (info.value.hint or "")
+    assert clock.now == 55
+
+
 # -- 2. Firehose: asynchronous delete and create ---------------------------------------------
 
 STREAM = "fraud-dev-score-capture"

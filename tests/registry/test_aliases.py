@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from framework.config.models import Config
-from framework.registry import refs, service
+from framework.registry import identity, refs, service
 from framework.registry.errors import AliasConflictError, ApprovalRequiredError
 from framework.registry.store import AliasState, Registry
 
@@ -108,6 +108,12 @@ def test_rollback_walks_back_through_promotions(reg: Registry) -> None:
     assert actions.count("models.rollback") == 3
 
 
+def _as(reg: Registry, name: str) -> Registry:
+    """The registry acting as ``name`` (the configured identity of the local target)."""
+    reg.identity = identity.configured(name, "123456789012")
+    return reg
+
+
 def test_promotion_needs_the_declared_approvals(reg: Registry) -> None:
     put(reg, "m", "1.0.0", b"a")
     config = Config.model_validate({
@@ -117,14 +123,16 @@ def test_promotion_needs_the_declared_approvals(reg: Registry) -> None:
     ref = refs.ModelRef("m", "1.0.0")
     with pytest.raises(ApprovalRequiredError, match="needs 2 approval"):
         service.promote(reg, config, ref, "production")
-    reg.approve("m", "1.0.0", "alice", "validated on Q1 data", alias="production")
-    reg.approve("m", "1.0.0", "alice", "again")  # the same person counts once
-    with pytest.raises(ApprovalRequiredError, match=r"so far: alice"):
+    _as(reg, "alice").approve("m", "1.0.0", "alice", "validated on Q1 data", alias="production")
+    _as(reg, "alice").approve("m", "1.0.0", "Alice B.", "again")  # the same identity counts once
+    with pytest.raises(ApprovalRequiredError, match=r"so far: alice\); not counted: Alice B\. "
+                                                    r"\(arn:aws:iam::123456789012:user/alice\): "
+                                                    r"already counted"):
         service.promote(reg, config, ref, "production")
-    reg.approve("m", "1.0.0", "bob", "signed off", alias="staging")  # not for production
+    _as(reg, "bob").approve("m", "1.0.0", "bob", "signed off", alias="staging")  # not production
     with pytest.raises(ApprovalRequiredError):
         service.promote(reg, config, ref, "production")
-    reg.approve("m", "1.0.0", "carol", "ok")
+    _as(reg, "carol").approve("m", "1.0.0", "carol", "ok")
     assert service.promote(reg, config, ref, "production")["version"] == "1.0.0"
     # The model's own rule for staging: only alice's approvals count (her unscoped one does).
     assert service.promote(reg, config, ref, "staging")["version"] == "1.0.0"
@@ -134,7 +142,8 @@ def test_promotion_needs_the_declared_approvals(reg: Registry) -> None:
     with pytest.raises(ApprovalRequiredError, match="needs 1 approval\\(s\\) from dave"):
         service.promote(reg, strict, ref, "qa")
     audit = [r for r in reg.audit.read_local() if r["action"] == "models.approve"]  # type: ignore
-    assert [r["after"]["approved_by"] for r in audit] == ["alice", "alice", "bob", "carol"]
+    assert [r["after"]["approved_by"] for r in audit] == ["alice", "Alice B.", "bob", "carol"]
+    assert [r["actor"].rsplit("/", 1)[1] for r in audit] == ["alice", "alice", "bob", "carol"]
 
 
 def test_diff_and_lineage(reg: Registry) -> None:

@@ -20,7 +20,7 @@ from tinymodels import tensor_classifier
 from framework.runtime import capture, features, http
 from framework.runtime.errors import RequestError
 from framework.runtime.features import FeatureSpec, parse_payload
-from framework.runtime.inference import ModelBundle, Prediction
+from framework.runtime.inference import ModelBundle, ModelOutputError, Prediction
 
 PLAIN = [
     {"name": "a", "type": "float", "min": 0.0, "max": 10.0, "values": None, "nullable": False},
@@ -117,7 +117,11 @@ def test_answer_and_capture_texts_match_the_general_encoding(
     fast_lines = 0
     for i in range(40):
         rows = _rows(bundle, rng)
-        prediction = bundle.run(rows)
+        try:
+            prediction = bundle.run(rows)
+        except ModelOutputError:  # the tiny models answer NaN for a missing value
+            assert any(v is None for row in rows for v in row)
+            continue
         text = bundle.texts(prediction)
         request_id = ["r-1", "", 'q"\u00e9\\', None][i % 4]
         expected = http.json_response(200, bundle.answer(prediction, request_id))["body"]

@@ -9,8 +9,7 @@ from tinymodels import tensor_classifier
 from framework.runtime.encoding import make_encoder
 from framework.runtime.errors import IntegrityError, ModelUnavailableError, RequestError
 from framework.runtime.features import FeatureSpec
-from framework.runtime.http import json_response
-from framework.runtime.inference import ModelBundle
+from framework.runtime.inference import ModelBundle, ModelOutputError
 from framework.runtime.signature import InputPlan, TensorInfo
 
 ROW = {"a": 1.0, "b": 0.5, "c": -0.2}
@@ -33,13 +32,16 @@ def test_rows_and_records_give_the_same_answer(clf_bundle: ModelBundle) -> None:
     assert a == b
 
 
-def test_missing_value_reaches_the_model_as_nan_and_json_stays_valid(
+def test_missing_value_reaches_the_model_as_nan_and_a_nan_answer_is_a_500(
     clf_bundle: ModelBundle,
 ) -> None:
-    out = clf_bundle.predict({"instances": [{"a": 1.0, "c": 0.0}]})  # "b" is nullable
-    assert all(np.isnan(p) for p in out["probabilities"][0])  # LogisticRegression can't cope
-    body = json.loads(json_response(200, out)["body"])
-    assert body["probabilities"] == [[None, None]]
+    good = {"a": 1.0, "b": 0.5, "c": 0.0}
+    with pytest.raises(ModelOutputError) as info:  # "b" is nullable; LogisticRegression
+        clf_bundle.predict({"instances": [good, {"a": 1.0, "c": 0.0}]})  # can't cope
+    assert info.value.status == 500
+    body = info.value.body()
+    assert body["error"] == "invalid_model_output"
+    assert body["message"].startswith("the model returned a non-finite probability for row 1")
 
 
 def test_zipmap_probabilities_with_string_labels(zipmap_bundle: ModelBundle) -> None:

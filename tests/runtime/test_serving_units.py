@@ -59,6 +59,8 @@ def test_oip_columns_and_bytes(cols_bundle: ModelBundle) -> None:
     ({"inputs": [{"name": "input"}]}, 400, "lacks shape, datatype, data"),
     ({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP8", "data": ROW}]}, 400,
      "datatype must be one of"),
+    ({"inputs": [{"name": "input", "shape": [1, 3], "datatype": {}, "data": ROW}]}, 400,
+     "datatype must be one of"),
     ({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": ROW[:2]}]},
      400, "needs 3 values, data has 2"),
     ({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": ROW[:2]}]},
@@ -102,9 +104,10 @@ def test_openapi_document(cols_bundle: ModelBundle) -> None:
     doc = openapi.document(endpoint="ep", route="POST /x/score", model=b.name,
                            version=b.version, task=b.task, features=b.features,
                            classes=b.classes, max_rows=50, auth="api_key")
-    assert doc["openapi"] == "3.0.3"
-    assert set(doc["paths"]) == {"/x/score", "/x/score/feedback", "/v2/models/ep/infer",
-                                 "/v2/models/ep", "/v2/models/ep/ready"}
+    assert doc["openapi"] == "3.1.0"
+    assert set(doc["paths"]) == {"/x/score", "/x/score/feedback", "/x/score/openapi.json",
+                                 "/v2/models/ep/infer", "/v2/models/ep", "/v2/models/ep/ready",
+                                 "/v2/health/live", "/v2/health/ready"}
     color = doc["components"]["schemas"]["Instance"]["properties"]["color"]
     assert color == {"type": "string", "enum": ["red", "green", "blue"]}
     assert doc["security"] == [{"apiKey": []}]
@@ -144,7 +147,7 @@ def test_api_keys_check() -> None:
 
 def test_capture_lines_follow_the_contract(clf_bundle: ModelBundle) -> None:
     rows = [ROW, [2.0, None, 1.0]]
-    prediction = clf_bundle.run(rows)
+    prediction = clf_bundle.run([ROW, [2.0, 0.0, 1.0]])  # a NaN answer is never captured
     lines = capture.capture_lines(
         request_id="r1", ts=0.0, endpoint="ep", model="tiny", version="1.0.0",
         lambda_version="3", latency_ms=1.23456, features=clf_bundle.features, rows=rows,
@@ -172,6 +175,10 @@ def test_sampling_is_deterministic() -> None:
 def test_feedback_parsing() -> None:
     items = feedback.parse_feedback({"request_id": "r", "label": "yes"}, ["no", "yes"])
     assert items == [{"request_id": "r", "row": 0, "label": "yes"}]
+    integral = feedback.parse_feedback({"request_id": "r", "row": 2.0, "label": "no"}, ["no"])
+    assert integral[0]["row"] == 2 and type(integral[0]["row"]) is int
+    assert _err(feedback.parse_feedback, {"request_id": "r", "row": 2.5, "label": "no"},
+                ["no"]).status == 422
     e = _err(feedback.parse_feedback, [{"request_id": "", "row": -1, "label": True,
                                         "x": 1}], [0, 1])
     fields = {d["field"] for d in e.details}

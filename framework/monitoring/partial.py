@@ -1,0 +1,590 @@
+"""Partial profiles: each capture object profiled once, stored beside it, merged per window.
+
+A capture object ``capture/{endpoint}/dt=D/{name}`` gets its partial profile at
+``capture-profiles/{endpoint}/{digest}/dt=D/{name}.profile.gz``: its records' features on the
+reference's bin edges (counts, sums, min/max; exact sorted values too while the object holds
+at most ``PARTIAL_EXACT_ROWS`` usable records), rows per model version, errors, a latency
+sketch, a sketch of the answers (label frequencies, or predicted values on the reference
+answers' edges), the time span of its records, the records it skipped and why, and — for a
+monitor that judges performance — each row's prediction for the label join. ``digest`` names
+what the numbers depend on (the reference profile's bytes, the task, the positive class,
+whether predictions are kept), so a new model version or reference gets new partials and never
+merges with old ones.
+
+A monitor run (``window_profile``) lists the window's days once for captures and once for
+partials; an object whose partial lies inside the window is merged without reading the object
+(work ∝ objects, not rows); an object without one is read, profiled and its partial written
+(the backfill); the few objects that straddle the window's ends are read and profiled on the
+window's part only. Merging adds numpy arrays (``Accumulator``); the result is the same as
+``Profile.merge`` over the partials (pinned by a test).
+
+Repeated deliveries (delivery is at least once): a record delivered twice in one object counts
+once; an object delivered twice (the same records under another key) counts once. A record
+repeated in two different objects counts twice here (a partial keeps no per-row keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from framework.monitoring import columns
+from framework.monitoring.capture import NO_TIME, ReadLog
+from framework.monitoring.columns import MISSING, Batch, canonical, probabilities_of
+from framework.monitoring.profile import (
+    WINDOW_EXACT_LIMIT,
+    CategoricalProfile,
+    NumericProfile,
+    Profile,
+    category_key,
+)
+from framework.monitoring.spec import Window
+from framework.monitoring.store import Store
+
+FORMAT = "mlops.partial/1"
+PREFIX = "capture-profiles"
+SUFFIX = ".profile.gz"
+FETCHERS = 16  # partials fetched at once (S3 GETs wait on the network, not the CPU)
+FETCH_BATCH = 64  # partials held in memory at once
+PARTIAL_EXACT_ROWS = 1000  # exact values kept in a partial of at most this many usable rows
+LATENCY_EDGES = [float(x) for x in 10 ** np.linspace(-2, 6, 801)]  # 0.01 ms .. 1000 s, ±1.2%
+_LATENCY = np.asarray(LATENCY_EDGES, dtype=np.float64)
+
+
+def digest(reference: bytes, task: str, positive: str | None, predictions: bool) -> str:
+    """What a partial's numbers depend on, as 16 hex digits."""
+    h = hashlib.sha256(reference)
+    h.update(json.dumps([FORMAT, task, positive, predictions]).encode())
+    return h.hexdigest()[:16]
+
+
+def profile_key(capture_key: str, tag: str) -> str:
+    """``capture/{ep}/dt=D/{name}`` → ``capture-profiles/{ep}/{tag}/dt=D/{name}.profile.gz``."""
+    _root, endpoint, rest = capture_key.split("/", 2)
+    return f"{PREFIX}/{endpoint}/{tag}/{rest}{SUFFIX}"
+
+
+# -- encoding ---------------------------------------------------------------------------------
+def _pack(values: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode()
+
+
+def _unpack(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype)
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    return gzip.compress(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode(),
+                         compresslevel=6, mtime=0)
+
+
+def decode(data: bytes) -> dict[str, Any] | None:
+    """A stored partial, or None when it is not one (then the object is profiled again)."""
+    try:
+        value = json.loads(gzip.decompress(data))
+    except (OSError, EOFError, ValueError):
+        return None
+    return value if isinstance(value, dict) and value.get("format") == FORMAT else None
+
+
+# -- building a partial from an object's records ----------------------------------------------
+@dataclass
+class Settings:
+    """What a partial is built against."""
+
+    reference: Profile
+    features: list[dict[str, Any]]  # name + type, in the reference's order
+    task: str
+    positive: str | None
+    answers_edges: list[float] | None  # numeric answers' edges; None: answers are labels
+    predictions: bool  # keep each row's prediction (for the label join)
+    tag: str
+    _edges: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def edges(self, name: str) -> np.ndarray:
+        """The reference's bin edges of numeric feature ``name``, as an array (made once)."""
+        found = self._edges.get(name)
+        if found is None:
+            ref = self.reference.features[name]
+            assert isinstance(ref, NumericProfile)
+            found = self._edges[name] = np.asarray(ref.edges, dtype=np.float64)
+        return found
+
+
+def _keys_digest(batch: Batch, rows: np.ndarray) -> str:
+    """The object's records, in order (a batch delivered again has the same digest)."""
+    h = hashlib.sha256()
+    ids, nums = batch.request_ids, batch.rows
+    picked = rows.tolist()
+    h.update("\x00".join(str(ids[i]) for i in picked).encode())
+    h.update(np.asarray([nums[i] if type(nums[i]) is int else -1 for i in picked],
+                        dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def first_of_each(batch: Batch) -> tuple[np.ndarray, int]:
+    """Indices of each (request_id, row)'s first record in the object, and how many repeat."""
+    n = len(batch)
+    pairs = list(zip(batch.request_ids, batch.rows, strict=True))
+    try:
+        if len(set(pairs)) == n:
+            return np.arange(n, dtype=np.int64), 0
+    except TypeError:  # an unhashable row (a list): compare by hash below
+        pass
+    seen: set[int] = set()
+    keep: list[int] = []
+    for i, pair in enumerate(pairs):
+        ident = hash(repr(pair))
+        if ident not in seen:
+            seen.add(ident)
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64), n - len(keep)
+
+
+def numeric_part(values: np.ndarray, missing: int, edges: np.ndarray,
+                 keep_values: bool) -> dict[str, Any]:
+    """``NumericProfile.add_array`` on an empty profile, as a partial's payload."""
+    finite = np.sort(values[np.isfinite(values)])
+    below = np.searchsorted(finite, edges, side="left")
+    counts = np.diff(np.concatenate([[0], below, [finite.size]]))
+    empty = finite.size == 0
+    return {"kind": "numeric", "count": int(finite.size), "missing": int(missing),
+            "invalid": int(values.size - finite.size),
+            "min": None if empty else float(finite[0]),
+            "max": None if empty else float(finite[-1]),
+            "sum": float(finite.sum()), "sum_sq": float(np.dot(finite, finite)),
+            "counts": _pack(counts, "<i8"),
+            "values": _pack(finite, "<f8") if keep_values else None}
+
+
+def categorical_part(values: Sequence[Any], missing: int = 0) -> dict[str, Any]:
+    """``CategoricalProfile.add_values`` on an empty profile, as a partial's payload: each
+    distinct (type, value) counted at C speed, then keyed once."""
+    freq: dict[str, int] = {}
+    for (kind, value), n in Counter(zip(map(type, values), values, strict=True)).items():
+        if value is None or (kind is float and math.isnan(value)):
+            missing += n
+        else:
+            key = category_key(value)
+            freq[key] = freq.get(key, 0) + n
+    return {"kind": "categorical", "missing": missing, "frequencies": dict(sorted(freq.items()))}
+
+
+def build(batch: Batch, s: Settings, key: str, window: Window | None = None,
+          exact: bool = True) -> dict[str, Any]:
+    """The partial profile of ``batch`` (the records inside ``window`` only, when given)."""
+    from framework.monitoring.check import positive_score
+
+    idx, repeated = first_of_each(batch)
+    times = batch.times
+    outside = 0
+    if window is not None:
+        lo, hi = canonical(window.start), canonical(window.end)
+        inside = np.asarray([lo <= times[i] < hi for i in idx.tolist()], dtype=np.bool_)
+        outside = int(idx.size - inside.sum())
+        idx = idx[inside]
+    skipped: dict[str, int] = {}
+    if batch.no_time:
+        skipped[NO_TIME] = batch.no_time
+    usable_rows = [i for i in idx.tolist() if batch.unusable[i] is None]
+    for i in idx.tolist():
+        why = batch.unusable[i]
+        if why is not None:
+            skipped[f"capture records {why}"] = skipped.get(f"capture records {why}", 0) + 1
+    use = np.asarray(usable_rows, dtype=np.int64)
+    keep_values = exact and use.size <= PARTIAL_EXACT_ROWS
+    feats: dict[str, Any] = {}
+    for name, ref in s.reference.features.items():
+        if isinstance(ref, NumericProfile):
+            col = batch.numeric.get(name)
+            if col is None:
+                feats[name] = numeric_part(np.empty(0), int(use.size), s.edges(name),
+                                           keep_values)
+            else:
+                vals, miss = col[0][use], col[1][use]
+                feats[name] = numeric_part(vals[~miss], int(miss.sum()), s.edges(name),
+                                           keep_values)
+        else:
+            raw = batch.categorical.get(name)
+            feats[name] = (categorical_part([], int(use.size)) if raw is None
+                           else categorical_part([raw[i] for i in usable_rows]))
+    versions = dict(Counter(batch.versions[i] for i in usable_rows))
+    lat = batch.latencies[use] if use.size else np.empty(0)
+    latency = numeric_part(lat[np.isfinite(lat)], 0, _LATENCY, keep_values)
+    answered = [i for i in usable_rows if batch.predictions[i] is not MISSING]
+    labels = [batch.predictions[i] for i in answered]
+    if s.answers_edges is not None:
+        answers = numeric_part(np.asarray(labels, dtype=np.float64), 0,
+                               np.asarray(s.answers_edges, dtype=np.float64), keep_values)
+    else:
+        answers = categorical_part(labels)
+    classes = next((batch.classes[i] for i in usable_rows if batch.classes[i]), None)
+    used_times = [times[i] for i in idx.tolist()]
+    out: dict[str, Any] = {
+        "format": FORMAT, "object": key, "tag": s.tag, "typed": batch.typed,
+        "start": min(used_times) if used_times else None,
+        "end": max(used_times) if used_times else None,
+        "records": int(idx.size), "rows": int(use.size), "repeated": repeated,
+        "outside": outside, "skipped": skipped, "bad_lines": batch.bad_lines,
+        "keys": _keys_digest(batch, idx), "features": feats, "versions": versions,
+        "errors": sum(1 for i in usable_rows if batch.errors[i]),
+        "classes": [category_key(c) for c in classes] if classes else [],
+        "latency": latency, "answers": answers,
+        "predictions": None,
+    }
+    if s.predictions:
+        out["predictions"] = {
+            "ids": [str(batch.request_ids[i]) for i in answered],
+            "rows": [batch.rows[i] for i in answered],
+            "versions": [batch.versions[i] for i in answered],
+            "labels": [batch.predictions[i] for i in answered],
+            "scores": [positive_score({"probabilities": probabilities_of(
+                                           batch.probabilities[i]),
+                                       "classes": batch.classes[i]}, s.positive)
+                       for i in answered]}
+    return out
+
+
+# -- merging ----------------------------------------------------------------------------------
+class _Numeric:
+    """A numeric profile being summed (numpy counts; exact values while all partials have
+    them and their total stays within the window's exact limit)."""
+
+    def __init__(self, edges: Sequence[float]) -> None:
+        self.edges = list(edges)
+        self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
+        self.count = self.missing = self.invalid = 0
+        self.minimum: float | None = None
+        self.maximum: float | None = None
+        self.total = self.total_sq = 0.0
+        self.values: list[np.ndarray] | None = []
+
+    def add(self, p: Mapping[str, Any]) -> None:
+        counts = _unpack(p["counts"], "<i8")
+        if counts.size != self.counts.size:
+            raise ValueError("a partial profile on other bin edges")
+        self.counts += counts
+        self.count += int(p["count"])
+        self.missing += int(p["missing"])
+        self.invalid += int(p["invalid"])
+        for bound, pick in (("min", min), ("max", max)):
+            v = p.get(bound)
+            if v is not None:
+                cur = self.minimum if bound == "min" else self.maximum
+                new = float(v) if cur is None else pick(cur, float(v))
+                if bound == "min":
+                    self.minimum = new
+                else:
+                    self.maximum = new
+        self.total += float(p["sum"])
+        self.total_sq += float(p["sum_sq"])
+        if self.values is not None:
+            if p.get("values") is None or self.count > WINDOW_EXACT_LIMIT:
+                self.values = None
+            else:
+                self.values.append(_unpack(p["values"], "<f8"))
+
+    def result(self) -> NumericProfile:
+        values = None
+        if self.values is not None and self.count <= WINDOW_EXACT_LIMIT:
+            values = np.sort(np.concatenate(self.values) if self.values
+                             else np.empty(0)).tolist()
+        return NumericProfile(edges=self.edges, counts=self.counts.tolist(), count=self.count,
+                              missing=self.missing, invalid=self.invalid, minimum=self.minimum,
+                              maximum=self.maximum, total=self.total, total_sq=self.total_sq,
+                              values=values, exact_limit=WINDOW_EXACT_LIMIT)
+
+
+class _Categorical:
+    def __init__(self) -> None:
+        self.frequencies: dict[str, int] = {}
+        self.missing = 0
+
+    def add(self, p: Mapping[str, Any]) -> None:
+        freq = self.frequencies
+        for k, n in p["frequencies"].items():
+            freq[k] = freq.get(k, 0) + int(n)
+        self.missing += int(p["missing"])
+
+    def result(self) -> CategoricalProfile:
+        return CategoricalProfile(dict(sorted(self.frequencies.items())), self.missing)
+
+
+def _summer(edges: Sequence[float] | None) -> _Numeric | _Categorical:
+    return _Categorical() if edges is None else _Numeric(edges)
+
+
+@dataclass
+class Accumulator:
+    """The window's profile and facts, summed partial by partial."""
+
+    s: Settings
+    rows: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    classes: list[str] = field(default_factory=list)
+    predictions: dict[tuple[str, int], tuple[str, Any, float | None]] = field(
+        default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.features: dict[str, _Numeric | _Categorical] = {
+            name: _summer(ref.edges if isinstance(ref, NumericProfile) else None)
+            for name, ref in self.s.reference.features.items()}
+        self.latency = _Numeric(LATENCY_EDGES)
+        self.answers = _summer(self.s.answers_edges)
+
+    def add(self, p: Mapping[str, Any]) -> None:
+        for name, summer in self.features.items():
+            summer.add(p["features"][name])
+        self.rows += int(p["rows"])
+        for v, n in p["versions"].items():
+            self.versions[v] = self.versions.get(v, 0) + int(n)
+        self.errors += int(p["errors"])
+        if not self.classes and p.get("classes"):
+            self.classes = list(p["classes"])
+        self.latency.add(p["latency"])
+        self.answers.add(p["answers"])
+        pred = p.get("predictions")
+        if pred:
+            for key in zip(pred["ids"], pred["rows"], pred["versions"], pred["labels"],
+                           pred["scores"], strict=True):
+                self.predictions[(key[0], key[1])] = (key[2], key[3], key[4])
+
+    def profile(self) -> Profile:
+        return Profile({k: v.result() for k, v in self.features.items()}, self.rows)
+
+
+def log_partial(log: ReadLog, p: Mapping[str, Any]) -> None:
+    """What reading the object would have told the log: its records, repeats, skips, bad
+    lines."""
+    log.files += 1
+    log.records += int(p["records"])
+    log.repeated += int(p["repeated"])
+    log.outside += int(p.get("outside", 0))
+    for reason, n in p["skipped"].items():
+        log.skipped[reason] = log.skipped.get(reason, 0) + int(n)
+    if p.get("bad_lines"):
+        log.issue("corrupt_records", f"{p['object']}: {p['bad_lines']} line(s) are not JSON "
+                  "records; skipped", key=p["object"], lines=p["bad_lines"])
+
+
+@dataclass
+class Usage:
+    """How a window's profile was made: objects merged from stored partials, profiled now
+    (their partials written), profiled on their in-window part only, or skipped."""
+
+    objects: int = 0
+    cached: int = 0
+    built: int = 0
+    boundary: int = 0
+    outside: int = 0
+    duplicates: int = 0
+    typed: int = 0  # objects read by the typed decoder (the rest: the general one)
+    workers: int = 0  # fan-out: invocations that profiled shares of objects
+    fanned: int = 0  # ... and the objects they profiled
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _listed(store: Store, prefix: str, log: ReadLog) -> set[str] | None:
+    """The partials stored under ``prefix``; None (said once) when they cannot be listed."""
+    try:
+        return set(store.list(prefix))
+    except Exception as e:  # botocore's ClientError (AccessDenied, ...), without botocore
+        log.issue("profiles_not_stored", f"partial profiles cannot be listed ({type(e).__name__}"
+                  f": {str(e).splitlines()[0] if str(e) else ''}); every object is profiled "
+                  "again", key=prefix)
+        return None
+
+
+def _store(store: Store, key: str, payload: Mapping[str, Any], log: ReadLog) -> bool:
+    """Write a partial; on failure say so once (the run goes on, profiling from the objects)
+    and write no more."""
+    try:
+        store.put(key, encode(payload), "application/gzip")
+    except Exception as e:  # botocore's ClientError (AccessDenied, ...), without botocore
+        log.issue("profiles_not_stored", f"partial profiles cannot be stored ({type(e).__name__}"
+                  f": {str(e).splitlines()[0] if str(e) else ''}); the next run profiles these "
+                  "objects again", key=key)
+        return False
+    return True
+
+
+def _inside(p: Mapping[str, Any], lo: str, hi: str) -> bool:
+    return p["start"] is None or (lo <= p["start"] and p["end"] < hi)
+
+
+def _outside(p: Mapping[str, Any], lo: str, hi: str) -> bool:
+    return p["start"] is not None and (p["end"] < lo or p["start"] >= hi)
+
+
+Fan = Callable[[list[str]], dict[str, Any]]  # profiles these capture objects elsewhere
+
+
+def profile_objects(store: Store, keys: Sequence[str], s: Settings) -> dict[str, Any]:
+    """Profile each capture object of ``keys`` and store its partial (a fan-out worker's
+    share); what was done."""
+    built, failed = 0, []
+    for key in keys:
+        data = store.get(key)
+        if data is None:
+            continue
+        try:
+            payload = build(columns.decode(data, key, s.features, s.task), s, key)
+            store.put(profile_key(key, s.tag), encode(payload), "application/gzip")
+        except Exception as e:  # this object stays without a partial: the run profiles it
+            failed.append({"key": key, "error": f"{type(e).__name__}: {e}"})
+            continue
+        built += 1
+    return {"objects": len(keys), "built": built, "failed": failed}
+
+
+def _fan_out(fan: Fan, missing: list[str], per_worker: int, workers: int, log: ReadLog,
+             usage: Usage) -> None:
+    """Hand the objects without a partial out in shares of ``per_worker`` (in key order), to
+    at most ``workers`` parallel invocations at a time; a share that fails is profiled by the
+    run itself afterwards."""
+    shares = [missing[i:i + per_worker] for i in range(0, len(missing), per_worker)]
+    with ThreadPoolExecutor(min(workers, len(shares)), thread_name_prefix="fan-out") as pool:
+        futures = [pool.submit(fan, share) for share in shares]
+    usage.workers = len(shares)
+    for share, future in zip(shares, futures, strict=True):
+        try:
+            got = future.result()
+            usage.fanned += int(got.get("built", 0))
+        except Exception as e:  # the worker failed as a whole: its objects are read here
+            log.issue("fan_out_failed", f"a worker could not profile {len(share)} object(s) "
+                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                      "this run profiled them", objects=len(share))
+
+
+def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log: ReadLog,
+                   *, write: bool = True, fan: Fan | None = None, fan_objects: int = 200,
+                   fan_workers: int = 8) -> tuple[Accumulator, Usage]:
+    """The window's profile and facts, merged from the partial profiles of its objects.
+
+    With ``fan``, when more than ``fan_objects`` objects have no partial yet, they are first
+    profiled in shares of ``fan_objects`` by up to ``fan_workers`` parallel workers (the merge
+    step below then finds their partials stored)."""
+    acc = Accumulator(s)
+    usage = Usage()
+    days = [f"dt={day.isoformat()}/" for day in window.days()]
+    captures = {part: store.list(f"capture/{endpoint}/{part}") for part in days}
+    listed: dict[str, set[str] | None] = {
+        part: _listed(store, f"{PREFIX}/{endpoint}/{s.tag}/{part}", log) if write else set()
+        for part in days}
+    write = write and all(v is not None for v in listed.values())
+    if write and fan is not None and fan_workers > 1:
+        missing = [k for part in days for k in captures[part]
+                   if profile_key(k, s.tag) not in (listed[part] or set())]
+        if len(missing) > fan_objects:
+            _fan_out(fan, missing, fan_objects, fan_workers, log, usage)
+            listed = {part: _listed(store, f"{PREFIX}/{endpoint}/{s.tag}/{part}", log)
+                      for part in days}
+    merge = _Merge(store, s, window, acc, usage, log, write)
+    pending = [(key, profile_key(key, s.tag), profile_key(key, s.tag) in (listed[part] or ()))
+               for part in days for key in captures[part]]
+    with ThreadPoolExecutor(FETCHERS, thread_name_prefix="partials") as pool:
+        for start in range(0, len(pending), FETCH_BATCH):  # memory: one batch of partials
+            batch_keys = pending[start:start + FETCH_BATCH]
+            fetched = list(pool.map(lambda item: store.get(item[1]) if item[2] else None,
+                                    batch_keys))
+            for (key, pkey, _), data in zip(batch_keys, fetched, strict=True):
+                merge.add(key, pkey, data)
+    return acc, usage
+
+
+@dataclass
+class _Merge:
+    """Adds the window's capture objects to its sums, one at a time."""
+
+    store: Store
+    s: Settings
+    window: Window
+    acc: Accumulator
+    usage: Usage
+    log: ReadLog
+    write: bool  # store the partials made now (until a write fails)
+    seen: set[str] = field(default_factory=set)  # digests of the objects' records
+
+    def add(self, key: str, pkey: str, data: bytes | None) -> None:
+        """One object: its stored partial (``data``), or the object profiled now."""
+        self.write = self._add(key, pkey, data)
+
+    def _add(self, key: str, pkey: str, data: bytes | None) -> bool:
+        store, s, window, acc, usage, log, seen, write = (
+            self.store, self.s, self.window, self.acc, self.usage, self.log, self.seen,
+            self.write)
+        lo, hi = canonical(window.start), canonical(window.end)
+        whole = decode(data) if data is not None else None
+        batch: Batch | None = None
+        if whole is None:
+            data = store.get(key)
+            if data is None:
+                return write
+            try:
+                batch = columns.decode(data, key, s.features, s.task)
+            except ValueError as e:
+                log.issue("corrupt_file", f"{key}: {e}; skipped", key=key)
+                return write
+            whole = build(batch, s, key, exact=True)
+            usage.built += 1
+            usage.typed += int(batch.typed)
+            if write:
+                write = _store(store, pkey, whole, log)
+        else:
+            usage.cached += 1
+        usage.objects += 1
+        if _outside(whole, lo, hi):
+            log.files += 1
+            log.outside += int(whole["records"])
+            usage.outside += 1
+            return write
+        if whole["keys"] in seen and whole["records"]:
+            log.files += 1
+            log.repeated += int(whole["records"]) + int(whole["repeated"])
+            usage.duplicates += 1
+            return write
+        seen.add(whole["keys"])
+        if not _inside(whole, lo, hi):
+            if batch is None:
+                data = store.get(key)
+                if data is None:
+                    return write
+                batch = columns.decode(data, key, s.features, s.task)
+            whole = build(batch, s, key, window)
+            usage.boundary += 1
+        log_partial(log, whole)
+        acc.add(whole)
+        return write
+
+
+def percentile(p: NumericProfile, q: float) -> float | None:
+    """The q-th percentile of a sketch: exact from its values while it has them, else
+    interpolated inside the bin where it falls."""
+    if p.count == 0:
+        return None
+    exact = p.exact()
+    if exact is not None:
+        return float(np.percentile(exact, q))
+    target = q / 100.0 * (p.count - 1)
+    cum = np.cumsum(p.counts)
+    b = int(np.searchsorted(cum, target, side="right"))
+    edges = p.edges
+    left = p.minimum if b == 0 else max(edges[b - 1], p.minimum or -math.inf)
+    right = p.maximum if b >= len(edges) else min(edges[b], p.maximum or math.inf)
+    assert left is not None and right is not None
+    before = 0 if b == 0 else int(cum[b - 1])
+    inside = max(int(p.counts[b]), 1)
+    return float(left + (right - left) * min(max((target - before) / inside, 0.0), 1.0))

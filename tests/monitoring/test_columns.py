@@ -1,0 +1,235 @@
+"""The column decoder and partial profiles: the typed decoder and the general one read every
+object alike, merged partial profiles equal the profile of the records read one by one, a
+second run reads no capture object, and objects that straddle the window are cut."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from framework.monitoring import columns, partial
+from framework.monitoring.capture import ReadLog, read_captures
+from framework.monitoring.check import load_reference, profile_window, unusable
+from framework.monitoring.profile import NumericProfile, Profile, ProfileBuilder
+from framework.monitoring.spec import Window
+from framework.monitoring.store import MemoryStore
+from tests.monitoring.support import (
+    FEATURES,
+    START,
+    WINDOW,
+    put_capture,
+    records,
+    spec,
+    store_with_reference,
+)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self, base: MemoryStore) -> None:
+        super().__init__()
+        self.objects = dict(base.objects)
+        self.gets: list[str] = []
+
+    def get(self, key: str) -> bytes | None:
+        self.gets.append(key)
+        return super().get(key)
+
+
+def canonical_rows(rows: list[dict[str, Any]], tag: str = "") -> list[dict[str, Any]]:
+    """Records with times as the handler writes them (microseconds, Z), request ids tagged."""
+    for r in rows:
+        r["time"] = r["time"].replace("Z", ".000000Z")
+        r["request_id"] = f"{tag}{r['request_id']}"
+    return rows
+
+
+def expected(store: MemoryStore, window: Window, task: str = "classification") -> Profile:
+    """The window's profile from its records read one by one (the general path of old)."""
+    reference = load_reference(store, spec())[0]
+    builder = ProfileBuilder(reference)
+    for rec in read_captures(store, "score", window, ReadLog()):
+        if unusable(rec, task) is None:
+            builder.add(rec["inputs"])
+    return builder.result()
+
+
+def same(a: Profile, b: Profile) -> None:
+    assert a.rows == b.rows
+    for name, pa in a.features.items():
+        da, db = pa.to_dict(), b.features[name].to_dict()
+        if isinstance(pa, NumericProfile):
+            for k in ("sum", "sum_sq"):
+                assert da.pop(k) == pytest.approx(db.pop(k), rel=1e-12, abs=1e-9)
+            da.pop("exact_limit"), db.pop("exact_limit")
+        assert da == db, name
+
+
+def test_typed_and_general_decoders_agree_on_a_clean_object() -> None:
+    rows = canonical_rows(records(np.random.default_rng(3), 200))
+    data = gzip.compress("\n".join(json.dumps(r) for r in rows).encode())
+    typed = columns.decode(data, "a.jsonl.gz", FEATURES, "classification")
+    general = columns.decode(data, "a.jsonl.gz", FEATURES, "classification", typed=False)
+    assert typed.typed and not general.typed
+    for name in ("times", "request_ids", "rows", "versions", "errors", "predictions",
+                 "classes", "unusable", "categorical"):
+        assert getattr(typed, name) == getattr(general, name), name
+    assert [columns.probabilities_of(p) for p in typed.probabilities] == general.probabilities
+    np.testing.assert_array_equal(typed.latencies, general.latencies)
+    for name, (values, missing) in general.numeric.items():
+        np.testing.assert_array_equal(typed.numeric[name][0], values)
+        np.testing.assert_array_equal(typed.numeric[name][1], missing)
+
+
+MESSY = [
+    ("null input", lambda r: r["inputs"].update(x1=None)),
+    ("text number", lambda r: r["inputs"].update(x2="1.5")),
+    ("not a number", lambda r: r["inputs"].update(x2="abc")),
+    ("bool input", lambda r: r["inputs"].update(x3=True)),
+    ("absent input", lambda r: r["inputs"].pop("x4")),
+    ("no time", lambda r: r.pop("time")),
+    ("other time format", lambda r: r.update(time=r["time"][:19])),
+    ("negative row", lambda r: r.update(row=-1)),
+    ("null prediction", lambda r: r.update(prediction=None)),
+    ("no inputs", lambda r: r.update(inputs=[1, 2])),
+    ("text probabilities", lambda r: r.update(probabilities=["a", "b"])),
+]
+
+
+@pytest.mark.parametrize("what,damage", MESSY, ids=[m[0] for m in MESSY])
+def test_an_object_the_typed_decoder_refuses_is_read_generally_with_the_same_profile(
+        what: str, damage: Any) -> None:
+    store = store_with_reference()
+    rows = canonical_rows(records(np.random.default_rng(4), 120))
+    for r in rows[5:9]:
+        damage(r)
+    put_capture(store, rows)
+    lines = store.get(store.list("capture/")[0])
+    assert lines is not None
+    batch = columns.decode(lines, "a.jsonl.gz", FEATURES, "classification")
+    assert not batch.typed
+    log = ReadLog()
+    got, facts = profile_window(store, spec(), WINDOW, load_reference(store, spec())[0], log,
+                                None, reference_bytes=b"r")
+    same(got, expected(store, WINDOW))
+    assert facts.profiles["built"] == 1
+
+
+def test_a_bad_line_is_counted_like_the_record_reader_counts_it() -> None:
+    store = store_with_reference()
+    rows = canonical_rows(records(np.random.default_rng(5), 50))
+    text = "\n".join(json.dumps(r) for r in rows) + "\n{not json\n[1, 2]\n"
+    store.put("capture/score/dt=2024-05-01/a.jsonl.gz", gzip.compress(text.encode()), "")
+    log = ReadLog()
+    got, _ = profile_window(store, spec(), WINDOW, load_reference(store, spec())[0], log,
+                            None, reference_bytes=b"r")
+    assert got.rows == 50
+    assert [i["kind"] for i in log.issues] == ["corrupt_records"]
+    assert log.issues[0]["lines"] == 2
+
+
+def test_a_second_run_merges_stored_partials_and_reads_no_capture_object() -> None:
+    base = store_with_reference()
+    rng = np.random.default_rng(6)
+    for i in range(4):
+        put_capture(base, canonical_rows(
+            records(rng, 300, start=START + timedelta(hours=2 * i + 1)), f"o{i}"), name=f"o{i}")
+    store = CountingStore(base)
+    reference = load_reference(store, spec())[0]
+    first, facts1 = profile_window(store, spec(), WINDOW, reference, ReadLog(), None,
+                                   reference_bytes=b"r")
+    assert facts1.profiles["built"] == 4 and facts1.profiles["typed"] == 4
+    stored = store.list("capture-profiles/score/")
+    assert len(stored) == 4 and all(k.endswith(".jsonl.gz.profile.gz") for k in stored)
+    store.gets.clear()
+    second, facts2 = profile_window(store, spec(), WINDOW, reference, ReadLog(), None,
+                                    reference_bytes=b"r")
+    assert facts2.profiles["cached"] == 4 and facts2.profiles["built"] == 0
+    assert not [k for k in store.gets if k.startswith("capture/")]
+    same(first, second)
+    same(first, expected(store, WINDOW))
+    assert facts1.versions == facts2.versions == {"1": 1200}
+    # another reference: other partials, never merged with these
+    _, facts3 = profile_window(store, spec(), WINDOW, reference, ReadLog(), None,
+                               reference_bytes=b"another reference")
+    assert facts3.profiles["built"] == 4
+
+
+def test_objects_that_straddle_the_window_are_cut_and_outside_ones_skipped() -> None:
+    store = store_with_reference()
+    rng = np.random.default_rng(7)
+    put_capture(store, canonical_rows(records(rng, 400, start=START)), name="a")  # 0h..3h20
+    put_capture(store, canonical_rows(records(rng, 100, start=START + timedelta(hours=5)), "b"),
+                name="b")
+    window = Window(START + timedelta(hours=1), START + timedelta(hours=4))
+    reference = load_reference(store, spec())[0]
+    profile_window(store, spec(), WINDOW, reference, ReadLog(), None, reference_bytes=b"r")
+    log = ReadLog()
+    got, facts = profile_window(store, spec(), window, reference, log, None,
+                                reference_bytes=b"r")
+    same(got, expected(store, window))
+    assert facts.profiles["boundary"] == 1 and facts.profiles["outside"] == 1
+    assert log.outside == 120 + 100
+
+
+def test_the_accumulator_equals_profile_merge_over_the_partials() -> None:
+    store = store_with_reference()
+    reference = load_reference(store, spec())[0]
+    settings = partial.Settings(reference=reference, features=FEATURES, task="classification",
+                                positive=None, answers_edges=None, predictions=False, tag="t")
+    rng = np.random.default_rng(8)
+    payloads, profiles = [], []
+    for n in (10, 900, 1500):  # the last keeps no exact values
+        rows = canonical_rows(records(rng, n, shift={"x0": 0.5}))
+        data = gzip.compress("\n".join(json.dumps(r) for r in rows).encode())
+        batch = columns.decode(data, "o.jsonl.gz", FEATURES, "classification")
+        p = partial.decode(partial.encode(partial.build(batch, settings, "o")))
+        assert p is not None
+        payloads.append(p)
+        one = partial.Accumulator(settings)
+        one.add(p)
+        profiles.append(one.profile())
+    acc = partial.Accumulator(settings)
+    for p in payloads:
+        acc.add(p)
+    same(acc.profile(), functools.reduce(Profile.merge, profiles))
+    assert acc.profile().features["x0"].values is None  # type: ignore[union-attr]
+    small = partial.Accumulator(settings)
+    for p in payloads[:2]:
+        small.add(p)
+    assert len(small.profile().features["x0"].values or []) == 910  # type: ignore[union-attr]
+
+
+def test_latency_percentiles_from_the_sketch_are_within_its_bin_width() -> None:
+    lat = np.random.default_rng(9).lognormal(1.5, 0.6, 50_000)
+    sketch = NumericProfile.empty(partial.LATENCY_EDGES, exact_limit=0)
+    sketch.add_array(lat)
+    for q in (50, 99):
+        want = float(np.percentile(lat, q))
+        assert partial.percentile(sketch, q) == pytest.approx(want, rel=0.03)
+
+
+def test_an_object_delivered_twice_counts_once_and_a_failed_write_is_an_issue() -> None:
+    class ReadOnly(MemoryStore):
+        def put(self, key: str, data: bytes, content_type: str) -> None:
+            if key.startswith("capture-profiles/"):
+                raise PermissionError("AccessDenied")
+            super().put(key, data, content_type)
+
+    base = store_with_reference()
+    store = ReadOnly()
+    store.objects = dict(base.objects)
+    rows = canonical_rows(records(np.random.default_rng(10), 80))
+    put_capture(store, rows, name="a")
+    put_capture(store, rows, name="b")  # the same batch, delivered again
+    log = ReadLog()
+    got, facts = profile_window(store, spec(), WINDOW, load_reference(store, spec())[0], log,
+                                None, reference_bytes=b"r")
+    assert got.rows == 80 and log.repeated == 80 and facts.profiles["duplicates"] == 1
+    assert [i["kind"] for i in log.issues] == ["profiles_not_stored"]
+    assert not store.list("capture-profiles/")
