@@ -77,8 +77,6 @@ class Session:
     store: StateStore
     audit: AuditLog
     warnings: list[str] = field(default_factory=list)
-    at_once: dict[str, str] = field(default_factory=dict)  # endpoint → why no rollout runs
-    moved_at_once: list[str] = field(default_factory=list)  # "endpoint: why", as applied
     gate_records: list[dict[str, Any]] = field(default_factory=list)  # audited after apply
 
     @property
@@ -316,12 +314,9 @@ def check_plan_matches(session: Session, saved: Plan, source: str) -> None:
 def apply(session: Session, the_plan: Plan, *, command: str = "mlops deploy",
           on_progress: Progress | None = None, saved: bool = False,
           parallelism: int = DEFAULT_PARALLELISM) -> State:
-    from framework.rollout.changes import unchanged_serving
-
     executor = Executor(provider=session.provider, store=session.store, audit=session.audit,
                         actor=session.target.actor, command=command, on_progress=on_progress,
                         saved=saved, parallelism=parallelism)
-    session.at_once = unchanged_serving(the_plan)  # no model or code change: no rollout
     try:
         state = executor.apply(the_plan)
         if not the_plan.destroy and the_plan.changes:
