@@ -589,7 +589,8 @@ def _deployments(config: Config, ctx: CompileContext) -> Iterator[Resource]:
         fn = names.function_name(ctx.project, ctx.stage, name)
         version, _sha, _declared = _served_version(config, ctx, name, ep)
         alarms = []
-        for request in endpoint_alarms(fn, name, ep.rollout, model_version=version):
+        for request in endpoint_alarms(fn, name, ep.rollout, alias=names.ALIAS,
+                                       model_version=version):
             signal = next(s for s in SIGNALS if request["AlarmName"].endswith(s))
             alarm = from_request(request)
             alarms.append((f"alarm.{name}.{signal}", alarm.alarm_name))

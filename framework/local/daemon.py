@@ -135,6 +135,7 @@ def run(home: Path, port: int) -> int:
         lambda service, region: Connection(region, control_url,
                                            dummy_credentials=True).client(service),
         local_regions, home, float(os.environ.get("MLOPS_LOG_SHIP_S") or 1.0))
+    runner.publish = metrics.record  # each invocation's AWS/Lambda metrics
 
     def flush() -> int:
         """Every line functions have logged, through subscriptions and Firehose into S3."""

@@ -31,6 +31,11 @@ Embedded Metric Format carry, nor evaluates an alarm. The daemon runs this engin
    [...] was greater than the threshold (1.0) (minimum 1 datapoint for OK -> ALARM
    transition).``, ``Insufficient Data: ...``). Alarm actions are not taken.
 
+Lambda's own metrics: on AWS, Lambda publishes ``AWS/Lambda`` metrics for every invocation;
+here the local Lambda (``runner.py``) hands each invocation's to ``record``
+(``lambda_points`` says which), and they are stored and put as the extracted ones are, per
+minute, stamped with the time the invocation started, as Lambda stamps them.
+
 Restarts: PutMetricData and SetAlarmState are control-plane writes, journaled and replayed
 like the others; log events are not (the log shipper sends the recent tail of each function's
 log again, into a new stream). ``metrics.json`` keeps the time before which every extracted
@@ -49,7 +54,7 @@ import os
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -182,6 +187,40 @@ def extract(message: str) -> list[Point]:
             points.extend(Point(namespace, name, dims, unit, resolution, stamp, floats)
                           for dims in dimension_sets)
     return points
+
+
+# -- Lambda's own metrics ------------------------------------------------------------------
+LAMBDA_NAMESPACE = "AWS/Lambda"
+
+
+def lambda_points(invoked_arn: str, executed_version: str, started_ms: int, *,
+                  duration_ms: float | None, function_error: bool) -> list[Point]:
+    """The ``AWS/Lambda`` metrics Lambda publishes for one invocation of ``invoked_arn`` (a
+    function ARN, qualified by a version or an alias, or not) that ran ``executed_version``:
+    ``Invocations`` 1, ``Errors`` 1 when it ended in a function error (the handler raised, the
+    runtime exited, it timed out or ran out of memory, its response was not JSON) else 0, and
+    ``Duration``; or, with ``duration_ms`` None (refused by the function's reserved
+    concurrency, it never ran), ``Throttles`` 1 alone. Each per function (``FunctionName``),
+    per qualifier when invoked with one (``FunctionName``, ``Resource`` = ``name:qualifier``),
+    per executed version when the qualifier is an alias (and ``ExecutedVersion``), and across
+    all functions (no dimension), as Lambda publishes them."""
+    parts = invoked_arn.split(":")
+    name = parts[6]
+    qualifier = parts[7] if len(parts) > 7 else ""
+    sets: list[Dimensions] = [(), (("FunctionName", name),)]
+    if qualifier:
+        resource = (("FunctionName", name), ("Resource", f"{name}:{qualifier}"))
+        sets.append(resource)
+        if not qualifier.isdigit() and qualifier != "$LATEST":
+            sets.append((*resource, ("ExecutedVersion", executed_version)))
+    if duration_ms is None:
+        values = [("Throttles", "Count", 1.0)]
+    else:
+        values = [("Invocations", "Count", 1.0),
+                  ("Errors", "Count", 1.0 if function_error else 0.0),
+                  ("Duration", "Milliseconds", round(duration_ms, 2))]
+    return [Point(LAMBDA_NAMESPACE, metric, dims, unit, 60, started_ms, (value,))
+            for dims in sets for metric, unit, value in values]
 
 
 # -- values kept per metric and minute until the minute is over -----------------------------
@@ -427,6 +466,7 @@ class MetricsEngine:
         self._groups: dict[tuple[str, str], int] = {}  # (region, group) → storedBytes read
         self._streams: dict[tuple[str, str, str], _Stream] = {}
         self._pending = _Pending()
+        self._recorded: deque[tuple[str, Point]] = deque()  # record's, until the next round
         self._evaluated: dict[tuple[str, str], tuple[float, str, int]] = {}
         self._puts: Counter[str] = Counter()  # PutMetricData calls made, per region
         self._refused: set[tuple[str, str]] = set()  # (region, group or alarm) logged once
@@ -455,6 +495,12 @@ class MetricsEngine:
         os.replace(tmp, self._state_path)
         self._saved_ms = put_before_ms
 
+    def record(self, region: str, points: Iterable[Point]) -> None:
+        """Values published without a log line (Lambda's own metrics, ``lambda_points``):
+        stored with the extracted ones at the next round. Thread-safe and never blocks (the
+        local Lambda calls it on its event loop)."""
+        self._recorded.extend((region, p) for p in points)
+
     # -- the loop --------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="metrics", daemon=True)
@@ -481,6 +527,8 @@ class MetricsEngine:
                     counts["events"] += self._read(region, int(now * 1000))
                 except Exception as exc:  # the control plane is busy or going: next round
                     log.warning("reading the log groups of %s failed: %s", region, exc)
+            while self._recorded:
+                self._pending.add(*self._recorded.popleft())
             counts["values"] = self._flush(horizon_ms)
             oldest = self._pending.oldest()
             minute = horizon_ms - horizon_ms % 60_000

@@ -55,6 +55,7 @@ from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
 from .files import CODE_DIR, LAYERS_DIR, LOGS_DIR, RUNTIMES_DIR
 from .logship import LogShipper
+from .metrics_engine import Point, lambda_points
 from .pool import Pool, PoolClosed
 from .sandbox import SandboxSpec, runtime_error
 
@@ -197,6 +198,8 @@ class Runner:
         self._refreshing: set[tuple[Any, ...]] = set()
         self._fetch_lock = threading.Lock()
         self.memory_limits = os.environ.get("MLOPS_LOCAL_MEMORY_LIMITS", "1") != "0"
+        # where each invocation's AWS/Lambda metrics go (the local CloudWatch's record)
+        self.publish: Callable[[str, list[Point]], None] | None = None
         self.logs = LogShipper(self._client, home,
                                float(os.environ.get("MLOPS_LOG_SHIP_S") or 1.0))
         self.logs.start()
@@ -446,6 +449,7 @@ class Runner:
     async def invoke_async(self, function: str, qualifier: str | None, event: Any,
                            ) -> Invocation:
         started = time.perf_counter()
+        started_ms = int(time.time() * 1000)
         found = self._target_cached(function, qualifier)
         if found is None:
             found = await asyncio.to_thread(self.target, function, qualifier)
@@ -463,6 +467,10 @@ class Runner:
                 payload = json.loads(result.payload)
             except ValueError:
                 error = runtime_error("Runtime.InvalidResponse", "the response is not JSON")
+        if self.publish is not None:
+            self.publish(fn.region, lambda_points(invoked_arn, fn.version, started_ms,
+                                                  duration_ms=result.duration_ms,
+                                                  function_error=error is not None))
         return Invocation(
             payload=payload,
             error=error,

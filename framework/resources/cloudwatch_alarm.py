@@ -1,7 +1,7 @@
-"""cloudwatch_alarm: one signal of an endpoint's rollout watch (its error rate, its
-invalid-input rate, its p99 latency) as a CloudWatch alarm on the handler's metrics
-(``framework.rollout.alarms`` declares it); the endpoint's CodeDeploy deployment group stops
-and rolls back a deployment while one of its alarms is in ALARM."""
+"""cloudwatch_alarm: one signal of an endpoint's rollout watch (its error rate, its function
+errors, its invalid-input rate, its p99 latency) as a CloudWatch alarm on the handler's
+metrics or Lambda's (``framework.rollout.alarms`` declares it); the endpoint's CodeDeploy
+deployment group stops and rolls back a deployment while one of its alarms is in ALARM."""
 
 from __future__ import annotations
 

@@ -1,27 +1,40 @@
 """The CloudWatch alarms that watch an endpoint, declared from its rollout watch. Pure.
 
-Each alarm is the parameters of a ``PutMetricAlarm`` request, on the metrics the handler
-writes as EMF lines (``framework.runtime.emf``: namespace ``mlops``, per ``Endpoint`` and per
-``Endpoint`` and ``ModelVersion``); CloudWatch evaluates them on AWS, the local metrics engine
-(``framework/local/metrics_engine.py``) on the local target.
+Each alarm is the parameters of a ``PutMetricAlarm`` request. Three watch the metrics the
+handler writes as EMF lines (``framework.runtime.emf``: namespace ``mlops``, per
+``FunctionName`` and per ``FunctionName`` and ``ModelVersion``; the function name is unique in
+an account and region, so two projects or stages never watch each other's requests); one
+watches Lambda's own metrics of the endpoint's alias (``AWS/Lambda``, ``FunctionName`` and
+``Resource`` = ``<function>:<alias>``), as SAM's ``DeploymentPreference`` examples do.
+CloudWatch evaluates them on AWS, the local metrics engine
+(``framework/local/metrics_engine.py``) on the local target, where the local Lambda publishes
+the same ``AWS/Lambda`` metrics.
 
-| signal        | alarm                                                | threshold (watch)        |
-|---------------|------------------------------------------------------|--------------------------|
-| error rate    | ``100 * ServerErrors / Requests`` (Sums), percent    | ``error_rate`` × 100     |
-| invalid input | ``100 * InvalidInput / Requests`` (Sums), percent    | ``invalid_rate`` × 100   |
-| p99 latency   | ``Latency`` p99, ms                                  | ``p99_latency_ms``       |
+| signal          | alarm                                                  | threshold (watch)      |
+|-----------------|--------------------------------------------------------|------------------------|
+| error rate      | ``100 * ServerErrors / Requests`` (Sums), percent      | ``error_rate`` × 100   |
+| function errors | ``100 * Errors / Invocations`` (``AWS/Lambda`` Sums of | ``error_rate`` × 100   |
+|                 | the alias), percent                                    |                        |
+| invalid input   | ``100 * InvalidInput / Requests`` (Sums), percent      | ``invalid_rate`` × 100 |
+| p99 latency     | ``Latency`` p99, ms                                    | ``p99_latency_ms``     |
 
 The invalid-input and latency alarms exist when the watch sets their threshold. An alarm is
 in ``ALARM`` when its value is above the threshold over one period as long as the rollout's
 bake time (``every``, in whole minutes, at least one): the window the rollout judges a step
-on. A rate counts as 0 over a window with fewer than ``min_requests`` requests, and a window
-without requests is not breaching, so an idle endpoint is never in alarm. ``model_version``
-narrows the alarms to one model version's requests (a rollout's candidate), else they watch
-every request of the endpoint.
+on. A rate counts as 0 over a window with fewer than ``min_requests`` requests (invocations),
+and a window without requests is not breaching, so an idle endpoint is never in alarm.
+``model_version`` narrows the handler's alarms to one model version's requests (a rollout's
+candidate), else they watch every request of the endpoint.
 
-The error rate counts the 5xx answers the handler gave; a crash or a timeout writes no line
-(on AWS, Lambda's own ``Errors`` metric counts those). The invalid-input rate counts requests
-whose content broke the contract (400, 413, 415, 422), not authentication or routing errors.
+The error rate counts the 5xx answers the handler gave; a crash, an out-of-memory or a
+timeout writes no line, and those are what the function-errors alarm counts: Lambda's
+``Errors`` are the invocations that ended in a function error (an unhandled exception, a
+timeout, running out of memory, the runtime exiting), and the handler answers every error it
+catches itself, so ``Errors`` counts exactly what its own metrics cannot. Lambda's metrics know
+no model version, and the Lambda version a rollout deploys is published only at apply, so
+this alarm watches the alias: during a canary, the invocations of both versions it routes to.
+The invalid-input rate counts requests whose content broke the contract (400, 413, 415,
+422), not authentication or routing errors.
 """
 
 from __future__ import annotations
@@ -33,7 +46,8 @@ from framework.config.models import Rollout, parse_duration
 from framework.runtime import emf
 
 PERIOD_MAX_S = 86400  # CloudWatch: period × evaluation periods is at most one day
-SIGNALS = ("error-rate", "invalid-input", "p99-latency")
+SIGNALS = ("error-rate", "function-errors", "invalid-input", "p99-latency")
+LAMBDA_NAMESPACE = "AWS/Lambda"
 
 
 def alarm_name(prefix: str, signal: str, model_version: str | None = None) -> str:
@@ -47,16 +61,17 @@ def period_of(rollout: Rollout) -> int:
     return min(max(60, minutes * 60), PERIOD_MAX_S)
 
 
-def _dimensions(endpoint: str, model_version: str | None) -> list[dict[str, str]]:
-    dims = [{"Name": "Endpoint", "Value": endpoint}]
+def _dimensions(function: str, model_version: str | None) -> list[dict[str, str]]:
+    dims = [{"Name": "FunctionName", "Value": function}]
     if model_version:
         dims.append({"Name": "ModelVersion", "Value": model_version})
     return dims
 
 
-def _stat(query_id: str, metric: str, dims: list[dict[str, str]], period: int) -> dict[str, Any]:
+def _stat(query_id: str, namespace: str, metric: str, dims: list[dict[str, str]],
+          period: int) -> dict[str, Any]:
     return {"Id": query_id, "ReturnData": False, "MetricStat": {
-        "Metric": {"Namespace": emf.NAMESPACE, "MetricName": metric, "Dimensions": dims},
+        "Metric": {"Namespace": namespace, "MetricName": metric, "Dimensions": dims},
         "Period": period, "Stat": "Sum", "Unit": "Count"}}
 
 
@@ -66,46 +81,58 @@ def _percent(fraction: float) -> float:
 
 def _rate_alarm(name: str, description: str, metric: str, threshold: float,
                 dims: list[dict[str, str]], period: int, min_requests: int,
-                tags: list[dict[str, str]]) -> dict[str, Any]:
-    rate = f"100 * {metric.lower()} / requests"
-    expression = f"IF(requests >= {min_requests}, {rate}, 0)" if min_requests > 1 else rate
+                tags: list[dict[str, str]], *, namespace: str = emf.NAMESPACE,
+                total: str = "Requests") -> dict[str, Any]:
+    """``100 * metric / total`` (their Sums), 0 under ``min_requests`` of ``total``."""
+    part, whole = metric.lower(), total.lower()
+    rate = f"100 * {part} / {whole}"
+    expression = f"IF({whole} >= {min_requests}, {rate}, 0)" if min_requests > 1 else rate
     return {
         "AlarmName": name, "AlarmDescription": description,
         "Metrics": [
-            {"Id": "rate", "Expression": expression, "Label": f"{metric} (% of requests)",
+            {"Id": "rate", "Expression": expression, "Label": f"{metric} (% of {whole})",
              "ReturnData": True},
-            _stat(metric.lower(), metric, dims, period),
-            _stat("requests", "Requests", dims, period)],
+            _stat(part, namespace, metric, dims, period),
+            _stat(whole, namespace, total, dims, period)],
         "ComparisonOperator": "GreaterThanThreshold", "Threshold": _percent(threshold),
         "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "TreatMissingData": "notBreaching",
         "Tags": tags}
 
 
-def endpoint_alarms(prefix: str, endpoint: str, rollout: Rollout, *,
+def endpoint_alarms(function: str, endpoint: str, rollout: Rollout, *, alias: str,
                     model_version: str | None = None) -> list[dict[str, Any]]:
-    """The PutMetricAlarm requests that watch ``endpoint`` with the thresholds of
-    ``rollout.watch``; alarm names start with ``prefix`` (e.g. the endpoint's function)."""
+    """The PutMetricAlarm requests that watch ``endpoint``, served by the Lambda function
+    ``function`` through its alias ``alias``, with the thresholds of ``rollout.watch``;
+    alarm names start with ``function``."""
     watch = rollout.watch
     period = period_of(rollout)
-    dims = _dimensions(endpoint, model_version)
+    dims = _dimensions(function, model_version)
     who = f"{endpoint} ({model_version})" if model_version else endpoint
     window = f"{period // 60} min"
     tags = [{"Key": "mlops:endpoint", "Value": endpoint}]
     if model_version:
         tags.append({"Key": "mlops:model-version", "Value": model_version})
     alarms = [_rate_alarm(
-        alarm_name(prefix, "error-rate", model_version),
+        alarm_name(function, "error-rate", model_version),
         f"Server errors (5xx) of {who} above {_percent(watch.error_rate)}% of its requests over "
-        f"{window}", "ServerErrors", watch.error_rate, dims, period, watch.min_requests, tags)]
+        f"{window}", "ServerErrors", watch.error_rate, dims, period, watch.min_requests, tags),
+        _rate_alarm(
+            alarm_name(function, "function-errors", model_version),
+            f"Function errors (crashes, timeouts, out of memory) of {function}:{alias}, every "
+            f"version it routes to, above {_percent(watch.error_rate)}% of its invocations "
+            f"over {window}", "Errors", watch.error_rate,
+            [{"Name": "FunctionName", "Value": function},
+             {"Name": "Resource", "Value": f"{function}:{alias}"}],
+            period, watch.min_requests, tags, namespace=LAMBDA_NAMESPACE, total="Invocations")]
     if watch.invalid_rate is not None:
         alarms.append(_rate_alarm(
-            alarm_name(prefix, "invalid-input", model_version),
+            alarm_name(function, "invalid-input", model_version),
             f"Requests to {who} refused for their content (400, 413, 415, 422) above "
             f"{_percent(watch.invalid_rate)}% over {window}", "InvalidInput",
             watch.invalid_rate, dims, period, watch.min_requests, tags))
     if watch.p99_latency_ms is not None:
         alarms.append({
-            "AlarmName": alarm_name(prefix, "p99-latency", model_version),
+            "AlarmName": alarm_name(function, "p99-latency", model_version),
             "AlarmDescription": f"p99 latency of {who} above {watch.p99_latency_ms:g} ms over "
                                 f"{window}",
             "Namespace": emf.NAMESPACE, "MetricName": "Latency", "Dimensions": dims,

@@ -106,10 +106,10 @@ def pretraffic_verdict(session: Session, endpoint: str, deployment_id: str,
     return {}
 
 
-def requests_seen(session: Session, endpoint: str, model_version: str, start: float,
+def requests_seen(session: Session, function: str, model_version: str, start: float,
                   end: float) -> int | None:
     """Requests the candidate answered from ``start`` to ``end`` as CloudWatch counts them
-    (the handler's EMF ``Requests``, per Endpoint and ModelVersion), or None unreadable."""
+    (the handler's EMF ``Requests``, per FunctionName and ModelVersion), or None unreadable."""
     cw = session.target.conn.client("cloudwatch")
     begin = datetime.fromtimestamp(start, UTC).replace(second=0, microsecond=0)
     finish = datetime.fromtimestamp(end, UTC) + timedelta(minutes=1)
@@ -117,7 +117,7 @@ def requests_seen(session: Session, endpoint: str, model_version: str, start: fl
         got = cw.get_metric_statistics(
             Namespace="mlops", MetricName="Requests", StartTime=begin, EndTime=finish,
             Period=60, Statistics=["Sum"], Dimensions=[
-                {"Name": "Endpoint", "Value": endpoint},
+                {"Name": "FunctionName", "Value": function},
                 {"Name": "ModelVersion", "Value": model_version}])
     except (ClientError, BotoCoreError):
         return None
@@ -195,7 +195,7 @@ def judged(session: Session, rec: RolloutRecord) -> RolloutRecord:
         return replace(rec, judged={"judged": None, "reason": "CloudWatch's count of the last "
                                     "minutes is still coming: `mlops rollout status` says later"})
     start = rec.started_at
-    seen = requests_seen(session, rec.endpoint, rec.candidate_model.rpartition(" ")[2], start,
+    seen = requests_seen(session, rec.function, rec.candidate_model.rpartition(" ")[2], start,
                          rec.updated_at)
     need = ep.rollout.watch.min_requests
     what: dict[str, Any] = {"requests": seen, "min_requests": need,

@@ -331,16 +331,16 @@ HOLD_POLL_S = 15.0
 HOLD_MARGIN_S = 20.0  # kept of the function's time to report
 
 
-def requests_since(cloudwatch: Any, endpoint: str, model_version: str, since: Any,
+def requests_since(cloudwatch: Any, function: str, model_version: str, since: Any,
                    now: Any) -> int:
-    """Requests the model version answered on the endpoint since ``since`` (the handler's
-    EMF ``Requests``, per Endpoint and ModelVersion, as CloudWatch counts them)."""
+    """Requests the model version answered on the endpoint's function since ``since`` (the
+    handler's EMF ``Requests``, per FunctionName and ModelVersion, as CloudWatch counts them)."""
     from datetime import timedelta
 
     got = cloudwatch.get_metric_statistics(
         Namespace="mlops", MetricName="Requests", Statistics=["Sum"], Period=60,
         StartTime=since.replace(second=0, microsecond=0), EndTime=now + timedelta(minutes=1),
-        Dimensions=[{"Name": "Endpoint", "Value": endpoint},
+        Dimensions=[{"Name": "FunctionName", "Value": function},
                     {"Name": "ModelVersion", "Value": model_version}])
     return int(sum(p.get("Sum", 0) for p in got.get("Datapoints", [])))
 
@@ -359,7 +359,7 @@ def hold(spec: Mapping[str, Any], info: Mapping[str, Any], conn: Any,
     cloudwatch = conn.client("cloudwatch")
     seen = 0
     while True:
-        seen = requests_since(cloudwatch, str(spec["endpoint"]), model["version"], since,
+        seen = requests_since(cloudwatch, str(spec["function"]), model["version"], since,
                               datetime.now(UTC))
         if seen >= need:
             return Verdict("Succeeded", f"{model['name']} {model['version']} answered {seen} "

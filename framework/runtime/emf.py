@@ -7,19 +7,28 @@ the local CloudWatch (``framework/local/metrics_engine.py``) does the same extra
 call is made on the request path. The line (one line; wrapped here)::
 
     {"_aws": {"Timestamp": <ms>, "CloudWatchMetrics": [{"Namespace": "mlops",
-      "Dimensions": [["Endpoint", "ModelVersion"], ["Endpoint"]],
+      "Dimensions": [["FunctionName", "ModelVersion"], ["FunctionName"]],
       "Metrics": [{"Name": "Requests", "Unit": "Count"}, ...]}]},
-     "Endpoint": "predict", "ModelVersion": "1.2.0", "Requests": 1, "ClientErrors": 0,
+     "FunctionName": "fraud-prod-predict", "Endpoint": "predict", "ModelVersion": "1.2.0",
+     "Requests": 1, "ClientErrors": 0,
      "ServerErrors": 0, "InvalidInput": 0, "Latency": 3.217, "Rows": 2,
      "PredictionMean": 0.73, "Confidence": 0.91}
 
-Metrics, in namespace ``mlops``, per (Endpoint, ModelVersion) and per Endpoint:
+Metrics, in namespace ``mlops``, per (FunctionName, ModelVersion) and per FunctionName.
+The dimension is the endpoint's Lambda function name, not the endpoint's name: a function
+name is unique in its account and region and carries the project and the stage
+(``<project>-<stage>-<endpoint>``), so two projects, or two stages of one, that both serve an
+endpoint ``predict`` in one account and region write distinct metrics, and an alarm on one
+never sees the other's requests. It is also the dimension Lambda's own metrics
+(``AWS/Lambda``) use, so one dashboard or metric-math expression can read both. The endpoint's
+name is still on the line, as a plain member (no dimension) for CloudWatch Logs Insights.
 
 | metric         | unit         | value                                                          |
 |----------------|--------------|----------------------------------------------------------------|
 | Requests       | Count        | 1 for every request the handler answered (every route)         |
 | ClientErrors   | Count        | 1 when it answered 4xx                                         |
-| ServerErrors   | Count        | 1 when it answered 5xx (crashes and timeouts write no line)    |
+| ServerErrors   | Count        | 1 when it answered 5xx (crashes and timeouts write no line:   |
+|                |              | Lambda's ``AWS/Lambda`` ``Errors`` counts those)               |
 | InvalidInput   | Count        | 1 when the request's content broke the contract: 400, 413, 415 |
 |                |              | or 422 (not auth's 401/403 nor unknown routes' 404/405)        |
 | Latency        | Milliseconds | the handler's time for the request                             |
@@ -49,7 +58,7 @@ from typing import Any
 
 NAMESPACE = "mlops"
 SINKS = ("emf", "off")
-DIMENSIONS = (("Endpoint", "ModelVersion"), ("Endpoint",))
+DIMENSIONS = (("FunctionName", "ModelVersion"), ("FunctionName",))
 INVALID_INPUT = frozenset({400, 413, 415, 422})
 COUNTERS = (("Requests", "Count"), ("ClientErrors", "Count"), ("ServerErrors", "Count"),
             ("InvalidInput", "Count"), ("Latency", "Milliseconds"))
@@ -91,11 +100,13 @@ def summary(task: str, labels: Sequence[Any], probabilities: Sequence[Sequence[f
 
 
 class MetricLine:
-    """Writes the EMF line of each request of one endpoint and model version; the parts
-    that never change (the metric directives, the dimensions) are encoded once."""
+    """Writes the EMF line of each request of one endpoint (served by ``function``) and
+    model version; the parts that never change (the metric directives, the dimensions) are
+    encoded once."""
 
-    def __init__(self, endpoint: str, model_version: str) -> None:
-        self._dims = (',"Endpoint":' + encode_basestring_ascii(endpoint)
+    def __init__(self, function: str, endpoint: str, model_version: str) -> None:
+        self._dims = (',"FunctionName":' + encode_basestring_ascii(function)
+                      + ',"Endpoint":' + encode_basestring_ascii(endpoint)
                       + ',"ModelVersion":' + encode_basestring_ascii(model_version))
         self._heads: dict[tuple[bool, bool, bool], str] = {}
         self._counts: dict[int, str] = {}

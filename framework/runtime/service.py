@@ -80,6 +80,7 @@ class Settings:
     metrics: str = "emf"
     shadow_target: str = ""  # the shadow alias (or version) ARN copies go to
     shadow_rate: float = 0.0  # the share of answered predictions copied there
+    function: str = ""  # the Lambda function's name (its metrics' dimension), else endpoint
 
     ENV: ClassVar[tuple[str, ...]] = (
         "MLOPS_REGISTRY_BUCKET", "MLOPS_MODEL_NAME", "MLOPS_MODEL_VERSION", "MLOPS_MODEL_SHA256",
@@ -116,6 +117,7 @@ class Settings:
             lambda_version=env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"), metrics=metrics,
             shadow_target=env.get("MLOPS_SHADOW_TARGET") or "",
             shadow_rate=min(max(shadow_rate, 0.0), 1.0) if math.isfinite(shadow_rate) else 0.0,
+            function=env.get("AWS_LAMBDA_FUNCTION_NAME", ""),
         )
 
 
@@ -150,7 +152,8 @@ class Service:
         self._log_model = (f',"model":{_json(settings.model)},"version":{_json(settings.version)},'
                            f'"lambda_version":{_json(settings.lambda_version)},"rows":')
         self._log_endpoint = f',"msg":"request","endpoint":{_json(settings.endpoint)},"route":'
-        self._metrics = (emf.MetricLine(settings.endpoint, settings.version)
+        self._metrics = (emf.MetricLine(settings.function or settings.endpoint,
+                                       settings.endpoint, settings.version)
                          if settings.metrics == "emf" else None)
         self._scores: emf.Summary | None = None  # the prediction summary of this request
         self._labels: list[Any] | None = None  # the predictions of this request

@@ -45,9 +45,11 @@ def test_the_deployed_handler_writes_metrics_the_local_cloudwatch_extracts(
         points = {(p.name, p.dimensions): p for p in extract(json.dumps(doc))}
         assert {p.namespace for p in points.values()} == {"mlops"}
         by_status["ok" if doc["ClientErrors"] == 0 else "invalid"] = points
+        assert doc["Endpoint"] == "predict"  # on the line, for queries; no dimension
     ok = by_status["ok"]
-    endpoint = (("Endpoint", "predict"),)
-    version = (("Endpoint", "predict"), ("ModelVersion", "1.0.0"))
+    # per function (project, stage and endpoint: unique in the account and region)
+    endpoint = (("FunctionName", "cancer-dx-dev-predict"),)
+    version = (("FunctionName", "cancer-dx-dev-predict"), ("ModelVersion", "1.0.0"))
     assert ok[("Requests", endpoint)].values == (1.0,)
     assert ok[("Rows", version)].values == (2.0,)
     assert ok[("Latency", endpoint)].unit == "Milliseconds"

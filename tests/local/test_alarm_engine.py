@@ -5,9 +5,12 @@
   per test: EMF log events put in the daemon's log groups become metrics (GetMetricStatistics
   answers them by exact dimensions, with percentiles) and the alarms ``framework.rollout
   .alarms`` declares for an endpoint go to ALARM and back to OK, with CloudWatch's reasons.
+- Lambda's own metrics (``AWS/Lambda``, ``lambda_points``), recorded by the engine as the
+  local Lambda hands them over: the function-errors alarm counts crashes over invocations.
 - The shared local AWS and its own engine: a function's EMF lines, written by the real
-  ``framework.runtime.emf`` in a Lambda worker and shipped by the runner, become metrics and
-  move an alarm with no test driving anything.
+  ``framework.runtime.emf`` in a Lambda worker and shipped by the runner, and the runner's
+  ``AWS/Lambda`` metrics of each invocation (a crash among them), become metrics and move an
+  alarm with no test driving anything.
 - Pure parts: the EMF checks of extraction, the missing-data tables of CloudWatch's
   documentation, metric math.
 """
@@ -38,6 +41,7 @@ from framework.local.metrics_engine import (
     decide,
     evaluate_expression,
     extract,
+    lambda_points,
 )
 from framework.rollout.alarms import endpoint_alarms
 from framework.runtime import emf
@@ -100,10 +104,10 @@ def requests(line: emf.MetricLine, start: float, statuses: list[int],
 
 
 def statistics(aws: local.LocalAWS, region: str, metric: str, dims: dict[str, str],
-               around: float, **kwargs: Any) -> list[dict[str, Any]]:
+               around: float, namespace: str = "mlops", **kwargs: Any) -> list[dict[str, Any]]:
     cloudwatch = local.connection(aws, region).client("cloudwatch")
     points: list[dict[str, Any]] = cloudwatch.get_metric_statistics(
-        Namespace="mlops", MetricName=metric,
+        Namespace=namespace, MetricName=metric,
         Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
         StartTime=datetime.fromtimestamp(around - 600, UTC),
         EndTime=datetime.fromtimestamp(around + 600, UTC), Period=60, **kwargs)["Datapoints"]
@@ -125,14 +129,15 @@ def test_emf_lines_become_metrics_and_the_endpoint_alarms_go_to_alarm_and_back(
     cloudwatch = local.connection(quiet, region).client("cloudwatch")
     rollout = Rollout.model_validate({"every": "1m", "watch": {
         "error_rate": 0.05, "invalid_rate": 0.2, "p99_latency_ms": 50, "min_requests": 10}})
-    declared = endpoint_alarms("shop-dev-score", "score", rollout)
+    declared = endpoint_alarms("shop-dev-score", "score", rollout, alias="live")
     assert [a["AlarmName"] for a in declared] == [
-        "shop-dev-score-error-rate", "shop-dev-score-invalid-input", "shop-dev-score-p99-latency"]
+        "shop-dev-score-error-rate", "shop-dev-score-function-errors",
+        "shop-dev-score-invalid-input", "shop-dev-score-p99-latency"]
     for alarm in declared:
         cloudwatch.put_metric_alarm(**alarm)
     run = engine(quiet, region)
     group, stream = "/aws/lambda/shop-dev-score", "2026/01/01/[local]abc"
-    line = emf.MetricLine("score", "2.0.0")
+    line = emf.MetricLine("shop-dev-score", "score", "2.0.0")
     b = a_minute_ago_by_an_hour()
 
     # minute b: 20 requests, 4 answered 500 (20% > 5%), 2 refused 422 (10% < 20%), one slow
@@ -142,8 +147,8 @@ def test_emf_lines_become_metrics_and_the_endpoint_alarms_go_to_alarm_and_back(
     counts = run.tick(now=b + 60 + LATE_S + 1)
     assert counts["events"] == 20 and counts["values"] == 20 * 8 * 2 - 6 * 3 * 2
 
-    endpoint = {"Endpoint": "score"}
-    version = {"Endpoint": "score", "ModelVersion": "2.0.0"}
+    endpoint = {"FunctionName": "shop-dev-score"}
+    version = {"FunctionName": "shop-dev-score", "ModelVersion": "2.0.0"}
     [total] = statistics(quiet, region, "Requests", endpoint, b, Statistics=["Sum"])
     assert total["Sum"] == 20 and total["Unit"] == "Count"  # not 40: dimensions match exactly
     assert total["Timestamp"].timestamp() == b
@@ -159,8 +164,8 @@ def test_emf_lines_become_metrics_and_the_endpoint_alarms_go_to_alarm_and_back(
     assert latency["Maximum"] == 80.0 and latency["Unit"] == "Milliseconds"
     [rows] = statistics(quiet, region, "Rows", version, b, Statistics=["Sum"])
     assert rows["Sum"] == 14  # answered predictions only
-    assert statistics(quiet, region, "Requests", {"Endpoint": "other"}, b,
-                      Statistics=["Sum"]) == []
+    assert statistics(quiet, region, "Requests", {"Endpoint": "score"}, b,
+                      Statistics=["Sum"]) == []  # the endpoint's name is no dimension
 
     state = alarms_of(quiet, region)
     error_rate = state["shop-dev-score-error-rate"]
@@ -205,7 +210,7 @@ def test_alarms_without_evidence(quiet: local.LocalAWS) -> None:
     cloudwatch = local.connection(quiet, region).client("cloudwatch")
     rollout = Rollout.model_validate({"every": "1m", "watch": {"error_rate": 0.05,
                                                                "min_requests": 10}})
-    for alarm in endpoint_alarms("idle-dev-ep", "ep", rollout):
+    for alarm in endpoint_alarms("idle-dev-ep", "ep", rollout, alias="live"):
         cloudwatch.put_metric_alarm(**alarm)
     cloudwatch.put_metric_alarm(  # CloudWatch's default: missing data is missing
         AlarmName="idle-latency", Namespace="mlops", MetricName="Latency",
@@ -215,7 +220,12 @@ def test_alarms_without_evidence(quiet: local.LocalAWS) -> None:
     b = a_minute_ago_by_an_hour()
     # 3 requests, all failing: fewer than min_requests, the rate counts as 0
     put_lines(quiet, region, "/aws/lambda/idle-dev-ep", "s",
-              requests(emf.MetricLine("ep", "1.0.0"), b, [500] * 3, [5.0] * 3))
+              requests(emf.MetricLine("idle-dev-ep", "ep", "1.0.0"), b, [500] * 3, [5.0] * 3))
+    # another stage of the project, in the same account and region, serves an endpoint of
+    # the same name, all failing: its requests are not the dev endpoint's
+    put_lines(quiet, region, "/aws/lambda/idle-prod-ep", "s",
+              requests(emf.MetricLine("idle-prod-ep", "ep", "1.0.0"), b, [500] * 20,
+                       [5.0] * 20))
     engine(quiet, region).tick(now=b + 60 + LATE_S + 1)
     state = alarms_of(quiet, region)
     assert state["idle-dev-ep-error-rate"]["StateValue"] == OK
@@ -227,7 +237,7 @@ def test_alarms_without_evidence(quiet: local.LocalAWS) -> None:
 def test_a_restart_does_not_count_the_resent_tail_twice(quiet: local.LocalAWS,
                                                         tmp_path: Path) -> None:
     region = "ap-southeast-2"
-    line = emf.MetricLine("ep", "1.0.0")
+    line = emf.MetricLine("p-dev-ep", "ep", "1.0.0")
     b = a_minute_ago_by_an_hour()
     before = requests(line, b, [200] * 5, [3.0] * 5)
     put_lines(quiet, region, "/aws/lambda/ep", "first-run", before)
@@ -240,15 +250,15 @@ def test_a_restart_does_not_count_the_resent_tail_twice(quiet: local.LocalAWS,
     put_lines(quiet, region, "/aws/lambda/ep", "second-run", [*before, after])
     counts = engine(quiet, region, tmp_path).tick(now=b + 120 + LATE_S + 1)
     assert counts["events"] == 1
-    sums = [p["Sum"] for p in statistics(quiet, region, "Requests", {"Endpoint": "ep"}, b,
-                                         Statistics=["Sum"])]
+    sums = [p["Sum"] for p in statistics(quiet, region, "Requests",
+                                         {"FunctionName": "p-dev-ep"}, b, Statistics=["Sum"])]
     assert sums == [5, 1]
 
 
 def test_events_of_one_millisecond_read_in_two_rounds_count_once(
         quiet: local.LocalAWS) -> None:
     region = "sa-east-1"
-    line = emf.MetricLine("ep", "1.0.0")
+    line = emf.MetricLine("p-dev-ep", "ep", "1.0.0")
     b = a_minute_ago_by_an_hour()
     at = int(time.time() * 1000)
     run = engine(quiet, region)
@@ -258,7 +268,7 @@ def test_events_of_one_millisecond_read_in_two_rounds_count_once(
               at)  # the same millisecond of ingestion
     assert run.tick(now=b + 31)["events"] == 2
     assert run.tick(now=b + 60 + LATE_S + 1)["events"] == 0
-    [point] = statistics(quiet, region, "ServerErrors", {"Endpoint": "ep"}, b,
+    [point] = statistics(quiet, region, "ServerErrors", {"FunctionName": "p-dev-ep"}, b,
                          Statistics=["Sum", "SampleCount"])
     assert (point["Sum"], point["SampleCount"]) == (2, 5)
 
@@ -266,17 +276,69 @@ def test_events_of_one_millisecond_read_in_two_rounds_count_once(
 def test_broken_emf_gives_no_metric(quiet: local.LocalAWS) -> None:
     region = "ca-central-1"
     b = a_minute_ago_by_an_hour()
-    good = emf.MetricLine("ep", "1.0.0").line(b + 1, 200, "3.0", None)
+    good = emf.MetricLine("p-dev-ep", "ep", "1.0.0").line(b + 1, 200, "3.0", None)
     broken = json.loads(good)
-    broken["Endpoint"] = 7  # a dimension value must be a string
+    broken["FunctionName"] = 7  # a dimension value must be a string
     put_lines(quiet, region, "/aws/lambda/ep", "s", [
         json.dumps(broken), "not json but mentions \"_aws\"", "START RequestId: 1",
         f"2026-01-01T00:00:00.000Z\trequest-id\tINFO\t{good}"])  # Lambda's prefix is allowed
     run = engine(quiet, region)
     assert run.tick(now=b + 60 + LATE_S + 1)["events"] == 1
     assert run.rejected == 1
-    [point] = statistics(quiet, region, "Requests", {"Endpoint": "ep"}, b, Statistics=["Sum"])
+    [point] = statistics(quiet, region, "Requests", {"FunctionName": "p-dev-ep"}, b,
+                         Statistics=["Sum"])
     assert point["Sum"] == 1
+
+
+def test_lambdas_own_metrics_and_the_function_errors_alarm(quiet: local.LocalAWS) -> None:
+    region = "eu-north-1"
+    cloudwatch = local.connection(quiet, region).client("cloudwatch")
+    rollout = Rollout.model_validate({"every": "1m", "watch": {"error_rate": 0.05,
+                                                               "min_requests": 10}})
+    [alarm] = [a for a in endpoint_alarms("shop-dev-score", "score", rollout, alias="live")
+               if a["AlarmName"] == "shop-dev-score-function-errors"]
+    cloudwatch.put_metric_alarm(**alarm)
+    run = engine(quiet, region)
+    b = a_minute_ago_by_an_hour()
+    arn = f"arn:aws:lambda:{region}:123456789012:function:shop-dev-score"
+    # minute b, through the alias: version 3 answers 18 invocations, version 4 crashes in 2
+    # (10% of the invocations, above 5%); one is refused by reserved concurrency (no
+    # invocation); one invokes the function unqualified
+    for i in range(20):
+        run.record(region, lambda_points(f"{arn}:live", "4" if i < 2 else "3",
+                                         int((b + i + 0.5) * 1000),
+                                         duration_ms=30.0 if i < 2 else 3.0,
+                                         function_error=i < 2))
+    run.record(region, lambda_points(f"{arn}:live", "3", int((b + 30) * 1000),
+                                     duration_ms=None, function_error=False))
+    run.record(region, lambda_points(arn, "$LATEST", int((b + 31) * 1000), duration_ms=1.0,
+                                     function_error=False))
+    run.tick(now=b + 60 + LATE_S + 1)
+
+    def total(metric: str, dims: dict[str, str], stat: str = "Sum") -> float:
+        [point] = statistics(quiet, region, metric, dims, b, namespace="AWS/Lambda",
+                             Statistics=[stat])
+        assert point["Timestamp"].timestamp() == b  # stamped when the invocation started
+        return float(point[stat])
+
+    alias = {"FunctionName": "shop-dev-score", "Resource": "shop-dev-score:live"}
+    assert (total("Invocations", alias), total("Errors", alias)) == (20, 2)
+    assert total("Throttles", alias) == 1
+    assert total("Duration", alias, "Maximum") == 30.0
+    assert total("Errors", {**alias, "ExecutedVersion": "4"}) == 2
+    assert total("Invocations", {**alias, "ExecutedVersion": "3"}) == 18
+    assert total("Invocations", {"FunctionName": "shop-dev-score"}) == 21
+    assert total("Invocations", {}) == 21  # across all functions
+    state = alarms_of(quiet, region)["shop-dev-score-function-errors"]
+    assert state["StateValue"] == ALARM and "[10.0 (" in state["StateReason"], state
+
+    # minute b + 60: 5 invocations, all crashing: fewer than min_requests, judged 0
+    for i in range(5):
+        run.record(region, lambda_points(f"{arn}:live", "4", int((b + 60 + i) * 1000),
+                                         duration_ms=1.0, function_error=True))
+    run.tick(now=b + 120 + LATE_S + 1)
+    state = alarms_of(quiet, region)["shop-dev-score-function-errors"]
+    assert state["StateValue"] == OK and "[0.0 (" in state["StateReason"], state
 
 
 # -- the daemon's own engine, fed by a function's log ---------------------------------------
@@ -286,10 +348,12 @@ import sys
 
 from framework.runtime import emf
 
-LINE = emf.MetricLine("probe", "1.0.0")
+LINE = emf.MetricLine("emf-probe", "probe", "1.0.0")
 
 
 def handler(event, context):
+    if event.get("crash"):
+        raise RuntimeError("crashed")  # a function error: no EMF line, Lambda's Errors
     sys.stdout.write(LINE.line(event["ts"], event["status"], "4.25", None))
     sys.stdout.write(json.dumps({"msg": "request", "status": event["status"]}) + "\\n")
     return {"statusCode": event["status"]}
@@ -311,7 +375,7 @@ def test_the_daemon_extracts_a_functions_emf_lines_and_moves_an_alarm(
     logs.create_log_group(logGroupName="/aws/lambda/emf-probe")  # as a deploy makes it
     cloudwatch.put_metric_alarm(
         AlarmName="probe-errors", Namespace="mlops", MetricName="ServerErrors",
-        Dimensions=[{"Name": "Endpoint", "Value": "probe"}], Statistic="Sum", Period=60,
+        Dimensions=[{"Name": "FunctionName", "Value": "emf-probe"}], Statistic="Sum", Period=60,
         EvaluationPeriods=1, Threshold=0.0, ComparisonOperator="GreaterThanThreshold",
         TreatMissingData="notBreaching")
     ts = time.time() - 90  # a minute that is over: its values are put at the next round
@@ -320,6 +384,9 @@ def test_the_daemon_extracts_a_functions_emf_lines_and_moves_an_alarm(
         answer = lam.invoke(FunctionName="emf-probe",
                             Payload=json.dumps({"ts": ts, "status": status}))
         assert json.loads(answer["Payload"].read())["statusCode"] == status
+    invoked = time.time()
+    crashed = lam.invoke(FunctionName="emf-probe", Payload=json.dumps({"crash": True}))
+    assert crashed["FunctionError"] == "Unhandled"
     minute = ts // 60 * 60
     deadline = time.monotonic() + 90  # a bound on the wait for a loaded machine, not a claim
     points: list[dict[str, Any]] = []
@@ -327,7 +394,7 @@ def test_the_daemon_extracts_a_functions_emf_lines_and_moves_an_alarm(
     while time.monotonic() < deadline:
         points = cloudwatch.get_metric_statistics(
             Namespace="mlops", MetricName="Requests",
-            Dimensions=[{"Name": "Endpoint", "Value": "probe"}],
+            Dimensions=[{"Name": "FunctionName", "Value": "emf-probe"}],
             StartTime=datetime.fromtimestamp(minute, UTC),
             EndTime=datetime.fromtimestamp(minute, UTC) + timedelta(minutes=1), Period=60,
             Statistics=["Sum"])["Datapoints"]
@@ -339,6 +406,22 @@ def test_the_daemon_extracts_a_functions_emf_lines_and_moves_an_alarm(
     assert state["StateValue"] == ALARM  # as soon as the first error's value was put
     assert re.fullmatch(r"Threshold Crossed: 1 out of the last 1 datapoints \[[12]\.0 \(.*\)\] "
                         r"was greater than the threshold \(0\.0\) .*", state["StateReason"])
+
+    # The local Lambda published its own metrics of the seven invocations, the crash among
+    # them (which wrote no EMF line), stamped when they started: put once their minutes end.
+    def lambda_sums(metric: str) -> float:
+        found = cloudwatch.get_metric_statistics(
+            Namespace="AWS/Lambda", MetricName=metric,
+            Dimensions=[{"Name": "FunctionName", "Value": "emf-probe"}],
+            StartTime=datetime.fromtimestamp(invoked - 600, UTC),
+            EndTime=datetime.fromtimestamp(invoked + 600, UTC), Period=60,
+            Statistics=["Sum"])["Datapoints"]
+        return sum(p["Sum"] for p in found)
+
+    deadline = time.monotonic() + 150  # the minute of the invocations must end first
+    while time.monotonic() < deadline and lambda_sums("Invocations") < 7:
+        time.sleep(1)
+    assert (lambda_sums("Invocations"), lambda_sums("Errors")) == (7, 1)
 
 
 # -- pure parts -----------------------------------------------------------------------------
@@ -446,22 +529,39 @@ def test_declared_alarms_are_put_metric_alarm_requests() -> None:
     everything = Rollout.model_validate({"watch": {
         "error_rate": 0.07, "invalid_rate": 0.25, "p99_latency_ms": 120.5}})
     narrow = Rollout.model_validate({"every": "90s", "watch": {"min_requests": 0}})
-    for alarm in [*endpoint_alarms("p-dev-ep", "ep", everything),
-                  *endpoint_alarms("p-dev-ep", "ep", narrow, model_version="1.1.0")]:
+    for alarm in [*endpoint_alarms("p-dev-ep", "ep", everything, alias="live"),
+                  *endpoint_alarms("p-dev-ep", "ep", narrow, alias="live",
+                                   model_version="1.1.0")]:
         report = ParamValidator().validate(alarm, shape)
         assert not report.has_errors(), report.generate_report()
 
-    error, invalid, slow = endpoint_alarms("p-dev-ep", "ep", everything)
-    assert (error["Threshold"], invalid["Threshold"], slow["Threshold"]) == (7.0, 25.0, 120.5)
+    error, crashes, invalid, slow = endpoint_alarms("p-dev-ep", "ep", everything, alias="live")
+    assert (error["Threshold"], crashes["Threshold"], invalid["Threshold"],
+            slow["Threshold"]) == (7.0, 7.0, 25.0, 120.5)
     assert error["Metrics"][0]["Expression"] == (
         "IF(requests >= 10, 100 * servererrors / requests, 0)")
     assert {q["MetricStat"]["Period"] for q in error["Metrics"][1:]} == {300}  # every: 5m
     assert slow["ExtendedStatistic"] == "p99" and slow["Period"] == 300
-    assert slow["Dimensions"] == [{"Name": "Endpoint", "Value": "ep"}]
+    # the function's name: unique in the account and region, unlike the endpoint's
+    assert slow["Dimensions"] == [{"Name": "FunctionName", "Value": "p-dev-ep"}]
+    # Lambda's Errors over its Invocations, of the alias (every version it routes to)
+    assert crashes["Metrics"][0]["Expression"] == (
+        "IF(invocations >= 10, 100 * errors / invocations, 0)")
+    assert [(q["MetricStat"]["Metric"]["Namespace"], q["MetricStat"]["Metric"]["MetricName"],
+             q["MetricStat"]["Stat"], q["MetricStat"]["Period"])
+            for q in crashes["Metrics"][1:]] == [("AWS/Lambda", "Errors", "Sum", 300),
+                                                 ("AWS/Lambda", "Invocations", "Sum", 300)]
+    assert crashes["Metrics"][1]["MetricStat"]["Metric"]["Dimensions"] == [
+        {"Name": "FunctionName", "Value": "p-dev-ep"},
+        {"Name": "Resource", "Value": "p-dev-ep:live"}]
 
-    [only] = endpoint_alarms("p-dev-ep", "ep", narrow, model_version="1.1.0")
+    only, function_errors = endpoint_alarms("p-dev-ep", "ep", narrow, alias="live",
+                                            model_version="1.1.0")
     assert only["AlarmName"] == "p-dev-ep-1.1.0-error-rate"
+    assert function_errors["AlarmName"] == "p-dev-ep-1.1.0-function-errors"
     assert only["Metrics"][0]["Expression"] == "100 * servererrors / requests"
     assert only["Metrics"][1]["MetricStat"]["Period"] == 120  # 90 s, in whole minutes
     assert only["Metrics"][1]["MetricStat"]["Metric"]["Dimensions"] == [
-        {"Name": "Endpoint", "Value": "ep"}, {"Name": "ModelVersion", "Value": "1.1.0"}]
+        {"Name": "FunctionName", "Value": "p-dev-ep"}, {"Name": "ModelVersion", "Value": "1.1.0"}]
+    assert function_errors["Metrics"][1]["MetricStat"]["Metric"]["Dimensions"][1] == {
+        "Name": "Resource", "Value": "p-dev-ep:live"}  # no model version in Lambda's metrics

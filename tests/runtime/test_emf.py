@@ -135,7 +135,8 @@ def service(monkeypatch: pytest.MonkeyPatch,
             settings = Settings.from_env({
                 "MLOPS_REGISTRY_BUCKET": BUCKET, "MLOPS_MODEL_NAME": str(meta["name"]),
                 "MLOPS_MODEL_VERSION": "1.0.0", "MLOPS_MODEL_SHA256": str(meta["sha256"]),
-                "MLOPS_ENDPOINT": "predict", "MLOPS_ROUTE": ROUTE, **env})
+                "MLOPS_ENDPOINT": "predict", "MLOPS_ROUTE": ROUTE,
+                "AWS_LAMBDA_FUNCTION_NAME": "shop-prod-predict", **env})
             svc = Service(settings, Connection("us-east-1"))
 
             def call(ev: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -171,12 +172,14 @@ def test_a_prediction_line(service: Callable[..., Call]) -> None:
     assert before <= meta["Timestamp"] <= after
     [directive] = meta["CloudWatchMetrics"]
     assert directive["Namespace"] == "mlops"
-    assert directive["Dimensions"] == [["Endpoint", "ModelVersion"], ["Endpoint"]]
+    # the function's name: unique in the account and region, unlike the endpoint's
+    assert directive["Dimensions"] == [["FunctionName", "ModelVersion"], ["FunctionName"]]
     assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
         "Requests": "Count", "ClientErrors": "Count", "ServerErrors": "Count",
         "InvalidInput": "Count", "Latency": "Milliseconds", "Rows": "Count",
         "PredictionMean": "None", "Confidence": "None"}
-    assert doc["Endpoint"] == "predict" and doc["ModelVersion"] == "1.0.0"
+    assert doc["FunctionName"] == "shop-prod-predict" and doc["ModelVersion"] == "1.0.0"
+    assert doc["Endpoint"] == "predict"  # a plain member, for queries
     assert (doc["Requests"], doc["ClientErrors"], doc["ServerErrors"], doc["InvalidInput"],
             doc["Rows"]) == (1, 0, 0, 0, 3)
     assert 0 < doc["Latency"] <= lines[-1]["latency_ms"] + 0.001
@@ -274,8 +277,9 @@ def test_summary(task: str, labels: list[Any], probabilities: list[list[float]] 
 
 
 def test_lines_of_odd_names_and_values_stay_valid() -> None:
-    line = emf.MetricLine('ep "quoted" \u00e9', "1.0.0-rc.1+build")
+    line = emf.MetricLine("p-dev-ep", 'ep "quoted" \u00e9', "1.0.0-rc.1+build")
     doc = json.loads(line.line(1.5, 200, "0.125", (1, 1e-300, 0.5)))
     check_emf(doc)
     assert doc["Endpoint"] == 'ep "quoted" \u00e9' and doc["_aws"]["Timestamp"] == 1500
+    assert doc["FunctionName"] == "p-dev-ep"
     assert line.line(1.5, 200, "nan", None) == ""  # no finite latency, no line
