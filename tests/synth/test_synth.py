@@ -160,14 +160,17 @@ def test_codedeploy_resources_as_sam_deploys_a_function() -> None:
     assert len(kinds["AWS::CodeDeploy::Application"]) == 1
     assert len(kinds["AWS::CodeDeploy::DeploymentGroup"]) == 2
     assert len(kinds["AWS::CodeDeploy::DeploymentConfig"]) == 1  # blue/green: AllAtOnce
-    assert len(kinds["AWS::CloudWatch::Alarm"]) == 3 + 1  # the canary's 3 signals, b/g's 1
+    # the canary's 3 signals and b/g's 1, each with Lambda's own function errors
+    assert len(kinds["AWS::CloudWatch::Alarm"]) == 4 + 2
     config = found[kinds["AWS::CodeDeploy::DeploymentConfig"][0]]["Properties"]
     assert config["TrafficRoutingConfig"] == {"Type": "TimeBasedCanary", "TimeBasedCanary": {
         "CanaryPercentage": 10, "CanaryInterval": 2}}
     group = found[logical_id("deploy-group.score")]["Properties"]
     assert group["AutoRollbackConfiguration"] == {
         "Enabled": True, "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"]}
-    assert len(group["AlarmConfiguration"]["Alarms"]) == 3
+    assert len(group["AlarmConfiguration"]["Alarms"]) == 4
+    assert {"Name": "fraud-dev-score-1.2.0-function-errors"} in group["AlarmConfiguration"][
+        "Alarms"]
     assert group["DeploymentStyle"] == {"DeploymentType": "BLUE_GREEN",
                                         "DeploymentOption": "WITH_TRAFFIC_CONTROL"}
     alias = found["AliasScore"]
