@@ -36,7 +36,8 @@ def check_golden(name: str, text: str) -> None:
 # pytest 9 no longer lets pytest-xdist read `xdist_group` marks.
 
 SPREAD = "tests/e2e/"
-SESSION_FOLDERS = ("tests/local/", "tests/registry/", "tests/parity/", "tests/attack/")
+SESSION_FOLDERS = ("tests/local/", "tests/registry/", "tests/retrain/", "tests/parity/",
+                   "tests/attack/")
 # The longest first (measured): the others fill the workers around them.
 FIRST = ("tests/e2e/test_cli_matrix.py", "tests/e2e/test_case_studies.py",
          "tests/e2e/test_cli_e2e.py", "tests/e2e/test_registry_e2e.py",

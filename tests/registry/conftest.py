@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from framework import local
 from framework.apply.audit import AuditLog
 from framework.registry.store import Registry
-from tests.ports import free_port_pair
+from tests.daemon import aws, s3
 
-
-@pytest.fixture(scope="session")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.LocalAWS]:
-    home = tmp_path_factory.mktemp("registry-aws")
-    running = local.start(home, free_port_pair())
-    yield running
-    local.stop(home)
-
-
-@pytest.fixture
-def s3(aws: local.LocalAWS) -> Any:
-    return local.connection(aws, "us-east-1").client("s3")
+__all__ = ["aws", "reg", "s3"]
 
 
 @pytest.fixture

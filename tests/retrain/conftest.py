@@ -4,26 +4,13 @@ retrain requests, and a fresh registry bucket per test."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from framework import local
-from tests.ports import free_port_pair
+from tests.daemon import aws, s3
 
-
-@pytest.fixture(scope="session")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.LocalAWS]:
-    home = tmp_path_factory.mktemp("retrain-aws")
-    running = local.start(home, free_port_pair())
-    yield running
-    local.stop(home)
-
-
-@pytest.fixture
-def s3(aws: local.LocalAWS) -> Any:
-    return local.connection(aws, "us-east-1").client("s3")
+__all__ = ["aws", "bucket", "s3"]
 
 
 @pytest.fixture
