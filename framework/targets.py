@@ -68,7 +68,7 @@ def connect(kind: TargetKind, region: str, *, local_home: Path, endpoint_url: st
         url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or LOCALSTACK_DEFAULT
         conn = Connection(region=region, endpoint_url=url, dummy_credentials=True)
     else:
-        conn = Connection(region=region, profile=profile)
+        conn = Connection.control_plane(region, profile)
     try:
         ident = conn.client("sts").get_caller_identity()
     except (BotoCoreError, ClientError) as exc:
