@@ -10,13 +10,14 @@ CloudWatch evaluates them on AWS, the local metrics engine
 (``framework/local/metrics_engine.py``) on the local target, where the local Lambda publishes
 the same ``AWS/Lambda`` metrics.
 
-| signal          | alarm                                                  | threshold (watch)      |
-|-----------------|--------------------------------------------------------|------------------------|
-| error rate      | ``100 * ServerErrors / Requests`` (Sums), percent      | ``error_rate`` × 100   |
-| function errors | ``100 * Errors / Invocations`` (``AWS/Lambda`` Sums of | ``error_rate`` × 100   |
-|                 | the alias), percent                                    |                        |
-| invalid input   | ``100 * InvalidInput / Requests`` (Sums), percent      | ``invalid_rate`` × 100 |
-| p99 latency     | ``Latency`` p99, ms                                    | ``p99_latency_ms``     |
+| signal          | alarm                                                 | threshold (watch)    |
+|-----------------|-------------------------------------------------------|----------------------|
+| error rate      | ``100 * ServerErrors / Requests`` (Sums), percent     | ``error_rate`` × 100 |
+| function errors | ``100 * Errors / Invocations`` (``AWS/Lambda`` Sums   | ``error_rate`` × 100 |
+|                 | of the alias), percent                                |                      |
+| invalid input   | ``100 * InvalidInput / Requests`` (Sums), percent     | ``invalid_rate`` ×   |
+|                 |                                                       | 100                  |
+| p99 latency     | ``Latency`` p99, ms                                   | ``p99_latency_ms``   |
 
 The invalid-input and latency alarms exist when the watch sets their threshold. An alarm is
 in ``ALARM`` when its value is above the threshold over one period as long as the rollout's
