@@ -86,6 +86,10 @@ CAPTURE_BUFFER_MB = 5  # ...or when this much has arrived
 # this subscription filter selects them from the function's log group.
 CAPTURE_FILTER_NAME = "mlops-capture"
 CAPTURE_FILTER_PATTERN = '{ $.msg = "capture" }'
+# ... and its feedback labels {"msg":"feedback",...} (framework.runtime.feedback), the group's
+# second subscription filter (CloudWatch Logs allows two per log group).
+FEEDBACK_FILTER_NAME = "mlops-feedback"
+FEEDBACK_FILTER_PATTERN = '{ $.msg = "feedback" }'
 HOOK_HANDLER = "handlers.hooks.handler"
 HOOK_TIMEOUT = 900  # seconds, Lambda's most; CodeDeploy waits up to an hour for a verdict
 # What makes CodeDeploy roll a deployment back by itself.
@@ -201,12 +205,20 @@ def _bucket(config: Config, ctx: CompileContext) -> Iterator[Resource]:
                                            lifecycle=_capture_lifecycle(config)))
 
 
+# What is derived from an endpoint's captures and keeps its request ids (or its values): the
+# captures, their partial profiles (exact values, each row's prediction and request id), the
+# feedback labels (request ids) and what either stream could not deliver.
+RETAINED = ("capture", "capture-errors", "capture-profiles", "feedback", "feedback-errors")
+
+
 def _capture_lifecycle(config: Config) -> list[dict[str, Any]]:
-    """One lifecycle rule per endpoint whose captures expire (``capture.retain_days``)."""
-    return [{"id": f"mlops-capture-{name}", "prefix": f"capture/{name}/",
+    """Per endpoint whose captures expire (``capture.retain_days``), one lifecycle rule for
+    each prefix of ``RETAINED``: what was derived from a capture goes when it goes."""
+    return [{"id": f"mlops-{root}-{name}", "prefix": f"{root}/{name}/",
              "expire_days": ep.capture.retain_days}
             for name, ep in sorted(config.endpoints.items())
-            if ep.capture is not None and ep.capture.retain_days is not None]
+            if ep.capture is not None and ep.capture.retain_days is not None
+            for root in RETAINED]
 
 
 def break_glass_arns(config: Config, ctx: CompileContext) -> list[str]:
@@ -361,32 +373,54 @@ def _function_unit(ctx: CompileContext, bucket: str, u: FunctionUnit) -> Iterato
     ), u.alias_depends_on)
 
 
-def _capture_stream(ctx: CompileContext, bucket: str, ep_name: str, stream: str,
-                    log_group: str) -> Iterator[Resource]:
-    """The endpoint's capture path: the handler's capture log lines, selected from its log
-    group by a subscription filter, delivered by CloudWatch Logs to a Firehose stream that
-    unwraps them (decompression, message extraction) into gzip JSON lines under
-    ``capture/{endpoint}/dt=YYYY-MM-DD/`` — the layout the monitors read."""
-    unit = f"{ep_name}-capture"
+@dataclass(frozen=True)
+class LogStream:
+    """One of an endpoint's two log-to-bucket paths: the lines its function logs with
+    ``"msg": root`` (captured rows, feedback labels), selected by a subscription filter of its
+    log group, buffered by a Firehose stream into gzip JSON lines objects under
+    ``{root}/{endpoint}/dt=YYYY-MM-DD/``."""
+
+    root: str  # "capture" | "feedback": the lines' msg, and the bucket prefix
+    stream: str  # the Firehose stream's name
+    suffix: str  # of the resource ids: "" for captures (as first deployed), ".feedback"
+    filter_name: str
+    filter_pattern: str
+
+
+def _log_streams(ctx: CompileContext, ep_name: str) -> tuple[LogStream, LogStream]:
+    return (LogStream("capture", names.capture_stream(ctx.project, ctx.stage, ep_name), "",
+                      CAPTURE_FILTER_NAME, CAPTURE_FILTER_PATTERN),
+            LogStream("feedback", names.feedback_stream(ctx.project, ctx.stage, ep_name),
+                      ".feedback", FEEDBACK_FILTER_NAME, FEEDBACK_FILTER_PATTERN))
+
+
+def _log_stream(ctx: CompileContext, bucket: str, ep_name: str, s: LogStream,
+                log_group: str) -> Iterator[Resource]:
+    """The path of ``s``: a subscription filter of the function's log group, delivered by
+    CloudWatch Logs (through a role that may put records on this stream only) to a Firehose
+    stream that unwraps them (decompression, message extraction) and writes them (through a
+    role that may write ``{root}/{endpoint}/`` and ``{root}-errors/{endpoint}/`` only) —
+    the layout the monitors read."""
+    unit = f"{ep_name}-{s.root}"
     role = names.role_name(ctx.project, ctx.stage, unit)
     yield Resource.of(f"role.{unit}", IamRole(
         role_name=role,
         trust_policy=_template("firehose-trust.json"),
         policy_name=names.policy_name(ctx.project, ctx.stage, unit),
-        policy=_template("capture-stream.json", bucket=bucket, endpoint=ep_name),
+        policy=_template("capture-stream.json", bucket=bucket, endpoint=ep_name, root=s.root),
         tags=ctx.tags(),
     ))
-    yield Resource.of(f"stream.{ep_name}", FirehoseStream(
-        stream_name=stream, bucket=bucket, role_arn=names.role_arn(ctx.account_id, role),
-        prefix=f"capture/{ep_name}/dt=!{{timestamp:yyyy-MM-dd}}/",
-        error_prefix=f"capture-errors/{ep_name}/!{{firehose:error-output-type}}/",
+    yield Resource.of(f"stream.{ep_name}{s.suffix}", FirehoseStream(
+        stream_name=s.stream, bucket=bucket, role_arn=names.role_arn(ctx.account_id, role),
+        prefix=f"{s.root}/{ep_name}/dt=!{{timestamp:yyyy-MM-dd}}/",
+        error_prefix=f"{s.root}-errors/{ep_name}/!{{firehose:error-output-type}}/",
         buffer_seconds=CAPTURE_BUFFER_S, buffer_mb=CAPTURE_BUFFER_MB,
         compression="GZIP", extension=".jsonl.gz", source="cloudwatch_logs",
         tags=ctx.tags(),
     ), (f"role.{unit}", "registry"))
-    logs_unit = f"{ep_name}-capture-logs"
+    logs_unit = f"{ep_name}-{s.root}-logs"
     logs_role = names.role_name(ctx.project, ctx.stage, logs_unit)
-    stream_arn = names.stream_arn(ctx.region, ctx.account_id, stream)
+    stream_arn = names.stream_arn(ctx.region, ctx.account_id, s.stream)
     yield Resource.of(f"role.{logs_unit}", IamRole(
         role_name=logs_role,
         trust_policy=_template("logs-trust.json", region=ctx.region, account=ctx.account_id),
@@ -394,11 +428,11 @@ def _capture_stream(ctx: CompileContext, bucket: str, ep_name: str, stream: str,
         policy=_template("capture-subscription.json", stream_arn=stream_arn),
         tags=ctx.tags(),
     ))
-    yield Resource.of(f"subscription.{ep_name}", LogSubscription(
-        log_group=log_group, filter_name=CAPTURE_FILTER_NAME,
-        filter_pattern=CAPTURE_FILTER_PATTERN, destination_arn=stream_arn,
+    yield Resource.of(f"subscription.{ep_name}{s.suffix}", LogSubscription(
+        log_group=log_group, filter_name=s.filter_name,
+        filter_pattern=s.filter_pattern, destination_arn=stream_arn,
         role_arn=names.role_arn(ctx.account_id, logs_role),
-    ), (f"logs.{ep_name}", f"stream.{ep_name}", f"role.{logs_unit}"))
+    ), (f"logs.{ep_name}", f"stream.{ep_name}{s.suffix}", f"role.{logs_unit}"))
 
 
 def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
@@ -411,9 +445,9 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
         "inference-function.json", bucket=bucket, model=model_name, endpoint=ep_name,
         region=ctx.region, account=ctx.account_id, log_group=names.log_group(fn)), ctx, fn, ep)
     capturing = bool(ep.capture and ep.capture.sample_rate > 0)
-    if capturing:
-        stream = names.capture_stream(ctx.project, ctx.stage, ep_name)
-        yield from _capture_stream(ctx, bucket, ep_name, stream, names.log_group(fn))
+    if capturing:  # captured predictions, and the feedback labels joined to them
+        for stream in _log_streams(ctx, ep_name):
+            yield from _log_stream(ctx, bucket, ep_name, stream, names.log_group(fn))
     runtime, arch = config.endpoint_runtime(ep_name)
     group, group_deps = _managed_alias(config, ctx, ep_name, ep)
     yield from _function_unit(ctx, bucket, FunctionUnit(

@@ -88,6 +88,10 @@ def capture_stream(project: str, stage: str, endpoint: str) -> str:
     return _fit(f"{project}-{stage}-{endpoint}-capture", LIMITS["function"])
 
 
+def feedback_stream(project: str, stage: str, endpoint: str) -> str:
+    return _fit(f"{project}-{stage}-{endpoint}-feedback", LIMITS["function"])
+
+
 def layer_key(sha256: str) -> str:
     return f"layers/{sha256}.zip"
 

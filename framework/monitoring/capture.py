@@ -12,6 +12,7 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,18 +60,15 @@ def _keys(store: Store, root: str, window: Window, extra_days: int = 0) -> list[
     return keys
 
 
-def _lines(store: Store, key: str, log: ReadLog) -> Iterator[dict[str, Any]]:
-    data = store.get(key)
-    if data is None:
-        return
+def _parse(data: bytes, key: str) -> tuple[list[dict[str, Any]], int]:
+    """An object's JSON records and how many of its lines are not one; raises ``ValueError``
+    (saying why) when the object cannot be read at all."""
     try:
         text = gzip.decompress(data) if key.endswith(".gz") else data
         lines = text.decode("utf-8").splitlines()
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
-        log.issue("corrupt_file", f"{key}: cannot be read ({type(e).__name__}: {e}); skipped",
-                  key=key)
-        return
-    log.files += 1
+        raise ValueError(f"cannot be read ({type(e).__name__}: {e})") from e
+    records: list[dict[str, Any]] = []
     bad = 0
     for line in lines:
         if not line.strip():
@@ -81,12 +79,41 @@ def _lines(store: Store, key: str, log: ReadLog) -> Iterator[dict[str, Any]]:
             bad += 1
             continue
         if isinstance(rec, dict):
-            yield rec
+            records.append(rec)
         else:
             bad += 1
+    return records, bad
+
+
+def _logged(key: str, parsed: tuple[list[dict[str, Any]], int] | str | None,
+            log: ReadLog) -> list[dict[str, Any]]:
+    """What reading an object tells the log (``parsed``: its records, or why it cannot be
+    read, or None when it is gone); its records."""
+    if parsed is None:
+        return []
+    if isinstance(parsed, str):
+        log.issue("corrupt_file", f"{key}: {parsed}; skipped", key=key)
+        return []
+    records, bad = parsed
+    log.files += 1
     if bad:
         log.issue("corrupt_records", f"{key}: {bad} line(s) are not JSON records; skipped",
                   key=key, lines=bad)
+    return records
+
+
+def _fetch(store: Store, key: str) -> tuple[list[dict[str, Any]], int] | str | None:
+    data = store.get(key)
+    if data is None:
+        return None
+    try:
+        return _parse(data, key)
+    except ValueError as e:
+        return str(e)
+
+
+def _lines(store: Store, key: str, log: ReadLog) -> Iterator[dict[str, Any]]:
+    yield from _logged(key, _fetch(store, key), log)
 
 
 def read_captures(store: Store, endpoint: str, window: Window,
@@ -156,18 +183,80 @@ class CaptureCache:
                     yield rec
 
 
+# -- feedback -------------------------------------------------------------------------------
+#
+# The rule for late labels: a label counts in the window of the prediction it labels (joined by
+# request id and row), whenever it arrived, provided it arrived by the end of the
+# FEEDBACK_LAG_DAYS-th day after the window's last day (UTC). A run reads the feedback objects
+# of the window's days and of those lag days (feedback lands under the day it arrived); a label
+# that arrives after a window was reported counts when that window is run again
+# (``mlops monitor run <name> --window START..END``), which reads those days anew.
+FEEDBACK_FETCHERS = 16  # feedback objects fetched and parsed at once (a thread pool)
+NO_LABEL = "feedback records without a request id or a label"
+BAD_ROW = "feedback records whose row is not a non-negative integer"
+
+
+@dataclass(frozen=True)
+class Label:
+    """One feedback record: a label for row ``row`` of request ``request_id``, posted at
+    ``time`` (ISO, UTC; ``""`` when the record has none)."""
+
+    request_id: str
+    row: int
+    label: Any
+    time: str
+
+
+def feedback_keys(store: Store, endpoint: str, window: Window) -> list[str]:
+    """The feedback objects a run of ``window`` reads: its days and the FEEDBACK_LAG_DAYS
+    after its last."""
+    return _keys(store, f"feedback/{endpoint}", window, FEEDBACK_LAG_DAYS)
+
+
+def feedback_objects(store: Store, endpoint: str, window: Window,
+                     log: ReadLog) -> Iterator[list[Label]]:
+    """The valid labels of each feedback object ``feedback_keys`` names, object by object in
+    key order; the objects are fetched and parsed ``FEEDBACK_FETCHERS`` at a time, in
+    parallel (S3 GETs wait on the network). What cannot be used is counted in ``log``."""
+    keys = feedback_keys(store, endpoint, window)
+    if not keys:
+        return
+    with ThreadPoolExecutor(min(FEEDBACK_FETCHERS, len(keys)),
+                            thread_name_prefix="feedback") as pool:
+        for start in range(0, len(keys), FEEDBACK_FETCHERS):
+            part = keys[start:start + FEEDBACK_FETCHERS]  # memory: these objects at most
+            for key, parsed in zip(part, pool.map(lambda k: _fetch(store, k), part),
+                                   strict=True):
+                yield _labels(_logged(key, parsed, log), log)
+
+
+def _labels(records: list[dict[str, Any]], log: ReadLog) -> list[Label]:
+    out: list[Label] = []
+    for rec in records:
+        row = rec.get("row", 0)
+        label = rec.get("label")
+        rid = rec.get("request_id")
+        if not isinstance(rid, str) or not rid or label is None or isinstance(
+                label, dict | list):
+            log.skip(NO_LABEL)
+        elif type(row) is not int or row < 0:
+            log.skip(BAD_ROW)
+        else:
+            when = rec.get("time")
+            out.append(Label(rid, row, label, when if isinstance(when, str) else ""))
+    return out
+
+
 def read_feedback(store: Store, endpoint: str, window: Window,
                   log: ReadLog) -> dict[tuple[str, int], Any]:
-    """Labels by ``(request_id, row)`` for the window (and a few days after it)."""
-    labels: dict[tuple[str, int], Any] = {}
-    for key in _keys(store, f"feedback/{endpoint}", window, FEEDBACK_LAG_DAYS):
-        for rec in _lines(store, key, log):
-            row = rec.get("row", 0)
-            label = rec.get("label")
-            if "request_id" not in rec or label is None or isinstance(label, dict | list):
-                log.skip("feedback records without a request id or a label")
-            elif type(row) is not int or row < 0:
-                log.skip("feedback records whose row is not a non-negative integer")
-            else:
-                labels[(str(rec["request_id"]), row)] = label
-    return labels
+    """Labels by ``(request_id, row)`` for the window (the latest posted of each), as a dict:
+    for a reader of every row (the data export); the monitor joins labels without one
+    (``framework.monitoring.labels``)."""
+    latest: dict[tuple[str, int], tuple[str, Any]] = {}
+    for labels in feedback_objects(store, endpoint, window, log):
+        for lab in labels:
+            key = (lab.request_id, lab.row)
+            had = latest.get(key)
+            if had is None or lab.time >= had[0]:
+                latest[key] = (lab.time, lab.label)
+    return {key: label for key, (_, label) in latest.items()}

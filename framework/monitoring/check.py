@@ -2,6 +2,16 @@
 
 Reads only (captures, feedback, the reference profile, the prediction baseline); history,
 charts, alarms, writing and actions are ``framework.monitoring.run``'s job.
+
+Performance (a monitor with ``performance``): the window's labels are read first (in
+parallel; those posted up to ``FEEDBACK_LAG_DAYS`` after the window's last day count: the
+rule is in ``framework.monitoring.capture``), then joined to the predictions of each partial
+profile as the window's profile is merged (``framework.monitoring.labels``): no request-id
+map, no window-wide predictions. Memory per labelled row: ~25 B of label side (hash, label,
+matched flag; 16 B more per label while it is read) and 26 B of joined arrays (label,
+prediction, score, version code) — about 60 B, where the maps of before held ~640 B; measured
+by ``bench/labels_join.py`` (a 1M-row window with 1M labels). Figures per model version, and
+overall.
 """
 
 from __future__ import annotations
@@ -14,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from framework.monitoring import drift, partial, performance
-from framework.monitoring.capture import ReadLog, read_feedback
+from framework.monitoring import drift, labels, partial
+from framework.monitoring.capture import ReadLog
 from framework.monitoring.partial import LATENCY_EDGES, Settings, percentile
 from framework.monitoring.profile import (
     CategoricalProfile,
@@ -38,15 +48,15 @@ class CheckFailed(Exception):
 @dataclass
 class WindowFacts:
     """The window's facts beside its feature profile: rows per model version, errors, the
-    latency and answers sketches, and (for the label join) each row's prediction."""
+    latency and answers sketches, and (with labels) the labelled rows."""
 
-    predictions: dict[tuple[str, int], tuple[str, Any, float | None]] = field(default_factory=dict)
     latency: NumericProfile = field(default_factory=lambda: NumericProfile.empty(LATENCY_EDGES))
     versions: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     classes: list[str] = field(default_factory=list)
     answers: FeatureProfile | None = None  # predicted labels (frequencies) or values
     profiles: dict[str, int] = field(default_factory=dict)  # how the profile was made
+    joined: labels.Joined | None = None  # the labelled rows (a monitor with performance)
 
 
 def reference_key(model: str, version: str) -> str:
@@ -182,14 +192,18 @@ def profile_window(store: Store, spec: MonitorSpec, window: Window, reference: P
 
 
 def profile_with(store: Store, spec: MonitorSpec, window: Window, settings: Settings,
-                 log: ReadLog, fan: partial.Fan | None = None) -> tuple[Profile, WindowFacts]:
+                 log: ReadLog, fan: partial.Fan | None = None,
+                 read: labels.Labels | None = None) -> tuple[Profile, WindowFacts]:
+    """The window's profile and facts; with the labels ``read``, its labelled rows too."""
+    join = labels.Join(read) if read is not None else None
     acc, usage = partial.window_profile(
         store, spec.endpoint, window, settings, log, fan=fan,
         fan_objects=int(spec.fan_out.get("objects", 200)),
-        fan_workers=int(spec.fan_out.get("workers", 8)))
-    facts = WindowFacts(predictions=acc.predictions, latency=acc.latency.result(),
+        fan_workers=int(spec.fan_out.get("workers", 8)), join=join)
+    facts = WindowFacts(latency=acc.latency.result(),
                         versions=acc.versions, errors=acc.errors, classes=acc.classes,
-                        answers=acc.answers.result(), profiles=usage.to_dict())
+                        answers=acc.answers.result(), profiles=usage.to_dict(),
+                        joined=join.result() if join is not None else None)
     return acc.profile(), facts
 
 
@@ -342,39 +356,24 @@ def _first_baseline(cur: FeatureProfile) -> FeatureProfile | None:
     return prediction_profile(exact.tolist(), True)
 
 
-def performance_section(spec: MonitorSpec, store: Store, window: Window, facts: WindowFacts,
-                        log: ReadLog, positive: str | None) -> dict[str, Any] | None:
+def performance_section(spec: MonitorSpec, facts: WindowFacts, log: ReadLog,
+                        positive: str | None) -> dict[str, Any] | None:
+    """Performance figures of the window's labelled rows, overall and per model version."""
     settings = spec.performance
-    if settings is None:
+    if settings is None or facts.joined is None:
         return None
-    labels = read_feedback(store, spec.endpoint, window, log)
+    joined = facts.joined.usable(log)
+    read = joined.labels_read
     positive = positive or settings.get("positive") or (facts.classes[-1] if facts.classes
                                                          else None)
-    joined = [(facts.predictions[k], lab) for k, lab in labels.items() if k in facts.predictions]
-    if spec.task == "regression":
-        numeric = [(p, value) for p, lab in joined if (value := as_number(lab)) is not None]
-        for _ in range(len(joined) - len(numeric)):
-            log.skip("feedback records whose label is not a finite number")
-        joined = numeric
     metric = str(settings.get("metric", "accuracy"))
     out: dict[str, Any] = {"metric": metric, "min": settings.get("min"),
                            "max": settings.get("max"), "labelled": len(joined),
-                           "feedback_records": len(labels), "positive": positive}
-
-    def compute(rows: list[tuple[tuple[str, Any, float | None], Any]]) -> dict[str, Any]:
-        if spec.task == "regression":
-            return dict(performance.regression_metrics([float(lab) for _, lab in rows],
-                                                       [float(p[1]) for p, _ in rows]))
-        return dict(performance.classification_metrics(
-            [category_key(lab) for _, lab in rows], [category_key(p[1]) for p, _ in rows],
-            [p[2] for p, _ in rows], positive or ""))
-
-    out["overall"] = compute(joined)
-    by_version: dict[str, list[tuple[tuple[str, Any, float | None], Any]]] = {}
-    for row in joined:
-        by_version.setdefault(row[0][0], []).append(row)
-    out["by_version"] = {v: {**compute(rows), "labelled": len(rows)}
-                         for v, rows in sorted(by_version.items())}
+                           "feedback_records": read.records, "labels": len(read),
+                           "feedback_days": {"first": read.days[0], "last": read.days[1]},
+                           "positive": positive}
+    out["overall"] = joined.metrics(positive)
+    out["by_version"] = joined.by_version(positive)
     value = out["overall"].get(metric)
     out["value"] = value
     enough = len(joined) >= int(settings.get("min_labels", 20))
@@ -395,7 +394,9 @@ def run_check(spec: MonitorSpec, store: Store, window: Window,
     reference = settings.reference
     positive = settings.positive
     log = ReadLog()
-    current, facts = profile_with(store, spec, window, settings, log, fan)
+    read = (labels.read_labels(store, spec.endpoint, window, log, spec.task == "regression")
+            if spec.performance is not None else None)  # first: joined as partials merge
+    current, facts = profile_with(store, spec, window, settings, log, fan, read)
     min_rows = int(spec.drift.get("min_rows", 30))
     alpha = float(spec.drift.get("alpha", 0.05))
     correction = str(spec.drift.get("correction", "benjamini_hochberg"))
@@ -435,7 +436,7 @@ def run_check(spec: MonitorSpec, store: Store, window: Window,
         body["prediction_drift"] = (
             prediction_drift(store, spec, facts, alpha, reference_answers)
             if spec.drift.get("prediction", True) else None)
-    body["performance"] = performance_section(spec, store, window, facts, log, positive)
+    body["performance"] = performance_section(spec, facts, log, positive)
     skipped_issue = log.skipped_issue()  # capture and feedback records alike
     if skipped_issue is not None:
         body["issues"].insert(0, skipped_issue)

@@ -6,10 +6,11 @@ reference's bin edges (counts, sums, min/max; exact sorted values too while the 
 at most ``PARTIAL_EXACT_ROWS`` usable records), rows per model version, errors, a latency
 sketch, a sketch of the answers (label frequencies, or predicted values on the reference
 answers' edges), the time span of its records, the records it skipped and why, and — for a
-monitor that judges performance — each row's prediction for the label join. ``digest`` names
-what the numbers depend on (the reference profile's bytes, the task, the positive class,
-whether predictions are kept), so a new model version or reference gets new partials and never
-merges with old ones.
+monitor that judges performance — each row's request id, row, version, prediction and score,
+which the merge hands to the label join (``framework.monitoring.labels.Join``) partial by
+partial, never keeping them. ``digest`` names what the numbers depend on (the reference
+profile's bytes, the task, the positive class, whether predictions are kept), so a new model
+version or reference gets new partials and never merges with old ones.
 
 A monitor run (``window_profile``) lists the window's days once for captures and once for
 partials; an object whose partial lies inside the window is merged without reading the object
@@ -41,6 +42,7 @@ import numpy as np
 from framework.monitoring import columns
 from framework.monitoring.capture import NO_TIME, ReadLog
 from framework.monitoring.columns import MISSING, Batch, canonical, probabilities_of
+from framework.monitoring.labels import Join
 from framework.monitoring.profile import (
     WINDOW_EXACT_LIMIT,
     CategoricalProfile,
@@ -333,8 +335,7 @@ class Accumulator:
     versions: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     classes: list[str] = field(default_factory=list)
-    predictions: dict[tuple[str, int], tuple[str, Any, float | None]] = field(
-        default_factory=dict)
+    join: Join | None = None  # takes each partial's predictions (the label join)
 
     def __post_init__(self) -> None:
         self.features: dict[str, _Numeric | _Categorical] = {
@@ -355,10 +356,8 @@ class Accumulator:
         self.latency.add(p["latency"])
         self.answers.add(p["answers"])
         pred = p.get("predictions")
-        if pred:
-            for key in zip(pred["ids"], pred["rows"], pred["versions"], pred["labels"],
-                           pred["scores"], strict=True):
-                self.predictions[(key[0], key[1])] = (key[2], key[3], key[4])
+        if pred and self.join is not None:
+            self.join.add(pred)
 
     def profile(self) -> Profile:
         return Profile({k: v.result() for k, v in self.features.items()}, self.rows)
@@ -471,13 +470,15 @@ def _fan_out(fan: Fan, missing: list[str], per_worker: int, workers: int, log: R
 
 def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log: ReadLog,
                    *, write: bool = True, fan: Fan | None = None, fan_objects: int = 200,
-                   fan_workers: int = 8) -> tuple[Accumulator, Usage]:
+                   fan_workers: int = 8, join: Join | None = None,
+                   ) -> tuple[Accumulator, Usage]:
     """The window's profile and facts, merged from the partial profiles of its objects.
 
     With ``fan``, when more than ``fan_objects`` objects have no partial yet, they are first
     profiled in shares of ``fan_objects`` by up to ``fan_workers`` parallel workers (the merge
-    step below then finds their partials stored)."""
-    acc = Accumulator(s)
+    step below then finds their partials stored). With ``join``, each partial's predictions
+    are handed to it as the partial is merged (and not kept)."""
+    acc = Accumulator(s, join=join)
     usage = Usage()
     days = [f"dt={day.isoformat()}/" for day in window.days()]
     captures = {part: store.list(f"capture/{endpoint}/{part}") for part in days}

@@ -21,22 +21,38 @@ def classification_metrics(labels: Sequence[Any], predictions: Sequence[Any],
                            scores: Sequence[float | None], positive: str,
                            ) -> dict[str, float | None]:
     """Metrics of predicted labels (and positive-class scores, when known) against labels."""
-    y = np.asarray([str(v) == positive for v in labels])
-    p = np.asarray([str(v) == positive for v in predictions])
-    n = len(y)
+    codes: dict[str, int] = {}
+
+    def coded(values: Sequence[Any]) -> np.ndarray:
+        return np.fromiter((codes.setdefault(str(v), len(codes)) for v in values),
+                           dtype=np.int64, count=len(values))
+
+    y, p = coded(labels), coded(predictions)
+    s = np.fromiter((math.nan if v is None else float(v) for v in scores), dtype=np.float64,
+                    count=len(scores))
+    return coded_metrics(y, p, s, codes.get(positive, -1))
+
+
+def coded_metrics(labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray,
+                  positive: float) -> dict[str, float | None]:
+    """``classification_metrics`` of labels and predictions given as codes (equal codes, equal
+    labels; ``positive`` the positive class's code) and scores as floats (NaN: unknown)."""
+    n = labels.size
     if n == 0:
         return dict.fromkeys(CLASSIFICATION)
+    y = labels == positive
+    p = predictions == positive
     tp = int(np.sum(y & p))
     fp = int(np.sum(~y & p))
     fn = int(np.sum(y & ~p))
-    accuracy = float(np.mean([str(a) == str(b) for a, b in zip(labels, predictions, strict=True)]))
+    accuracy = float(np.mean(labels == predictions))
     precision = tp / (tp + fp) if tp + fp else None
     recall = tp / (tp + fn) if tp + fn else None
     f1 = (2 * precision * recall / (precision + recall)
           if precision is not None and recall is not None and precision + recall > 0 else None)
-    known = [(bool(t), float(s)) for t, s in zip(y, scores, strict=True) if s is not None]
+    known = ~np.isnan(scores)
     return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1,
-            "roc_auc": roc_auc([t for t, _ in known], [s for _, s in known])}
+            "roc_auc": roc_auc(y[known], scores[known])}
 
 
 def roc_auc(truth: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -63,8 +79,8 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def regression_metrics(labels: Sequence[float], predictions: Sequence[float],
-                       ) -> dict[str, float | None]:
+def regression_metrics(labels: Sequence[float] | np.ndarray,
+                       predictions: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     y = np.asarray(labels, dtype=np.float64)
     p = np.asarray(predictions, dtype=np.float64)
     if y.size == 0:

@@ -2,8 +2,28 @@
 
 Item: ``{"request_id": str, "row": int >= 0 (default 0), "label": value}``. The label must be
 one of the model's classes when the model declares them (string, number or boolean
-otherwise). Stored as gzip JSON lines ``{"request_id", "row", "label", "time"}`` under
-``feedback/<endpoint>/dt=YYYY-MM-DD/``, one object per accepted request.
+otherwise; a string of at most ``MAX_LABEL`` characters).
+
+Where the labels go — the same on every target: one JSON line per item on stdout,
+``{"msg": "feedback", "endpoint", "request_id", "row", "label", "time"}``, written and flushed
+before the 202 answer, so an accepted label is as durable as a captured row (both are events
+of the function's log group once the answer leaves). The group's second subscription filter
+(``{ $.msg = "feedback" }``, ``framework.compile.compiler.FEEDBACK_FILTER_PATTERN``; the first
+selects capture rows) hands them to the endpoint's feedback Firehose stream, which buffers them
+(60 s or 5 MB on AWS, 2 s locally) and writes one gzip JSON lines object per buffer under
+``feedback/<endpoint>/dt=YYYY-MM-DD/`` (the day the labels arrived).
+
+Why through the log rather than an S3 object per request (as before): a PUT per request is a
+network call on the request path, a request-priced write ($5 per million on S3) and one object
+per request for every monitor run to GET — a million labels were a million objects; batched by
+the stream they are a few dozen. Why not ``PutRecordBatch`` from the handler: a network call
+and a permission the handler does not need; the log line is written anyway. Delivery is at
+least once (CloudWatch Logs and Firehose both retry): a reader keeps one label per
+(request id, row), the latest posted (``time``), so a repeated line and a corrected label
+both end as one label.
+
+Labels join captured predictions: an endpoint that captures nothing (``capture`` omitted, its
+sink ``off``) answers 409 instead of accepting labels that nothing could use.
 """
 
 from __future__ import annotations
@@ -17,6 +37,7 @@ from framework.runtime.capture import MAX_FEEDBACK, iso_utc
 from framework.runtime.errors import MAX_DETAILS, RequestError
 
 ITEM_KEYS = frozenset({"request_id", "row", "label"})
+MAX_LABEL = 1024  # characters of a string label (a log event holds at most 256 KB)
 
 
 def _problem(i: int, field: str, problem: str) -> dict[str, Any]:
@@ -65,6 +86,8 @@ def _label_problem(label: object, classes: Sequence[Any] | None) -> str | None:
         return "must be a string, number or boolean"
     if isinstance(label, float) and not math.isfinite(label):
         return "must be finite"
+    if isinstance(label, str) and len(label) > MAX_LABEL:
+        return f"must be at most {MAX_LABEL} characters"
     if classes:
         same_kind = isinstance(label, bool) == any(isinstance(c, bool) for c in classes)
         if label in classes and same_kind:
@@ -74,7 +97,9 @@ def _label_problem(label: object, classes: Sequence[Any] | None) -> str | None:
     return None
 
 
-def feedback_lines(items: list[dict[str, Any]], ts: float) -> str:
-    when = iso_utc(ts)
-    return "".join(json.dumps({**item, "time": when}, separators=(",", ":")) + "\n"
+def feedback_lines(items: list[dict[str, Any]], ts: float, endpoint: str) -> str:
+    """The log lines of accepted ``items`` (one per item, newline-terminated)."""
+    head = '{"msg":"feedback","endpoint":' + json.dumps(endpoint) + ","
+    tail = ',"time":"' + iso_utc(ts) + '"}\n'
+    return "".join(head + json.dumps(item, separators=(",", ":"))[1:-1] + tail
                    for item in items)

@@ -5,7 +5,7 @@ Routes of an endpoint (all on the same function; the event's ``routeKey`` says w
 | route                              | answer                                      |
 |------------------------------------|---------------------------------------------|
 | ``<METHOD> <path>``                | native predictions (GET: the model contract) |
-| ``POST <path>/feedback``           | 202, labels stored under ``feedback/``      |
+| ``POST <path>/feedback``           | 202, labels logged for ``feedback/``        |
 | ``GET <path>/openapi.json``        | the OpenAPI 3 document                      |
 | ``POST /v2/models/<ep>/infer``     | Open Inference Protocol v2                  |
 | ``GET /v2/models/<ep>[/ready]``    | OIP metadata / readiness                    |
@@ -358,18 +358,20 @@ class Service:
         return self._lines[1]
 
     def _feedback(self, payload: Any, ts: float, request_id: str) -> dict[str, Any]:
+        """Labels as log lines (``framework.runtime.feedback``): the feedback stream takes
+        them from the function's log, in batches."""
+        if self.s.sink != "log":
+            raise RequestError(409, "feedback_not_collected",
+                               "this endpoint captures no predictions, so there is nothing to "
+                               "join labels to; give it capture: {sample_rate: 1.0} in "
+                               "mlops.yaml and deploy")
         classes = None
         with contextlib.suppress(ModelUnavailableError):
             classes = self.bundle.classes
         items = feedback.parse_feedback(payload, classes)
-        data = capture.gzip_lines(feedback.feedback_lines(items, ts))
-        key = capture.feedback_key(self.s.endpoint, ts, request_id or str(int(ts * 1e6)))
-        try:
-            self.conn.client("s3").put_object(Bucket=self.s.bucket, Key=key, Body=data,
-                                              ContentType="application/x-ndjson",
-                                              ContentEncoding="gzip")
-        except Exception as e:
-            raise ModelUnavailableError(f"cannot store feedback: {e}") from e
+        out = sys.stdout  # accepted once written: the answer leaves after the flush
+        out.write(feedback.feedback_lines(items, ts, self.s.endpoint))
+        out.flush()
         return {"accepted": len(items), "request_id": request_id}
 
     def _openapi(self, request: http.Request) -> dict[str, Any]:

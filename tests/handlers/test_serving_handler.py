@@ -3,7 +3,6 @@ whatever the body, headers or route, the answer is a JSON 2xx/4xx without intern
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -94,19 +93,30 @@ def test_openapi_route_names_the_server(served: dict[str, Any]) -> None:
     assert status == 200 and doc["servers"] == [{"url": "https://h/api1"}]
 
 
-def test_feedback_is_stored(served: dict[str, Any]) -> None:
+def test_feedback_is_logged_for_the_feedback_stream(served: dict[str, Any],
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
 
     status, body, _ = call(event("POST /tiny/predict/feedback", "/tiny/predict/feedback",
-                                 [{"request_id": "r9", "row": 0, "label": 1}]))
-    assert status == 202 and body["accepted"] == 1
-    s3 = boto3.client("s3", region_name="us-east-1")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="reg-bucket")["Contents"]
-            if o["Key"].startswith("feedback/predict/dt=")]
-    assert len(keys) == 1
-    raw = s3.get_object(Bucket="reg-bucket", Key=keys[0])["Body"].read()
-    record = json.loads(gzip.decompress(raw))
-    assert record["request_id"] == "r9" and record["label"] == 1 and "time" in record
+                                 [{"request_id": "r9", "row": 0, "label": 1},
+                                  {"request_id": "r8", "label": 0}]))
+    assert status == 202 and body["accepted"] == 2
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if '"msg":"feedback"' in line]  # what the filter { $.msg = "feedback" } selects
+    assert [(r["endpoint"], r["request_id"], r["row"], r["label"]) for r in lines] == [
+        ("predict", "r9", 0, 1), ("predict", "r8", 0, 0)]
+    assert all(r["time"].endswith("Z") for r in lines)
+    s3 = boto3.client("s3", region_name="us-east-1")  # no S3 write on the request path
+    assert not [o for o in s3.list_objects_v2(Bucket="reg-bucket").get("Contents", [])
+                if o["Key"].startswith("feedback/")]
+    # an endpoint that captures nothing has nothing to join labels to
+    monkeypatch.setenv("MLOPS_CAPTURE_SINK", "off")
+    inference._cache.clear()
+    status, body, _ = call(event("POST /tiny/predict/feedback", "/tiny/predict/feedback",
+                                 {"request_id": "r9", "label": 1}))
+    assert status == 409 and body["error"] == "feedback_not_collected"
+    assert "capture" in body["message"]
 
 
 def test_api_key_auth(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

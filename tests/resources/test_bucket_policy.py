@@ -193,4 +193,6 @@ def test_capture_retention_compiles_to_a_lifecycle_rule() -> None:
     spec["endpoints"]["score"]["capture"] = {"sample_rate": 0.5, "retain_days": 90}
     graph = compile_config(Config.model_validate(spec), context())
     assert graph.resources["registry"].props["lifecycle"] == [
-        {"id": "mlops-capture-score", "prefix": "capture/score/", "expire_days": 90}]
+        {"id": f"mlops-{root}-score", "prefix": f"{root}/score/", "expire_days": 90}
+        for root in ("capture", "capture-errors", "capture-profiles", "feedback",
+                     "feedback-errors")]

@@ -79,7 +79,7 @@ def capture(store: MemoryStore, request_id: str, rows: Rows, ts: float,
 
 def feedback(store: MemoryStore, items: list[dict[str, object]], ts: float, name: str) -> None:
     store.put(f"feedback/score/dt={day(ts)}/{name}.gz",
-              gzip.compress(feedback_lines(items, ts).encode()), "")
+              gzip.compress(feedback_lines(items, ts, "score").encode()), "")
 
 
 @pytest.fixture

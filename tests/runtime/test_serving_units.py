@@ -185,6 +185,10 @@ def test_feedback_parsing() -> None:
     assert e.status == 422 and fields == {"x", "request_id", "row", "label"}
     assert _err(feedback.parse_feedback, [], None).status == 400
     assert _err(feedback.parse_feedback, "x", None).status == 400
-    text = feedback.feedback_lines(items, 0.0)
-    assert json.loads(text)["time"] == "1970-01-01T00:00:00.000000Z"
+    text = feedback.feedback_lines(items + integral, 0.0, "sc\"ore")
+    assert [json.loads(line) for line in text.splitlines()] == [
+        {"msg": "feedback", "endpoint": "sc\"ore", **item, "time": "1970-01-01T00:00:00.000000Z"}
+        for item in items + integral]
+    long = "x" * (feedback.MAX_LABEL + 1)
+    assert _err(feedback.parse_feedback, {"request_id": "r", "label": long}, None).status == 422
     assert gzip.decompress(capture.gzip_lines(text)).decode() == text

@@ -140,11 +140,13 @@ def test_capture_stream_passes_cfn_lint(tmp_path: Path) -> None:
     t = synthesize(graph, description="with capture")
     kinds = {r["Type"] for r in t["Resources"].values()}
     assert {"AWS::KinesisFirehose::DeliveryStream", "AWS::Logs::SubscriptionFilter"} <= kinds
-    [stream] = [r for r in t["Resources"].values()
-                if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"]
-    processors = stream["Properties"]["ExtendedS3DestinationConfiguration"][
-        "ProcessingConfiguration"]["Processors"]
-    assert [p["Type"] for p in processors] == ["Decompression", "CloudWatchLogProcessing"]
+    streams = [r for r in t["Resources"].values()
+               if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"]
+    assert len(streams) == 2  # captured rows, and feedback labels
+    for stream in streams:
+        processors = stream["Properties"]["ExtendedS3DestinationConfiguration"][
+            "ProcessingConfiguration"]["Processors"]
+        assert [p["Type"] for p in processors] == ["Decompression", "CloudWatchLogProcessing"]
     path = tmp_path / "t.json"
     path.write_text(to_json(t))
     matches = cfnlint.lint_file(path, config=cfnlint.ManualArgs(regions=["us-east-1"]))
