@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from framework.monitoring.columns import unpack
 from framework.monitoring.spec import Window, parse_time
 from framework.monitoring.store import Store
 
@@ -79,7 +80,7 @@ def _parse(data: bytes, key: str) -> tuple[list[dict[str, Any]], int]:
             bad += 1
             continue
         if isinstance(rec, dict):
-            records.append(rec)
+            records.append(unpack(rec))
         else:
             bad += 1
     return records, bad

@@ -18,18 +18,28 @@ Two decoders give the same ``Batch``:
   record (the reasons the report counts). Every object the typed decoder gives up on is read
   this way, so the two agree on every object (``tests/monitoring/test_columns.py`` pins them).
 
+Packed inputs (``framework.runtime.capture``): a line lists its float features in
+``input_names`` and holds their values in ``input_f64`` (base64 of little-endian float64s, NaN
+for null). The typed decoder joins an object's ``input_f64`` texts into one buffer of shape
+rows × features (when every line packs the same names); ``unpack`` gives every other reader the
+record with one ``inputs`` object, as lines were written before packing (such lines are still
+read as they are).
+
 Only the standard library, numpy and (optionally) msgspec and isal: this module runs in the
 monitor Lambda.
 """
 
 from __future__ import annotations
 
+import binascii
+import functools
 import gzip
 import itertools
 import json
 import math
 import operator
 import re
+import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +119,45 @@ def inflate(data: bytes, key: str) -> bytes:
     return gzip.decompress(data)
 
 
+PACKED_NAMES = "input_names"
+PACKED_VALUES = "input_f64"
+_a2b = functools.partial(binascii.a2b_base64, strict_mode=True)
+
+
+def _packed_values(names: Any, text: Any) -> list[float | None]:
+    """The packed inputs' values (None for NaN); raises ``ValueError`` saying what is wrong."""
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{PACKED_NAMES} is not a list of names")
+    if not isinstance(text, str):
+        raise ValueError(f"{PACKED_VALUES} is not a base64 text")
+    try:
+        raw = _a2b(text)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"{PACKED_VALUES} is not base64 ({e})") from e
+    if len(raw) != 8 * len(names):
+        raise ValueError(f"{PACKED_VALUES} holds {len(raw)} bytes, not 8 per name")
+    return [None if v != v else v for v in struct.unpack(f"<{len(names)}d", raw)]
+
+
+def unpack(rec: dict[str, Any]) -> dict[str, Any]:
+    """A capture record with its packed inputs merged into its ``inputs`` object (the record
+    as lines were written before packing); a record without packed inputs as it is. Packed
+    inputs that cannot be read leave the record without an ``inputs`` object (unusable)."""
+    if PACKED_NAMES not in rec and PACKED_VALUES not in rec:
+        return rec
+    names, text = rec.pop(PACKED_NAMES, None), rec.pop(PACKED_VALUES, None)
+    inputs = rec.get("inputs", {})
+    try:
+        values = _packed_values(names, text)
+        if not isinstance(inputs, dict):
+            raise ValueError("inputs is not an object")
+    except ValueError:
+        rec.pop("inputs", None)
+        return rec
+    rec["inputs"] = {**inputs, **dict(zip(names, values, strict=True))}
+    return rec
+
+
 def decode(data: bytes, key: str, features: Sequence[Mapping[str, Any]], task: str,
            *, typed: bool = True) -> Batch:
     """The object's records as columns; raises ``ValueError`` when it cannot be read at all
@@ -158,6 +207,7 @@ def _general(lines: list[str], features: Sequence[Mapping[str, Any]], task: str)
         if not isinstance(rec, dict):
             batch.bad_lines += 1
             continue
+        rec = unpack(rec)
         try:
             when = parse_time(str(rec["time"]))
         except (KeyError, ValueError, OverflowError):
@@ -236,6 +286,8 @@ def _decoder(features: Sequence[Mapping[str, Any]]) -> Any:
             ("prediction", scalar | msgspec.UnsetType, msgspec.UNSET),
             ("probabilities", msgspec.Raw, None),  # checked by PROBABILITIES
             ("classes", msgspec.Raw, None),  # decoded once per distinct text
+            (PACKED_NAMES, msgspec.Raw, None),  # the same text on every line, decoded once
+            (PACKED_VALUES, str | None, None),
         ], gc=False)
         dec = _DECODERS[sig] = msgspec.json.Decoder(record)
     return dec
@@ -275,7 +327,23 @@ def _typed(text: bytes, features: Sequence[Mapping[str, Any]], task: str) -> Bat
                   predictions=predictions, probabilities=probabilities,
                   classes=[known[c] for c in classes], unusable=[None] * n, typed=True)
     inputs = [r.inputs for r in recs]
-    numeric = [i for i, f in enumerate(features) if not is_categorical(f)]
+    packed = _packed_columns(recs, n)
+    if packed is None:
+        return None
+    names, values = packed
+    numeric = [i for i, f in enumerate(features) if not is_categorical(f)
+               and str(f["name"]) not in names]
+    for f in features:
+        j = names.get(str(f["name"]))
+        if j is None:
+            continue
+        if is_categorical(f):  # a packed float the reference takes as a category
+            return None
+        col = np.ascontiguousarray(values[:, j])
+        missing = np.isnan(col)  # null (a JSON number is never NaN)
+        if np.isinf(col).any():
+            return None
+        batch.numeric[str(f["name"])] = (col, missing)
     if numeric:
         width = len(features)
         flat = np.fromiter(itertools.chain.from_iterable(map(msgspec.structs.astuple, inputs)),
@@ -291,3 +359,38 @@ def _typed(text: bytes, features: Sequence[Mapping[str, Any]], task: str) -> Bat
         if is_categorical(f):
             batch.categorical[str(f["name"])] = [getattr(x, f"f{i}") for x in inputs]
     return batch
+
+
+_NO_PACKED: tuple[dict[str, int], Floats] = ({}, np.empty((0, 0)))
+
+
+def _packed_columns(recs: list[Any], n: int) -> tuple[dict[str, int], Floats] | None:
+    """The packed inputs of every line as (name → column, rows × names values), nothing
+    packed when no line packs; None when some lines pack and others do not, lines pack other
+    names, or a packed text is not clean (the general decoder then says why)."""
+    texts = list(map(_get(PACKED_VALUES), recs))
+    names_texts = list(map(_get(PACKED_NAMES), recs))
+    if texts.count(None) == n and names_texts.count(None) == n:
+        return _NO_PACKED
+    first = names_texts[0]
+    if first is None or names_texts.count(first) != n:
+        return None
+    try:
+        names = msgspec.json.decode(first, type=list[str])
+        width = len(names)
+        if texts.count(None) or len(set(names)) != width:
+            return None
+        if 8 * width % 3 == 0 and set(map(len, texts)) == {width * 32 // 3}:
+            # unpadded texts of one length: decoded at once, each row's bytes where they go
+            raw = _a2b("".join(texts))
+            if len(raw) != 8 * width * n:  # padding inside cuts it short
+                return None
+        else:
+            rows = list(map(_a2b, texts))
+            if set(map(len, rows)) != {8 * width}:
+                return None
+            raw = b"".join(rows)
+    except (msgspec.DecodeError, msgspec.ValidationError, binascii.Error, ValueError):
+        return None
+    values = np.frombuffer(raw, dtype="<f8").reshape(n, width)
+    return {name: j for j, name in enumerate(names)}, values

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from framework.cli_serve import Client
+from framework.monitoring.columns import unpack
 
 from .conftest import Project, http
 
@@ -164,8 +165,9 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
     assert len(captured) == 7
     first = next(c for c in captured if c["request_id"] == native["request_id"] and c["row"] == 1)
     assert set(first) == {"msg", "request_id", "row", "time", "endpoint", "model", "version",
-                          "lambda_version", "latency_ms", "inputs", "prediction",
-                          "probabilities", "classes"}
+                          "lambda_version", "latency_ms", "inputs", "input_names", "input_f64",
+                          "prediction", "probabilities", "classes"}  # float inputs packed
+    first = unpack(first)
     assert first["endpoint"] == "predict" and first["version"] == "1.0.0"
     assert first["lambda_version"] == "1" and first["inputs"] == row
     assert first["prediction"] == native["predictions"][1]

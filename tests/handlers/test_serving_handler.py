@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from test_inference_handler import CONTEXT, ROW, registry  # noqa: F401  (fixture)
 
 import handlers.inference as inference
+from framework.monitoring.columns import unpack
 from framework.runtime import auth
 
 ROUTE = "POST /tiny/predict"
@@ -44,7 +45,7 @@ def served(registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch,  # noqa: F
 def captured(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     """The capture lines the handler logged (what the log group's subscription filter
     ``{ $.msg = "capture" }`` selects)."""
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+    lines = [unpack(json.loads(line)) for line in capsys.readouterr().out.splitlines()
              if line.startswith("{")]
     return [r for r in lines if r.get("msg") == "capture"]
 

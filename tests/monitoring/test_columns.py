@@ -233,3 +233,133 @@ def test_an_object_delivered_twice_counts_once_and_a_failed_write_is_an_issue() 
     assert got.rows == 80 and log.repeated == 80 and facts.profiles["duplicates"] == 1
     assert [i["kind"] for i in log.issues] == ["profiles_not_stored"]
     assert not store.list("capture-profiles/")
+
+
+# -- packed inputs (the handler's float features as one base64 of float64s) -------------------
+def packed(rec: dict[str, Any], names: tuple[str, ...] = ("x0", "x1", "x2", "x3", "x4")
+           ) -> dict[str, Any]:
+    """``rec`` as the handler writes it: its float inputs packed, the rest in ``inputs``."""
+    from framework.runtime.capture import packed as pack
+
+    inputs = dict(rec["inputs"])
+    values = [inputs.pop(n) for n in names]
+    return {**rec, "inputs": inputs, "input_names": list(names), "input_f64": pack(values)}
+
+
+def agree(data: bytes) -> columns.Batch:
+    """The typed decoder's batch of ``data``, checked against the general decoder's."""
+    typed = columns.decode(data, "a.jsonl.gz", FEATURES, "classification")
+    general = columns.decode(data, "a.jsonl.gz", FEATURES, "classification", typed=False)
+    for name in ("times", "request_ids", "rows", "versions", "errors", "predictions",
+                 "classes", "unusable", "categorical", "no_time", "bad_lines"):
+        assert getattr(typed, name) == getattr(general, name), name
+    np.testing.assert_array_equal(typed.latencies, general.latencies)
+    assert typed.numeric.keys() == general.numeric.keys()
+    for name, (values, missing) in general.numeric.items():
+        np.testing.assert_array_equal(typed.numeric[name][0], values)
+        np.testing.assert_array_equal(typed.numeric[name][1], missing)
+    return typed
+
+
+def test_packed_inputs_are_read_typed_and_unpack_to_the_inputs_object() -> None:
+    rows = canonical_rows(records(np.random.default_rng(6), 150))
+    plain = [json.loads(json.dumps(r)) for r in rows]
+    lines = [json.dumps(packed(r)) for r in rows]
+    assert [columns.unpack(json.loads(line)) for line in lines] == plain  # exact values
+    batch = agree(gzip.compress("\n".join(lines).encode()))
+    assert batch.typed
+    assert batch.numeric["x3"][0].tolist() == [r["inputs"]["x3"] for r in plain]
+    assert batch.categorical["colour"] == [r["inputs"]["colour"] for r in plain]
+
+
+def test_a_packed_null_is_missing_in_both_decoders() -> None:
+    rows = canonical_rows(records(np.random.default_rng(7), 40))
+    for r in rows[3:6]:
+        r["inputs"]["x2"] = None
+    lines = [json.dumps(packed(r)) for r in rows]
+    assert columns.unpack(json.loads(lines[4]))["inputs"]["x2"] is None
+    batch = agree(gzip.compress("\n".join(lines).encode()))
+    assert batch.typed and batch.numeric["x2"][1].tolist() == [3 <= i < 6 for i in range(40)]
+
+
+def _damaged_b64(r: dict[str, Any]) -> None:
+    r["input_f64"] = r["input_f64"][:-4]
+
+
+PACKED_MESSY = [
+    ("lines of the earlier shape among packed ones", None),
+    ("other names", lambda r: r.update(input_names=["x1", "x0", "x2", "x3", "x4"])),
+    ("names of another length", lambda r: r.update(input_names=["x0", "x1"])),
+    ("values cut short", _damaged_b64),
+    ("not base64", lambda r: r.update(input_f64="*" * len(r["input_f64"]))),
+    ("names not a list", lambda r: r.update(input_names="x0")),
+    ("values not text", lambda r: r.update(input_f64=1.5)),
+    ("an infinite value", lambda r: r.update(input_f64=packed(
+        {"inputs": {**dict.fromkeys(("x0", "x1", "x2", "x3"), 0.0), "x4": float("inf")}})[
+        "input_f64"])),
+    ("a category packed", lambda r: r.update(input_names=["x0", "x1", "x2", "x3", "colour"])),
+]
+
+
+@pytest.mark.parametrize("what,damage", PACKED_MESSY, ids=[m[0] for m in PACKED_MESSY])
+def test_packed_objects_the_typed_decoder_refuses_are_read_generally_alike(
+        what: str, damage: Any) -> None:
+    rows = canonical_rows(records(np.random.default_rng(8), 60))
+    recs = [packed(r) for r in rows]
+    for i in range(5, 9):
+        if damage is None:
+            recs[i] = rows[i]
+        else:
+            damage(recs[i])
+    batch = agree(gzip.compress("\n".join(json.dumps(r) for r in recs).encode()))
+    assert not batch.typed
+    if what not in ("lines of the earlier shape among packed ones", "other names",
+                    "an infinite value", "a category packed"):  # these records are usable
+        assert batch.unusable[5:9] == ["without an inputs object"] * 4
+    store = store_with_reference()
+    put_capture(store, recs)
+    got, _ = profile_window(store, spec(), WINDOW, load_reference(store, spec())[0], ReadLog(),
+                            None, reference_bytes=b"r")
+    same(got, expected(store, WINDOW))
+
+
+def test_the_handlers_lines_round_trip_through_both_decoders() -> None:
+    """Lines from the handler's two encoders (floats packed, an int and a category as they
+    are) decode to the values served."""
+    from framework.runtime import capture
+    from framework.runtime.features import FeatureSpec
+    from framework.runtime.inference import Prediction
+
+    feats = [FeatureSpec(name="a"), FeatureSpec(name="n", type="int"),
+             FeatureSpec(name="b", nullable=True), FeatureSpec(name="c", type="category",
+                                                               values=("u", "v"))]
+    rows: list[list[Any]] = [[0.1, 3, None, "u"], [-2.5e-300, -7, 1e300, "v"]]
+    text = capture.capture_lines(
+        request_id="r1", ts=1.7e9, endpoint="ep", model="m", version="1", lambda_version="1",
+        latency_ms=2.0, features=feats, rows=rows,
+        prediction=Prediction(["x", "y"], None, None))
+    got = [columns.unpack(json.loads(line)) for line in text.splitlines()]
+    assert [r["inputs"] for r in got] == [dict(zip("anbc", row, strict=True)) for row in rows]
+    assert all(json.loads(line)["input_names"] == ["a", "b"] for line in text.splitlines())
+    specs = [{"name": "a", "type": "float"}, {"name": "n", "type": "int"},
+             {"name": "b", "type": "float"}, {"name": "c", "type": "category"}]
+    typed = columns.decode(text.encode(), "a.jsonl", specs, "classification")
+    assert typed.typed and typed.numeric["b"][1].tolist() == [True, False]
+    assert typed.numeric["n"][0].tolist() == [3.0, -7.0]
+
+
+def test_packed_texts_decoded_at_once_keep_rows_apart() -> None:
+    """Three float features pack into unpadded texts that the typed decoder decodes at once;
+    a row padded inside the run, or of another length, is refused and read generally."""
+    feats = [{"name": n, "type": "float"} for n in ("x0", "x1", "x2")]
+    rows = canonical_rows(records(np.random.default_rng(9), 30))
+    recs = [packed(r, ("x0", "x1", "x2")) for r in rows]
+    clean = gzip.compress("\n".join(json.dumps(r) for r in recs).encode())
+    typed = columns.decode(clean, "a.jsonl.gz", feats, "classification")
+    assert typed.typed and typed.numeric["x1"][0].tolist() == [r["inputs"]["x1"] for r in rows]
+    for bad in (recs[4]["input_f64"][:-4] + "AAA=", recs[4]["input_f64"][4:]):
+        recs_bad = [*recs[:4], {**recs[4], "input_f64": bad}, *recs[5:]]
+        data = gzip.compress("\n".join(json.dumps(r) for r in recs_bad).encode())
+        typed = columns.decode(data, "a.jsonl.gz", feats, "classification")
+        general = columns.decode(data, "a.jsonl.gz", feats, "classification", typed=False)
+        assert not typed.typed and general.unusable[4] == "without an inputs object"

@@ -12,6 +12,7 @@ import pytest
 
 from framework.config.loader import load_config
 from framework.errors import ConfigError
+from framework.monitoring.columns import unpack
 from framework.monitoring.run import Clients, run_monitor
 from framework.runtime import capture
 from framework.runtime.features import FeatureSpec
@@ -46,7 +47,7 @@ def test_redacted_inputs_never_reach_a_capture_line(monkeypatch: pytest.MonkeyPa
     general, fast = _lines(monkeypatch, "zip_code, age")
     assert fast == general
     assert "zip_code" not in general and "10115" not in general and "age" not in general
-    assert [json.loads(line)["inputs"] for line in general.splitlines()] == [
+    assert [unpack(json.loads(line))["inputs"] for line in general.splitlines()] == [
         {"dose": 2.5}, {"dose": 1.0}]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from framework.monitoring.columns import unpack
 from framework.runtime import auth, capture, feedback, oip, openapi
 from framework.runtime.errors import RequestError
 from framework.runtime.inference import ModelBundle
@@ -152,7 +153,7 @@ def test_capture_lines_follow_the_contract(clf_bundle: ModelBundle) -> None:
         request_id="r1", ts=0.0, endpoint="ep", model="tiny", version="1.0.0",
         lambda_version="3", latency_ms=1.23456, features=clf_bundle.features, rows=rows,
         prediction=prediction)
-    records = [json.loads(x) for x in lines.splitlines()]
+    records = [unpack(json.loads(x)) for x in lines.splitlines()]
     assert [r["row"] for r in records] == [0, 1]
     assert records[1]["inputs"] == {"a": 2.0, "b": None, "c": 1.0}
     assert records[0]["time"] == "1970-01-01T00:00:00.000000Z"
