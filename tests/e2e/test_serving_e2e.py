@@ -154,6 +154,7 @@ def test_formats_validation_capture_feedback_metrics_logs(deployed: Deployed) ->
     status, _, err = http("POST", f"{d.url}/feedback",
                           json.dumps({"request_id": "x", "label": "maybe"}).encode())
     assert status == 422 and err["details"][0]["field"] == "label"
+    d.flush()  # labels leave through the log and the feedback stream, in batches
     feedback = d.records("feedback/predict/dt=")
     assert [(f["request_id"], f["row"], f["label"]) for f in feedback] == [
         (native["request_id"], 0, native["predictions"][0]), (native["request_id"], 1, "benign")]
