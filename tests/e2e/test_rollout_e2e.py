@@ -2,11 +2,14 @@
 deployment of the endpoint's alias and the local AWS's CodeDeploy runs it — the pre-traffic
 hook checks the new version's gates on the hold-out data, the weights move step by step
 (canary, linear) or at once after the check (blue/green); a candidate that crashes is rolled
-back by the daemon even when the deploying command was killed; `mlops rollout abort` stops
-a deployment and gives the traffic back."""
+back by the daemon even when the deploying command was killed; a candidate that passes the
+check but breaches an alarm under traffic is stopped by CodeDeploy on that alarm and rolled
+back; `mlops rollout abort` stops a deployment and gives the traffic back."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import re
@@ -181,17 +184,34 @@ def test_a_crashing_candidate_is_rolled_back_after_the_deployer_was_killed(
     assert done[0]["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
     assert done[0]["rollbackInfo"]["rollbackDeploymentId"]
     assert served(url, project) == {"1"}
+    # AWS tells the monitor's recipients, with no mlops command run since the kill:
+    # CodeDeploy's FAILURE event matches the stage's rule, whose notifier sends the e-mail.
+    outbox = project.root / ".mlops" / "local" / "outbox"
+    (eml,) = until(lambda: sorted(outbox.glob("*.eml")), "the [ROLLBACK] e-mail")
+    mail = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert mail["Subject"] == ("[ROLLBACK] cancer-dx/dev predict: 1.1.0 rolled back to 1.0.0"), \
+        mail["Subject"]
+    assert mail["To"] == "oncology-ops@example.com"
+    assert mail["X-Mlops-Rollout"] == f"predict:rolled_back:{done[0]['deploymentId']}"
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "the pre-traffic check failed" in text and "failed on hold-out rows 1-1" in text, text
+    assert f"rolled back by {done[0]['rollbackInfo']['rollbackDeploymentId']}" in text
+    assert "BeforeAllowTraffic: Failed" in text
     status = project.mlops("rollout", "status").stdout
     assert "rolled_back" in status and "the pre-traffic check failed" in status, status
     assert "failed on hold-out rows 1-1" in status
-    # The deploy state learns it from CodeDeploy (the next deploy's plan, or resume).
+    # The deploy state learns it from CodeDeploy (the next deploy's plan, or resume); the
+    # command sends no second e-mail.
     resumed = project.mlops("rollout", "resume", check=False)
     assert resumed.returncode == 6, resumed.stdout + resumed.stderr
+    assert "e-mailed to oncology-ops@example.com by the stage's notifier" in resumed.stdout, \
+        resumed.stdout
     state = session_for(project).store.load()
     assert state.resources["alias.predict"].outputs["version"] == "1"
     assert state.resources["deployment.predict"].outputs["status"] == "Failed"
-    mails = [r for r in session_for(project).audit.read_local() if r.get("kind") == "email"]
-    assert mails and mails[-1]["after"]["recipients"] == ["oncology-ops@example.com"]
+    assert sorted(outbox.glob("*.eml")) == [eml]
 
 
 def test_abort_rolls_back_and_status_follows_codedeploy(project: Project) -> None:
