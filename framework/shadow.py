@@ -7,24 +7,21 @@ of an endpoint declared ``rollout: {strategy: shadow}`` knows its ``shadow`` ali
 alias exists and serves another version. So a shadow step is one alias: ``start`` creates it
 on the candidate (its description records since when), ``stop`` deletes it. The copies'
 comparisons come back as the candidate's EMF metrics (namespace ``mlops``, dimensions
-Endpoint + ModelVersion): ``ShadowRequests``, ``ShadowErrors``, ``ShadowCompared`` and
+FunctionName + ModelVersion): ``ShadowRequests``, ``ShadowErrors``, ``ShadowCompared`` and
 ``ShadowDisagreement``; ``figures`` sums them over the step, on every target (the local AWS
 extracts EMF as CloudWatch does, a minute at a time).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from framework.compile import names
+from framework.runtime.shadow import sums
 
-NAMESPACE = "mlops"
 SINCE = "shadow since "  # the alias description's prefix, then an ISO time
-METRICS = ("ShadowRequests", "ShadowErrors", "ShadowCompared", "ShadowDisagreement")
-MAX_POINTS = 1440  # datapoints GetMetricStatistics answers at most
 
 
 def _code(exc: BaseException) -> str:
@@ -110,25 +107,15 @@ class Figures:
                 f"rows), {self.errors} not answered 200")
 
 
-def figures(cloudwatch: Any, endpoint: str, model_version: str, since: datetime,
-            until: datetime | None = None) -> Figures:
-    """The Shadow* sums of ``endpoint``'s ``model_version`` from ``since`` to ``until``."""
-    end = (until or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=60)
-    begin = since.replace(second=0, microsecond=0)
-    span = max((end - begin).total_seconds(), 60.0)
-    period = max(60, int(math.ceil(span / MAX_POINTS / 60.0)) * 60)
-    sums: dict[str, int] = {}
-    for metric in METRICS:
-        points = cloudwatch.get_metric_statistics(
-            Namespace=NAMESPACE, MetricName=metric, StartTime=begin, EndTime=end,
-            Period=period, Statistics=["Sum"],
-            Dimensions=[{"Name": "Endpoint", "Value": endpoint},
-                        {"Name": "ModelVersion", "Value": model_version}]).get("Datapoints", [])
-        sums[metric] = int(round(sum(float(p.get("Sum") or 0.0) for p in points)))
+def figures(cloudwatch: Any, function: str, endpoint: str, model_version: str,
+            since: datetime, until: datetime | None = None) -> Figures:
+    """The Shadow* sums of ``function``'s copies answered by ``model_version`` from ``since``
+    to ``until`` (now)."""
+    end = until or datetime.now(UTC)
+    got = sums(cloudwatch, function, model_version, since, end)
     return Figures(endpoint=endpoint, model_version=model_version, start=_iso(since),
-                   end=_iso(until or datetime.now(UTC)), requests=sums["ShadowRequests"],
-                   errors=sums["ShadowErrors"], compared=sums["ShadowCompared"],
-                   disagreed=sums["ShadowDisagreement"])
+                   end=_iso(end), requests=got["ShadowRequests"], errors=got["ShadowErrors"],
+                   compared=got["ShadowCompared"], disagreed=got["ShadowDisagreement"])
 
 
 @dataclass(frozen=True)
@@ -177,5 +164,6 @@ def shadowing(session: Any) -> list[Shadowing]:
         start_at = since or datetime.now(UTC) - timedelta(hours=1)
         out.append(Shadowing(endpoint=name, function=function, version=version,
                              model=f"{model} {model_version}".strip(),
-                             figures=figures(cloudwatch, name, model_version, start_at)))
+                             figures=figures(cloudwatch, function, name, model_version,
+                                             start_at)))
     return out

@@ -46,6 +46,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from framework.runtime.shadow import sums as shadow_sums
+
 BATCH = 100
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt, "<": operator.lt}
@@ -374,26 +376,6 @@ def hold(spec: Mapping[str, Any], info: Mapping[str, Any], conn: Any,
 # -- shadow: the new version answers copies before it answers callers ----------------------
 
 SHADOW_ALIAS = "shadow"  # framework.compile.names.SHADOW_ALIAS
-SHADOW_METRICS = ("ShadowRequests", "ShadowErrors", "ShadowCompared", "ShadowDisagreement")
-
-
-def shadow_figures(cloudwatch: Any, endpoint: str, model_version: str, since: Any,
-                   until: Any) -> dict[str, int]:
-    """The Shadow* sums of the model version's copies from ``since`` to ``until``."""
-    from datetime import timedelta
-
-    out = {}
-    for metric in SHADOW_METRICS:
-        got = cloudwatch.get_metric_statistics(
-            Namespace="mlops", MetricName=metric, Statistics=["Sum"], Period=60,
-            StartTime=since.replace(second=0, microsecond=0),
-            EndTime=until + timedelta(minutes=1),
-            Dimensions=[{"Name": "Endpoint", "Value": endpoint},
-                        {"Name": "ModelVersion", "Value": model_version}])
-        out[metric] = int(round(sum(float(p.get("Sum") or 0) for p in got.get("Datapoints", []))))
-    return out
-
-
 def shadow(spec: Mapping[str, Any], info: Mapping[str, Any], conn: Any,
            remaining_s: Callable[[], float], sleep: Callable[[float], None]) -> Verdict:
     """A shadow rollout's step: the deployment pointed the function's shadow alias at the new
@@ -422,8 +404,8 @@ def shadow(spec: Mapping[str, Any], info: Mapping[str, Any], conn: Any,
         _end_shadow(conn, versions["Name"])
     if stopped:
         return Verdict("Failed", "the deployment was stopped while its shadow ran")
-    got = shadow_figures(conn.client("cloudwatch"), str(spec["endpoint"]), model["version"],
-                         since, datetime.now(UTC))
+    got = shadow_sums(conn.client("cloudwatch"), versions["Name"], model["version"], since,
+                      datetime.now(UTC))
     compared, disagreed = got["ShadowCompared"], got["ShadowDisagreement"]
     need = int(settings["min_requests"])
     seen = (f"{model['name']} {model['version']} answered {got['ShadowRequests']} copies "

@@ -255,7 +255,8 @@ class Service:
             mark.predictions, self._labels if answered else None, regression)
         out = sys.stdout
         if self._metrics is not None:
-            out.write(shadow.metric_line(ts, s.endpoint, s.version, error=not answered,
+            out.write(shadow.metric_line(ts, s.function or s.endpoint, s.endpoint, s.version,
+                                         error=not answered,
                                          compared=compared, disagreed=disagreed))
         out.write(shadow.log_line(endpoint=s.endpoint, mark=mark, model=s.model,
                                   model_version=s.version, lambda_version=s.lambda_version,

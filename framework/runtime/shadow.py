@@ -30,7 +30,7 @@ and then, instead of its request line and request metrics, writes
   version) and the primary's ``request_id`` (so feedback labels join them too);
 - one ``"msg": "shadow"`` log line: the primary's and its own versions, the rows compared and
   how many disagreed;
-- one EMF line (namespace ``mlops``, dimensions Endpoint + ModelVersion, the shadow's model
+- one EMF line (namespace ``mlops``, dimensions FunctionName + ModelVersion, the shadow's model
   version): ``ShadowRequests`` (1), ``ShadowErrors`` (1 when it did not answer 200 a request
   the primary answered), ``ShadowCompared`` (rows compared) and ``ShadowDisagreement`` (rows
   whose prediction differs). The disagreement rate is Sum(ShadowDisagreement) /
@@ -110,16 +110,20 @@ def disagreements(primary: Sequence[Any] | None, shadow: Sequence[Any] | None,
     return len(primary), differ
 
 
-_DIRECTIVE = json.dumps([{"Namespace": NAMESPACE, "Dimensions": [["Endpoint", "ModelVersion"]],
+_DIRECTIVE = json.dumps([{"Namespace": NAMESPACE,
+                          "Dimensions": [["FunctionName", "ModelVersion"]],
                           "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS]}],
                         separators=(",", ":"))
 
 
-def metric_line(ts: float, endpoint: str, model_version: str, *, error: bool, compared: int,
-                disagreed: int) -> str:
-    """The EMF line (with its newline) of one copy the shadow answered."""
+def metric_line(ts: float, function: str, endpoint: str, model_version: str, *, error: bool,
+                compared: int, disagreed: int) -> str:
+    """The EMF line (with its newline) of one copy the shadow answered. Its dimension is the
+    Lambda function's name, unique in an account and region, as ``framework.runtime.emf``'s
+    (the endpoint's name rides along as a plain field)."""
     return ('{"_aws":{"Timestamp":' + repr(int(ts * 1000)) + ',"CloudWatchMetrics":'
-            + _DIRECTIVE + '},"Endpoint":' + encode_basestring_ascii(endpoint)
+            + _DIRECTIVE + '},"FunctionName":' + encode_basestring_ascii(function)
+            + ',"Endpoint":' + encode_basestring_ascii(endpoint)
             + ',"ModelVersion":' + encode_basestring_ascii(model_version)
             + ',"ShadowRequests":1,"ShadowErrors":' + ("1" if error else "0")
             + ',"ShadowCompared":' + repr(compared) + ',"ShadowDisagreement":'
@@ -279,3 +283,28 @@ class Mirror:
                 return False
             time.sleep(0.005)
         return True
+
+
+MAX_POINTS = 1440  # datapoints GetMetricStatistics answers at most
+
+
+def sums(cloudwatch: Any, function: str, model_version: str, since: Any,
+         until: Any) -> dict[str, int]:
+    """The Shadow* sums of ``function``'s copies answered by ``model_version`` from ``since``
+    to ``until`` (aware datetimes), at the finest period CloudWatch answers for the span."""
+    from datetime import timedelta
+
+    begin = since.replace(second=0, microsecond=0)
+    end = until.replace(microsecond=0) + timedelta(seconds=60)
+    span = max((end - begin).total_seconds(), 60.0)
+    period = max(60, int(math.ceil(span / MAX_POINTS / 60.0)) * 60)
+    out = {}
+    for metric, _unit in METRICS:
+        got = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE, MetricName=metric, StartTime=begin, EndTime=end,
+            Period=period, Statistics=["Sum"],
+            Dimensions=[{"Name": "FunctionName", "Value": function},
+                        {"Name": "ModelVersion", "Value": model_version}])
+        out[metric] = int(round(sum(float(p.get("Sum") or 0.0)
+                                    for p in got.get("Datapoints", []))))
+    return out

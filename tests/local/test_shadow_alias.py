@@ -31,7 +31,7 @@ def test_figures_sum_the_candidates_shadow_metrics(deployed: Deployed) -> None:
     def put(model_version: str, when: datetime, **values: float) -> None:
         cloudwatch.put_metric_data(Namespace="mlops", MetricData=[{
             "MetricName": name, "Value": value, "Unit": "Count", "Timestamp": when,
-            "Dimensions": [{"Name": "Endpoint", "Value": "predict"},
+            "Dimensions": [{"Name": "FunctionName", "Value": "echo"},
                            {"Name": "ModelVersion", "Value": model_version}]}
             for name, value in values.items()])
 
@@ -41,10 +41,10 @@ def test_figures_sum_the_candidates_shadow_metrics(deployed: Deployed) -> None:
         ShadowCompared=4, ShadowDisagreement=1)
     put("1.1.0", now - timedelta(hours=2), ShadowRequests=50, ShadowCompared=50)  # before
     put("1.0.0", now - timedelta(minutes=2), ShadowRequests=9, ShadowCompared=9)  # another
-    got = shadow.figures(cloudwatch, "predict", "1.1.0", now - timedelta(minutes=10))
+    got = shadow.figures(cloudwatch, "echo", "predict", "1.1.0", now - timedelta(minutes=10))
     assert (got.requests, got.errors, got.compared, got.disagreed) == (6, 1, 10, 3)
     assert got.disagreement == 0.3
     assert "disagreement 30.0% (3 of 10 rows)" in got.describe()
-    none = shadow.figures(cloudwatch, "predict", "9.9.9", now - timedelta(minutes=10))
+    none = shadow.figures(cloudwatch, "echo", "predict", "9.9.9", now - timedelta(minutes=10))
     assert none.requests == 0 and none.disagreement is None
     assert "no shadow answers" in none.describe()

@@ -63,13 +63,14 @@ def test_a_copy_carries_the_primary_answer_and_nothing_else_changes() -> None:
 
 
 def test_the_metric_line_is_valid_emf() -> None:
-    doc = json.loads(shadow.metric_line(1700000000.5, "predict", "1.1.0", error=False,
-                                        compared=3, disagreed=1))
+    doc = json.loads(shadow.metric_line(1700000000.5, "fraud-dev-predict", "predict", "1.1.0",
+                                        error=False, compared=3, disagreed=1))
     check_emf(doc)
     assert doc["_aws"]["Timestamp"] == 1700000000500
     [directive] = doc["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "mlops"
-    assert directive["Dimensions"] == [["Endpoint", "ModelVersion"]]
+    assert directive["Dimensions"] == [["FunctionName", "ModelVersion"]]
+    assert (doc["FunctionName"], doc["Endpoint"]) == ("fraud-dev-predict", "predict")
     assert (doc["ShadowRequests"], doc["ShadowErrors"], doc["ShadowCompared"],
             doc["ShadowDisagreement"]) == (1, 0, 3, 1)
 
