@@ -11,11 +11,11 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from framework.monitoring.columns import unpack
 from framework.monitoring.spec import Window, parse_time
@@ -193,6 +193,7 @@ class CaptureCache:
 # that arrives after a window was reported counts when that window is run again
 # (``mlops monitor run <name> --window START..END``), which reads those days anew.
 FEEDBACK_FETCHERS = 16  # feedback objects fetched and parsed at once (a thread pool)
+T = TypeVar("T")
 NO_LABEL = "feedback records without a request id or a label"
 BAD_ROW = "feedback records whose row is not a non-negative integer"
 
@@ -214,24 +215,37 @@ def feedback_keys(store: Store, endpoint: str, window: Window) -> list[str]:
     return _keys(store, f"feedback/{endpoint}", window, FEEDBACK_LAG_DAYS)
 
 
-def feedback_objects(store: Store, endpoint: str, window: Window,
-                     log: ReadLog) -> Iterator[list[Label]]:
-    """The valid labels of each feedback object ``feedback_keys`` names, object by object in
-    key order; the objects are fetched and parsed ``FEEDBACK_FETCHERS`` at a time, in
-    parallel (S3 GETs wait on the network). What cannot be used is counted in ``log``."""
+def feedback_objects(store: Store, endpoint: str, window: Window, log: ReadLog,
+                     convert: Callable[[list[Label]], T]) -> Iterator[T]:
+    """``convert`` of the valid labels of each feedback object ``feedback_keys`` names, object
+    by object in key order. A thread pool fetches, parses and converts ``FEEDBACK_FETCHERS``
+    objects at a time (S3 GETs wait on the network), so what is held is at most that many
+    objects' ``convert`` results; what cannot be used is counted in ``log``."""
     keys = feedback_keys(store, endpoint, window)
     if not keys:
         return
+
+    def work(key: str) -> tuple[int | str | None, T | None, dict[str, int]]:
+        parsed = _fetch(store, key)
+        if parsed is None or isinstance(parsed, str):
+            return parsed, None, {}
+        records, bad = parsed
+        skipped: dict[str, int] = {}
+        return bad, convert(_labels(records, skipped)), skipped
+
     with ThreadPoolExecutor(min(FEEDBACK_FETCHERS, len(keys)),
                             thread_name_prefix="feedback") as pool:
         for start in range(0, len(keys), FEEDBACK_FETCHERS):
-            part = keys[start:start + FEEDBACK_FETCHERS]  # memory: these objects at most
-            for key, parsed in zip(part, pool.map(lambda k: _fetch(store, k), part),
-                                   strict=True):
-                yield _labels(_logged(key, parsed, log), log)
+            part = keys[start:start + FEEDBACK_FETCHERS]
+            for key, (bad, converted, skipped) in zip(part, pool.map(work, part), strict=True):
+                _logged(key, ([], bad) if isinstance(bad, int) else bad, log)
+                for reason, n in skipped.items():
+                    log.skipped[reason] = log.skipped.get(reason, 0) + n
+                if converted is not None:
+                    yield converted
 
 
-def _labels(records: list[dict[str, Any]], log: ReadLog) -> list[Label]:
+def _labels(records: list[dict[str, Any]], skipped: dict[str, int]) -> list[Label]:
     out: list[Label] = []
     for rec in records:
         row = rec.get("row", 0)
@@ -239,9 +253,9 @@ def _labels(records: list[dict[str, Any]], log: ReadLog) -> list[Label]:
         rid = rec.get("request_id")
         if not isinstance(rid, str) or not rid or label is None or isinstance(
                 label, dict | list):
-            log.skip(NO_LABEL)
+            skipped[NO_LABEL] = skipped.get(NO_LABEL, 0) + 1
         elif type(row) is not int or row < 0:
-            log.skip(BAD_ROW)
+            skipped[BAD_ROW] = skipped.get(BAD_ROW, 0) + 1
         else:
             when = rec.get("time")
             out.append(Label(rid, row, label, when if isinstance(when, str) else ""))
@@ -254,7 +268,7 @@ def read_feedback(store: Store, endpoint: str, window: Window,
     for a reader of every row (the data export); the monitor joins labels without one
     (``framework.monitoring.labels``)."""
     latest: dict[tuple[str, int], tuple[str, Any]] = {}
-    for labels in feedback_objects(store, endpoint, window, log):
+    for labels in feedback_objects(store, endpoint, window, log, list):
         for lab in labels:
             key = (lab.request_id, lab.row)
             had = latest.get(key)

@@ -21,11 +21,13 @@ predictions, streamed:
    prediction delivered twice is counted once).
 3. **Metrics** (``Joined.metrics``): per model version and overall, from those arrays.
 
-Memory per labelled row, measured in ``bench/labels_join.py``: the label side holds 8 (hash)
-+ 8 (label) + 1 (matched flag) bytes per label read, and 8 (time) + 8 (order) more per label of
-the partition being sorted; the joined rows 8 (label) + 8 (prediction) + 8 (score) + 2
-(version) = 26 bytes each. About 60 B per labelled row in all, where the request-id maps of
-before held ~640 B (a dict of predictions for every captured row, and one of labels).
+Memory per labelled row: the label side holds 8 (hash) + 8 (label) + 1 (matched flag) bytes
+per label, and 8 (time) more while it is read; the joined rows 8 (label) + 8 (prediction) +
+8 (score) + 2 (version) bytes; the metrics' ranks and masks ~50 bytes more while they are
+computed. Measured by ``bench/labels_join.py`` (every row labelled, one run): peak RSS grows
+by 158 MB for 1M rows (before: 640 MB) and by 268 MB for 2M (before: 1,254 MB), i.e. ~116 B
+per further labelled row against ~615 B, plus ~50 MB that does not grow with the window (the
+``FEEDBACK_FETCHERS`` feedback objects parsed at once, Python's heap).
 
 Why not partition the predictions too (a Grace hash join: both sides spilled to P partitions,
 then joined partition by partition): the predictions stream through the profile merge once;
@@ -76,7 +78,7 @@ def micros(text: str, _cache: dict[str, int] = {}) -> int:  # noqa: B006 - a cac
     if len(text) == 27 and text[19] == "." and text[26] == "Z":
         second = _cache.get(text[:19])
         if second is None:
-            if len(_cache) > 100_000:
+            if len(_cache) > 4096:
                 _cache.clear()
             try:
                 second = _cache[text[:19]] = int(datetime.fromisoformat(
@@ -137,9 +139,19 @@ class Labels:
     matched: npt.NDArray[np.bool_]
     records: int = 0  # feedback records read (before de-duplication)
     days: tuple[str, str] = ("", "")  # the first and last day of feedback read
+    count: int = 0  # labels (one per key)
+
+    def __post_init__(self) -> None:
+        self.count = int(self.keys.size)
 
     def __len__(self) -> int:
-        return int(self.keys.size)
+        return self.count
+
+    def release(self) -> None:
+        """Drop the arrays once the join is done (the counts and codes stay)."""
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.values = np.empty(0, dtype=np.float64)
+        self.matched = np.empty(0, dtype=np.bool_)
 
 
 class _Partition:
@@ -178,10 +190,12 @@ def read_labels(store: Store, endpoint: str, window: Window, log: ReadLog,
     codes = Codes()
     parts = [_Partition() for _ in range(PARTITIONS)]
     records = 0
-    for labels in feedback_objects(store, endpoint, window, log):
-        if labels:
-            records += len(labels)
-            _partition(labels, codes, regression, parts)
+    for obj in feedback_objects(store, endpoint, window, log,
+                                lambda labels: _Object.of(labels, regression)):
+        records += obj.keys.size
+        values = obj.values if regression else np.asarray(
+            [codes.code(v) for v in obj.distinct], dtype=np.float64)[obj.values.astype(np.intp)]
+        obj.partition(values, parts)
     sizes = [p.size for p in parts]
     keys = np.empty(sum(sizes), dtype=np.uint64)
     values = np.empty(sum(sizes), dtype=np.float64)
@@ -196,20 +210,37 @@ def read_labels(store: Store, endpoint: str, window: Window, log: ReadLog,
                   records, (days[0].isoformat(), days[-1].isoformat()))
 
 
-def _partition(labels: list[Label], codes: Codes, regression: bool,
-               parts: list[_Partition]) -> None:
-    n = len(labels)
-    keys = np.fromiter((key_hash(lab.request_id, lab.row) for lab in labels),
-                       dtype=np.uint64, count=n)
-    values = (np.fromiter((_number(lab.label) for lab in labels), dtype=np.float64, count=n)
-              if regression else codes.of((lab.label for lab in labels), n))
-    times = np.fromiter((micros(lab.time) for lab in labels), dtype=np.int64, count=n)
-    part = (keys >> np.uint64(SHIFT)).astype(np.intp)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
-    for p in np.flatnonzero(np.diff(bounds)).tolist():
-        pick = order[bounds[p]:bounds[p + 1]]
-        parts[p].add(keys[pick], values[pick], times[pick])
+@dataclass
+class _Object:
+    """One feedback object's labels as arrays, made in the reader's thread: key hashes,
+    values (regression) or indices into ``distinct`` (the object's distinct labels), times."""
+
+    keys: U64
+    values: npt.NDArray[np.float64]
+    distinct: list[Any]
+    times: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, labels: list[Label], regression: bool) -> _Object:
+        n = len(labels)
+        keys = np.fromiter((key_hash(lab.request_id, lab.row) for lab in labels),
+                           dtype=np.uint64, count=n)
+        times = np.fromiter((micros(lab.time) for lab in labels), dtype=np.int64, count=n)
+        if regression:
+            return cls(keys, np.fromiter((_number(lab.label) for lab in labels),
+                                         dtype=np.float64, count=n), [], times)
+        seen: dict[tuple[type, Any], int] = {}
+        local = np.fromiter((seen.setdefault((type(lab.label), lab.label), len(seen))
+                             for lab in labels), dtype=np.float64, count=n)
+        return cls(keys, local, [value for _, value in seen], times)
+
+    def partition(self, values: npt.NDArray[np.float64], parts: list[_Partition]) -> None:
+        part = (self.keys >> np.uint64(SHIFT)).astype(np.intp)
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            pick = order[bounds[p]:bounds[p + 1]]
+            parts[p].add(self.keys[pick], values[pick], self.times[pick])
 
 
 @dataclass
@@ -258,8 +289,14 @@ class Join:
             dtype=np.uint16, count=len(picked)))
 
     def result(self) -> Joined:
+        """The labelled rows; the label side and the chunks are released (one array at a
+        time: memory grows by one array, not by the rows' whole size)."""
+        self.labels.release()
+
         def cat(chunks: list[Any], dtype: Any) -> Any:
-            return np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
+            out = np.concatenate(chunks) if chunks else np.empty(0, dtype=dtype)
+            chunks.clear()
+            return out
 
         return Joined(self.labels, dict(self.versions), cat(self._label, np.float64),
                       cat(self._predicted, np.float64), cat(self._score, np.float64),
