@@ -24,7 +24,7 @@ Embedded Metric Format carry, nor evaluates an alarm. The daemon runs this engin
    ``EvaluationPeriods`` datapoints, ``DatapointsToAlarm`` of them breaching for ``ALARM``,
    missing datapoints treated by ``TreatMissingData`` (``missing``, the default;
    ``notBreaching``; ``breaching``; ``ignore``). Single-metric alarms (``Statistic`` or
-   ``ExtendedStatistic``, ``Unit``) and metric-math alarms (``Metrics``: ``+ - * /``,
+   ``ExtendedStatistic``, ``Unit``) and metric-math alarms (``Metrics``: ``+ - * / ^``,
    comparisons, ``IF(c, a, b)``, ``FILL(m, value)``) are evaluated; anomaly detection bands
    and composite alarms are not. A change of state is made with ``SetAlarmState`` and a
    reason worded as CloudWatch words it (``Threshold Crossed: 1 out of the last 1 datapoints
@@ -340,7 +340,15 @@ Value = float | Series
 
 _ARITHMETIC: dict[type, Callable[[float, float], float]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv}
+    ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+
+def _parse(text: str) -> ast.Expression:
+    """Metric math as a Python expression: CloudWatch's exponent ``^`` is Python's ``**``
+    (binding tighter than ``*`` and ``/``, as an exponent does)."""
+    if "**" in text:
+        raise SyntaxError("'**' is no metric math operator (the exponent is '^')")
+    return ast.parse(text.strip().replace("^", "**"), mode="eval")
 _COMPARE: dict[type, Callable[[float, float], bool]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Eq: operator.eq, ast.NotEq: operator.ne}
@@ -376,7 +384,7 @@ def _combine(a: Value, b: Value, fn: Callable[[float, float], float]) -> Value:
 def evaluate_expression(text: str, series: Mapping[str, Series], grid: list[float]) -> Series:
     """A metric math expression over the series of its query ids, on the periods ``grid``."""
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = _parse(text)
     except SyntaxError as exc:
         raise ExpressionError(f"cannot read the expression {text!r}") from exc
 
@@ -415,7 +423,7 @@ def evaluate_expression(text: str, series: Mapping[str, Series], grid: list[floa
                     and not isinstance(args[1], dict):
                 filled, value = args[0], args[1]
                 return {t: filled.get(t, value) for t in grid}
-        raise ExpressionError(f"{ast.unparse(node)!r} is not supported locally (arithmetic, "
+        raise ExpressionError(f"{ast.unparse(node)!r} is not supported locally (+ - * / ^, "
                               "comparisons, IF(c, a, b) and FILL(m, value) are)")
 
     result = ev(tree.body)
@@ -425,7 +433,7 @@ def evaluate_expression(text: str, series: Mapping[str, Series], grid: list[floa
 def _names(text: str) -> set[str]:
     """The query ids an expression reads (function names aside)."""
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = _parse(text)
     except SyntaxError:
         return set()
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}

@@ -12,18 +12,24 @@ the same ``AWS/Lambda`` metrics.
 
 | signal          | alarm                                                 | threshold (watch)    |
 |-----------------|-------------------------------------------------------|----------------------|
-| error rate      | ``100 * ServerErrors / Requests`` (Sums), percent     | ``error_rate`` × 100 |
-| function errors | ``100 * Errors / Invocations`` (``AWS/Lambda`` Sums   | ``error_rate`` × 100 |
-|                 | of the alias), percent                                |                      |
-| invalid input   | ``100 * InvalidInput / Requests`` (Sums), percent     | ``invalid_rate`` ×   |
-|                 |                                                       | 100                  |
+| error rate      | ``ServerErrors / Requests`` (Sums), 95% lower bound,  | ``error_rate`` × 100 |
+|                 | percent                                               |                      |
+| function errors | ``Errors / Invocations`` (``AWS/Lambda`` Sums of the  | ``error_rate`` × 100 |
+|                 | alias), 95% lower bound, percent                      |                      |
+| invalid input   | ``InvalidInput / Requests`` (Sums), 95% lower bound,  | ``invalid_rate`` ×   |
+|                 | percent                                               | 100                  |
 | p99 latency     | ``Latency`` p99, ms                                   | ``p99_latency_ms``   |
 
 The invalid-input and latency alarms exist when the watch sets their threshold. An alarm is
 in ``ALARM`` when its value is above the threshold over one period as long as the rollout's
 bake time (``every``, in whole minutes, at least one): the window the rollout judges a step
-on. A rate counts as 0 over a window with fewer than ``min_requests`` requests (invocations),
-and a window without requests is not breaching, so an idle endpoint is never in alarm.
+on. A rate is judged by the lower bound of its 95% Wilson score interval (one-sided), written
+in metric math (``wilson_lower``): the alarm fires when the rate is above the threshold with
+95% confidence, so one unlucky error among few requests does not roll a version back (1 of 20
+at a 2% threshold: 5% raw, 1.1% bound, no alarm; 3 of 20: 15% raw, 6.2% bound, alarm). A rate
+counts as 0 over a window with fewer than ``min_requests`` requests (invocations), and a
+window without requests is not breaching, so an idle endpoint is never in alarm. Client
+errors (4xx) are never the candidate's errors: the error rate counts 5xx answers only.
 ``model_version`` narrows the handler's alarms to one model version's requests (a rollout's
 candidate), else they watch every request of the endpoint.
 
@@ -80,19 +86,36 @@ def _percent(fraction: float) -> float:
     return round(fraction * 100, 10)
 
 
+CONFIDENCE_Z = 1.645  # one-sided 95%: a rate alarms when it is above its threshold with 95%
+# confidence (the Wilson score interval's lower bound), not when one unlucky period's raw
+# ratio is
+
+
+def wilson_lower(part: str, whole: str, z: float = CONFIDENCE_Z) -> str:
+    """The metric math expression of the Wilson score interval's lower bound of the rate
+    ``part / whole`` (query ids): ``(p + z²/2n − z·√((p(1−p) + z²/4n)/n)) / (1 + z²/n)``.
+    ``^`` is CloudWatch's exponent operator; every power is parenthesized whole."""
+    z2 = round(z * z, 6)
+    p = f"({part} / {whole})"
+    spread = f"(({p} * (1 - {p}) + {z2} / (4 * {whole})) / {whole})"
+    return (f"(({p} + {z2} / (2 * {whole}) - {z} * ({spread} ^ 0.5)) / "
+            f"(1 + {z2} / {whole}))")
+
+
 def _rate_alarm(name: str, description: str, metric: str, threshold: float,
                 dims: list[dict[str, str]], period: int, min_requests: int,
                 tags: list[dict[str, str]], *, namespace: str = emf.NAMESPACE,
                 total: str = "Requests") -> dict[str, Any]:
-    """``100 * metric / total`` (their Sums), 0 under ``min_requests`` of ``total``."""
+    """In ALARM when the rate ``metric / total`` (their Sums over the period) is above the
+    threshold with 95% confidence (``wilson_lower``); 0 under ``min_requests`` of ``total``."""
     part, whole = metric.lower(), total.lower()
-    rate = f"100 * {part} / {whole}"
+    rate = f"100 * {wilson_lower(part, whole)}"
     expression = f"IF({whole} >= {min_requests}, {rate}, 0)" if min_requests > 1 else rate
     return {
         "AlarmName": name, "AlarmDescription": description,
         "Metrics": [
-            {"Id": "rate", "Expression": expression, "Label": f"{metric} (% of {whole})",
-             "ReturnData": True},
+            {"Id": "rate", "Expression": expression,
+             "Label": f"{metric} (% of {whole}, 95% lower bound)", "ReturnData": True},
             _stat(part, namespace, metric, dims, period),
             _stat(whole, namespace, total, dims, period)],
         "ComparisonOperator": "GreaterThanThreshold", "Threshold": _percent(threshold),
@@ -116,12 +139,13 @@ def endpoint_alarms(function: str, endpoint: str, rollout: Rollout, *, alias: st
     alarms = [_rate_alarm(
         alarm_name(function, "error-rate", model_version),
         f"Server errors (5xx) of {who} above {_percent(watch.error_rate)}% of its requests over "
-        f"{window}", "ServerErrors", watch.error_rate, dims, period, watch.min_requests, tags),
+        f"{window}, with 95% confidence", "ServerErrors", watch.error_rate, dims, period,
+        watch.min_requests, tags),
         _rate_alarm(
             alarm_name(function, "function-errors", model_version),
             f"Function errors (crashes, timeouts, out of memory) of {function}:{alias}, every "
             f"version it routes to, above {_percent(watch.error_rate)}% of its invocations "
-            f"over {window}", "Errors", watch.error_rate,
+            f"over {window}, with 95% confidence", "Errors", watch.error_rate,
             [{"Name": "FunctionName", "Value": function},
              {"Name": "Resource", "Value": f"{function}:{alias}"}],
             period, watch.min_requests, tags, namespace=LAMBDA_NAMESPACE, total="Invocations")]
@@ -129,7 +153,8 @@ def endpoint_alarms(function: str, endpoint: str, rollout: Rollout, *, alias: st
         alarms.append(_rate_alarm(
             alarm_name(function, "invalid-input", model_version),
             f"Requests to {who} refused for their content (400, 413, 415, 422) above "
-            f"{_percent(watch.invalid_rate)}% over {window}", "InvalidInput",
+            f"{_percent(watch.invalid_rate)}% over {window}, with 95% confidence",
+            "InvalidInput",
             watch.invalid_rate, dims, period, watch.min_requests, tags))
     if watch.p99_latency_ms is not None:
         alarms.append({

@@ -43,7 +43,7 @@ from framework.local.metrics_engine import (
     extract,
     lambda_points,
 )
-from framework.rollout.alarms import endpoint_alarms
+from framework.rollout.alarms import endpoint_alarms, wilson_lower
 from framework.runtime import emf
 
 from .conftest import start_daemon
@@ -140,7 +140,8 @@ def test_emf_lines_become_metrics_and_the_endpoint_alarms_go_to_alarm_and_back(
     line = emf.MetricLine("shop-dev-score", "score", "2.0.0")
     b = a_minute_ago_by_an_hour()
 
-    # minute b: 20 requests, 4 answered 500 (20% > 5%), 2 refused 422 (10% < 20%), one slow
+    # minute b: 20 requests, 4 answered 500 (20%: its 95% lower bound, 9.3%, is above 5%), 2
+    # refused 422 (10%: bound 3.4% < 20%), one slow
     statuses = [500] * 4 + [422] * 2 + [200] * 14
     latencies = [10.0 + i for i in range(19)] + [80.0]
     put_lines(quiet, region, group, stream, requests(line, b, statuses, latencies))
@@ -171,14 +172,15 @@ def test_emf_lines_become_metrics_and_the_endpoint_alarms_go_to_alarm_and_back(
     error_rate = state["shop-dev-score-error-rate"]
     assert error_rate["StateValue"] == ALARM
     assert re.fullmatch(
-        rf"Threshold Crossed: 1 out of the last 1 datapoints \[20\.0 \({stamp(b)}\)\] was "
+        rf"Threshold Crossed: 1 out of the last 1 datapoints \[9\.311\d* \({stamp(b)}\)\] was "
         r"greater than the threshold \(5\.0\) \(minimum 1 datapoint for OK -> ALARM "
         r"transition\)\.", error_rate["StateReason"]), error_rate["StateReason"]
     data = json.loads(error_rate["StateReasonData"])
-    assert data["evaluatedDatapoints"][0]["value"] == 20.0 and data["threshold"] == 5.0
+    assert data["evaluatedDatapoints"][0]["value"] == pytest.approx(9.3111739)
+    assert data["threshold"] == 5.0
     invalid = state["shop-dev-score-invalid-input"]
     assert invalid["StateValue"] == OK
-    assert "[10.0 (" in invalid["StateReason"] and "was not greater than the threshold (20.0)" \
+    assert "[3.366" in invalid["StateReason"] and "was not greater than the threshold (20.0)" \
         in invalid["StateReason"]
     slow = state["shop-dev-score-p99-latency"]
     assert slow["StateValue"] == ALARM and "[80.0 (" in slow["StateReason"]
@@ -301,14 +303,14 @@ def test_lambdas_own_metrics_and_the_function_errors_alarm(quiet: local.LocalAWS
     run = engine(quiet, region)
     b = a_minute_ago_by_an_hour()
     arn = f"arn:aws:lambda:{region}:123456789012:function:shop-dev-score"
-    # minute b, through the alias: version 3 answers 18 invocations, version 4 crashes in 2
-    # (10% of the invocations, above 5%); one is refused by reserved concurrency (no
-    # invocation); one invokes the function unqualified
+    # minute b, through the alias: version 3 answers 16 invocations, version 4 crashes in 4
+    # (20% of the invocations: its 95% lower bound, 9.3%, above 5%); one is refused by
+    # reserved concurrency (no invocation); one invokes the function unqualified
     for i in range(20):
-        run.record(region, lambda_points(f"{arn}:live", "4" if i < 2 else "3",
+        run.record(region, lambda_points(f"{arn}:live", "4" if i < 4 else "3",
                                          int((b + i + 0.5) * 1000),
-                                         duration_ms=30.0 if i < 2 else 3.0,
-                                         function_error=i < 2))
+                                         duration_ms=30.0 if i < 4 else 3.0,
+                                         function_error=i < 4))
     run.record(region, lambda_points(f"{arn}:live", "3", int((b + 30) * 1000),
                                      duration_ms=None, function_error=False))
     run.record(region, lambda_points(arn, "$LATEST", int((b + 31) * 1000), duration_ms=1.0,
@@ -322,15 +324,15 @@ def test_lambdas_own_metrics_and_the_function_errors_alarm(quiet: local.LocalAWS
         return float(point[stat])
 
     alias = {"FunctionName": "shop-dev-score", "Resource": "shop-dev-score:live"}
-    assert (total("Invocations", alias), total("Errors", alias)) == (20, 2)
+    assert (total("Invocations", alias), total("Errors", alias)) == (20, 4)
     assert total("Throttles", alias) == 1
     assert total("Duration", alias, "Maximum") == 30.0
-    assert total("Errors", {**alias, "ExecutedVersion": "4"}) == 2
-    assert total("Invocations", {**alias, "ExecutedVersion": "3"}) == 18
+    assert total("Errors", {**alias, "ExecutedVersion": "4"}) == 4
+    assert total("Invocations", {**alias, "ExecutedVersion": "3"}) == 16
     assert total("Invocations", {"FunctionName": "shop-dev-score"}) == 21
     assert total("Invocations", {}) == 21  # across all functions
     state = alarms_of(quiet, region)["shop-dev-score-function-errors"]
-    assert state["StateValue"] == ALARM and "[10.0 (" in state["StateReason"], state
+    assert state["StateValue"] == ALARM and "[9.311" in state["StateReason"], state
 
     # minute b + 60: 5 invocations, all crashing: fewer than min_requests, judged 0
     for i in range(5):
@@ -514,6 +516,10 @@ def test_metric_math() -> None:
     assert evaluate_expression("FILL(errors, 0) / 2", series, grid) == {
         0.0: 0.5, 60.0: 0.0, 120.0: 0.0}
     assert evaluate_expression("3", series, grid) == dict.fromkeys(grid, 3.0)
+    # ^ is the exponent, binding tighter than * and /
+    assert evaluate_expression("2 * requests ^ 0.5", series, grid) == {
+        0.0: 4.0, 60.0: 0.0, 120.0: 6.0}
+    assert evaluate_expression("-errors ^ 2 + 1", series, grid) == {0.0: 0.0, 60.0: 1.0}
     for unsupported in ("ANOMALY_DETECTION_BAND(errors)", "errors ** 2", "nobody + 1",
                         "errors and requests", "1/0"):
         with pytest.raises(ExpressionError):
@@ -539,14 +545,19 @@ def test_declared_alarms_are_put_metric_alarm_requests() -> None:
     assert (error["Threshold"], crashes["Threshold"], invalid["Threshold"],
             slow["Threshold"]) == (7.0, 7.0, 25.0, 120.5)
     assert error["Metrics"][0]["Expression"] == (
-        "IF(requests >= 10, 100 * servererrors / requests, 0)")
+        f"IF(requests >= 10, 100 * {wilson_lower('servererrors', 'requests')}, 0)")
+    # the rate's 95% lower bound (Wilson): 1 error in 20 requests is not above 7%; 5 are
+    bound = {n: evaluate_expression(error["Metrics"][0]["Expression"],
+                                    {"servererrors": {0.0: n}, "requests": {0.0: 20.0}}, [0.0])
+             for n in (0.0, 1.0, 5.0)}
+    assert [round(b[0.0], 2) for b in bound.values()] == [0.0, 1.12, 12.74]
     assert {q["MetricStat"]["Period"] for q in error["Metrics"][1:]} == {300}  # every: 5m
     assert slow["ExtendedStatistic"] == "p99" and slow["Period"] == 300
     # the function's name: unique in the account and region, unlike the endpoint's
     assert slow["Dimensions"] == [{"Name": "FunctionName", "Value": "p-dev-ep"}]
     # Lambda's Errors over its Invocations, of the alias (every version it routes to)
     assert crashes["Metrics"][0]["Expression"] == (
-        "IF(invocations >= 10, 100 * errors / invocations, 0)")
+        f"IF(invocations >= 10, 100 * {wilson_lower('errors', 'invocations')}, 0)")
     assert [(q["MetricStat"]["Metric"]["Namespace"], q["MetricStat"]["Metric"]["MetricName"],
              q["MetricStat"]["Stat"], q["MetricStat"]["Period"])
             for q in crashes["Metrics"][1:]] == [("AWS/Lambda", "Errors", "Sum", 300),
@@ -559,7 +570,8 @@ def test_declared_alarms_are_put_metric_alarm_requests() -> None:
                                             model_version="1.1.0")
     assert only["AlarmName"] == "p-dev-ep-1.1.0-error-rate"
     assert function_errors["AlarmName"] == "p-dev-ep-1.1.0-function-errors"
-    assert only["Metrics"][0]["Expression"] == "100 * servererrors / requests"
+    assert only["Metrics"][0]["Expression"] == (
+        f"100 * {wilson_lower('servererrors', 'requests')}")
     assert only["Metrics"][1]["MetricStat"]["Period"] == 120  # 90 s, in whole minutes
     assert only["Metrics"][1]["MetricStat"]["Metric"]["Dimensions"] == [
         {"Name": "FunctionName", "Value": "p-dev-ep"}, {"Name": "ModelVersion", "Value": "1.1.0"}]
