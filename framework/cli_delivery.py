@@ -103,7 +103,7 @@ def drive_rollouts(session: Any, *, wait: bool) -> Any:
     Returns the new state, or None when no deployment is under way."""
     from framework.rollout.deployments import reconcile, unrecorded, watch
     from framework.rollout.record import ROLLED_BACK, STOPPED
-    from framework.rollout.session import notify, records
+    from framework.rollout.session import recipients, records
 
     pending = unrecorded(session)  # started, their end not in the deploy state yet
     if not pending:
@@ -123,9 +123,12 @@ def drive_rollouts(session: Any, *, wait: bool) -> Any:
             out.print(f"  [yellow]warning:[/yellow] {line}")
     state = reconcile(session, command="mlops deploy")
     back = [r for r in done if r.status in (ROLLED_BACK, STOPPED)]
-    for rec in back:
+    for rec in back:  # the stage's rollback notifier e-mails it, on CodeDeploy's own event
         if rec.status == ROLLED_BACK:
-            notify(session, rec)
+            _, to = recipients(session.ws.loaded.config.monitors, rec.endpoint)
+            out.print(f"  the rollback is e-mailed to {', '.join(to)} by the stage's notifier"
+                      if to else f"  [yellow]warning:[/yellow] no monitor of {rec.endpoint} "
+                      "names e-mail recipients: no one is told of its rollback")
     if back:
         raise RolledBackError(
             "; ".join(f"{r.endpoint}: {r.candidate_model} rolled back to {r.stable_model} "

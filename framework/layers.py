@@ -83,9 +83,10 @@ NEEDS: dict[str, Need] = {n.name: n for n in (
          ("codedeploy", "firehose", "lambda", "s3", "sts"),
          "endpoint functions (handlers.inference)"),
     # msgspec and isal (about 0.5 MB zipped together): the typed capture decoder and ISA-L's
-    # gunzip, about 4x faster per captured row than json and zlib (framework.monitoring.columns)
+    # gunzip, about 4x faster per captured row than json and zlib (framework.monitoring.columns).
+    # codedeploy and logs: the stage's rollback notifier (handlers.rollback) runs on it too
     Need("monitor", ("numpy", "scipy", "boto3", "botocore", "msgspec", "isal"),
-         ("cloudwatch", "firehose", "lambda", "s3", "ses", "sts"),
+         ("cloudwatch", "codedeploy", "firehose", "lambda", "logs", "s3", "ses", "sts"),
          "monitor functions (handlers.monitor)"),
 )}
 

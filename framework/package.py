@@ -26,9 +26,11 @@ PACKAGED = ("handlers", "framework/runtime", "framework/monitoring")
 # framework/apply/audit.py is stdlib-only: the monitor records rollbacks with it. The monitor
 # rebuilds the dashboard page with the stdlib-only part of framework/dashboard.
 # framework/rollout/pretraffic.py is an endpoint's pre-traffic hook (stdlib, numpy and the
-# runtime's model bundle).
+# runtime's model bundle). framework/rollout/notice.py (and the record it builds) is the stage's
+# rollback notifier (stdlib).
 PACKAGED_FILES = ("framework/__init__.py", "framework/apply/__init__.py",
                   "framework/rollout/__init__.py", "framework/rollout/pretraffic.py",
+                  "framework/rollout/notice.py", "framework/rollout/record.py",
                   "framework/apply/audit.py", "infra/templates/report.html",
                   "framework/dashboard/__init__.py", "framework/dashboard/data.py",
                   "framework/dashboard/refresh.py", "framework/dashboard/render.py",

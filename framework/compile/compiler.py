@@ -51,6 +51,9 @@ from framework.resources.base import Absent
 from framework.resources.cloudwatch_alarm import from_request
 from framework.resources.lambda_event_invoke_config import LambdaEventInvokeConfig
 from framework.rollout.alarms import SIGNALS, endpoint_alarms
+from framework.rollout.notice import WRITER as NOTIFIER_WRITER
+from framework.rollout.notice import event_pattern
+from framework.rollout.session import recipients
 from framework.rollout.strategy import (
     ALL_AT_ONCE,
     CODEDEPLOY,
@@ -643,6 +646,65 @@ def _deployments(config: Config, ctx: CompileContext) -> Iterator[Resource]:
             tags={**ctx.tags(), "mlops:endpoint": name}), deps)
         if _hooked(config, ep):
             yield from _hook(config, ctx, name, ep, held_out)
+    yield from _rollback_notifier(config, ctx, shapes)
+
+
+NOTIFIER_UNIT = "rollback-mail"
+NOTIFIER_HANDLER = "handlers.rollback.handler"
+NOTIFIER_RULE = "deploy-events"
+
+
+def _rollback_notifier(config: Config, ctx: CompileContext, shapes: Mapping[str, Shape],
+                       ) -> Iterator[Resource]:
+    """The stage's rollback notifier: an EventBridge rule on CodeDeploy's state-change events
+    of the stage's application (FAILURE, STOP) whose target, a small function, e-mails the
+    [ROLLBACK] message to the recipients of the endpoint's monitors when CodeDeploy rolled the
+    deployment back (``framework.rollout.notice``) — on AWS's own event, whatever became of
+    the machine that started the deployment. None when no rolled-out endpoint has
+    recipients."""
+    app = names.codedeploy_app(ctx.project, ctx.stage)
+    groups: dict[str, dict[str, Any]] = {}
+    for name, ep in _managed(config):
+        sender, to = recipients(config.monitors, name)
+        if not to:
+            continue
+        hooked = _held_out(config, ep) or ep.rollout.strategy is Strategy.shadow
+        hook_fn = names.function_name(ctx.project, ctx.stage, names.hook_unit(name))
+        groups[names.deployment_group(ctx.project, ctx.stage, name)] = {
+            "endpoint": name, "strategy": ep.rollout.strategy.value,
+            "steps": list(shapes[name].steps), "sender": sender, "to": to,
+            "hook_log_group": names.log_group(hook_fn) if hooked else None}
+    if not groups:
+        return
+    bucket = config.registry.bucket or ctx.bucket
+    fn = names.function_name(ctx.project, ctx.stage, NOTIFIER_UNIT)
+    yield from _function_unit(ctx, bucket, FunctionUnit(
+        unit=NOTIFIER_UNIT, layer=(MONITOR_LAYER, config.runtime, config.architecture.value),
+        policy=_template("rollback-notifier.json", region=ctx.region, account=ctx.account_id,
+                         application=app, prefix=f"{ctx.project}-{ctx.stage}", bucket=bucket,
+                         writer=NOTIFIER_WRITER, log_group=names.log_group(fn)),
+        handler=NOTIFIER_HANDLER, memory=FAILURE_MEMORY, timeout=FAILURE_TIMEOUT,
+        concurrency=None,
+        description=f"{ctx.project} {ctx.stage}: e-mails the rollbacks of its deployments",
+        environment={"MLOPS_ROLLBACK": canonical_json(
+            {"project": ctx.project, "stage": ctx.stage, "groups": groups}),
+            "MLOPS_REGISTRY_BUCKET": bucket},
+        tags={"mlops:notifier": "rollback"},
+    ))
+    rule = names.schedule_rule(ctx.project, ctx.stage, NOTIFIER_RULE)
+    yield Resource.of(f"rule.{NOTIFIER_RULE}", ScheduleRule(
+        rule_name=rule, event_pattern=event_pattern(app), state="ENABLED",
+        description=f"{ctx.project} {ctx.stage}: CodeDeploy deployments that failed or stopped",
+        tags=ctx.tags(),
+    ), ("deploy-app",))
+    yield Resource.of(f"permission.{NOTIFIER_UNIT}", LambdaPermission(
+        function_name=fn, qualifier=names.ALIAS, statement_id="events-invoke",
+        principal="events.amazonaws.com", source_arn=ref(f"rule.{NOTIFIER_RULE}", "arn"),
+    ), (f"alias.{NOTIFIER_UNIT}",))
+    yield Resource.of(f"target.{NOTIFIER_RULE}", ScheduleTarget(
+        rule_name=rule, target_id="rollback-mail",
+        arn=names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
+    ), (f"rule.{NOTIFIER_RULE}", f"alias.{NOTIFIER_UNIT}", f"permission.{NOTIFIER_UNIT}"))
 
 
 def hook_spec(config: Config, ctx: CompileContext, name: str, ep: Endpoint,

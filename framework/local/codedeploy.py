@@ -41,6 +41,21 @@ times that are not whole minutes on AWS). CodeDeploy's own configs
 (``CodeDeployDefault.LambdaCanary10Percent5Minutes``, …) last the minutes their names say.
 The engine's clock is the scheduler's: ``POST /_mlops/clock`` moves bake times forward too.
 
+**Events**: as CodeDeploy does, every deployment puts a ``CodeDeploy Deployment State-change
+Notification`` on the default event bus when it starts (``START``) and when it ends
+(``SUCCESS``, ``FAILURE``, ``STOP``), a rollback deployment included::
+
+    {"version": "0", "id", "detail-type": "CodeDeploy Deployment State-change Notification",
+     "source": "aws.codedeploy", "account", "time", "region",
+     "resources": [application ARN, deployment group ARN],
+     "detail": {"region", "application", "deploymentGroup", "deploymentId", "state",
+                "instanceGroupId"}}
+
+They are handed to ``publish`` (the local EventBridge's router) once the tick has laid the
+deployment's new state over moto's record, so a rule's target reads (``GetDeployment``) what
+the event says, its rollback included. Best effort, as AWS delivers them: an event of a tick
+the daemon did not finish is not sent again.
+
 Restarts: moto's records are rebuilt by replaying the journal, where deployments are
 ``Created`` again; ``codedeploy.json`` keeps each deployment's progress (written after every
 change) and is laid back over them before the engine's first tick, so a deployment goes on
@@ -87,6 +102,9 @@ STOP_MESSAGE = "Deployment was stopped by a user"
 RUNNING = threading.Event()  # an engine runs this process's deployments (replay is over)
 Client = Callable[[str, str], Any]  # (service, region) → boto3 client of the control plane
 Invoke = Callable[[str, dict[str, Any]], object]  # an asynchronous invoke of (function, event)
+Publish = Callable[[dict[str, Any]], object]  # an event put on the default event bus
+DETAIL_TYPE = "CodeDeploy Deployment State-change Notification"
+STATES = {"Succeeded": "SUCCESS", "Failed": "FAILURE", "Stopped": "STOP"}  # at the end
 
 
 # -- what moto lacks ------------------------------------------------------------------------
@@ -485,8 +503,12 @@ class CodeDeployEngine:
     def __init__(self, client: Client, backends: Callable[[], Iterator[tuple[str, Any]]],
                  home: Path, invoke: Invoke, *, clock: Callable[[], float] = time.time,
                  after_shift: Callable[[], object] | None = None,
-                 tick_s: float = TICK_S) -> None:
+                 tick_s: float = TICK_S, publish: Publish | None = None,
+                 account: str = "000000000000") -> None:
         self.client = client
+        self.publish = publish
+        self.account = account
+        self._events: list[dict[str, Any]] = []  # to publish once the tick is mirrored
         self.backends = backends  # (region, moto CodeDeploy backend) of the local account
         self.path = home / STATE_FILE
         self.invoke = invoke
@@ -567,6 +589,35 @@ class CodeDeployEngine:
                     self._mirror(run, deployment)
             if changed:
                 self._save()
+            events, self._events = self._events, []
+        for event in events:
+            self._publish(event)
+
+    # -- events -----------------------------------------------------------------------
+    def _emit(self, run: Run, deployment: Any, state: str) -> None:
+        """Queue the deployment's state-change event (published at the end of the tick)."""
+        app, group = str(deployment.application_name), str(deployment.deployment_group_name)
+        prefix = f"arn:aws:codedeploy:{run.region}:{self.account}"
+        self._events.append({
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": DETAIL_TYPE,
+            "source": "aws.codedeploy", "account": self.account,
+            "time": datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": run.region,
+            "resources": [f"{prefix}:application:{app}",
+                          f"{prefix}:deploymentgroup:{app}/{group}"],
+            "detail": {"region": run.region, "application": app, "deploymentGroup": group,
+                       "deploymentId": run.deployment_id, "state": state,
+                       "instanceGroupId": str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                         run.deployment_id))}})
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        if self.publish is None:
+            return
+        try:
+            self.publish(event)
+        except Exception:  # best effort, as AWS's delivery of service events
+            log.exception("codedeploy: event %s of %s not published", event["detail"]["state"],
+                          event["detail"]["deploymentId"])
 
     # -- one deployment ---------------------------------------------------------------
     def _begin(self, region: str, backend: Any, deployment: Any) -> Run:
@@ -574,6 +625,7 @@ class CodeDeployEngine:
         run = Run(deployment_id=deployment.deployment_id, region=region, started=now,
                   creator=deployment.creator or "user")
         self.runs[run.deployment_id] = run
+        self._emit(run, deployment, "START")
         run.event("Start", "Succeeded", now)
         for name in EVENTS[1:]:
             run.events[name] = {"status": "Pending"}
@@ -646,6 +698,7 @@ class CodeDeployEngine:
             run.event("End", "Succeeded", now)
             run.status, run.completed, run.phase = "Succeeded", now, "Done"
             log.info("deployment %s succeeded", run.deployment_id)
+            self._emit(run, deployment, "SUCCESS")
             return True
         return False
 
@@ -771,6 +824,7 @@ class CodeDeployEngine:
         run.error = {"code": code, "message": message}
         run.hook_id = ""
         log.info("deployment %s %s: %s", run.deployment_id, status.lower(), message)
+        self._emit(run, deployment, STATES[status])  # published once mirrored, rollback too
         if rollback and run.function:
             self._roll_back(run, backend, deployment)
 
@@ -810,6 +864,8 @@ class CodeDeployEngine:
         created = backend.deployments.get(rollback_id)
         if created is not None:
             self._mirror(back, created)
+            self._emit(back, created, "START")
+            self._emit(back, created, "SUCCESS")
         run.rollback = {"rollbackDeploymentId": rollback_id,
                         "rollbackMessage": f"The deployment was rolled back by deployment "
                                            f"{rollback_id}: version {run.current} serves all "

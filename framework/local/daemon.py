@@ -7,7 +7,8 @@ logs and subscriptions (``logship.py``) and CloudWatch's metrics from EMF log li
 evaluation (``metrics_engine.py``) and CodeDeploy's deployments of Lambda aliases
 (``codedeploy.py``); the local Lambda service (``runner.py``) and the HTTP
 API gateway (on ``--port + 1``, with the admin routes of ``admin.py``) on one event loop; and
-the scheduler (``scheduler.py``). On start it raises its soft descriptor limit to the hard one
+the local EventBridge (``scheduler.py``: schedules, and the events of the local CodeDeploy
+routed to the rules they match). On start it raises its soft descriptor limit to the hard one
 (the gateway's connections are kept below it) and replays ``journal.jsonl``; when ready it
 writes ``daemon.json`` (pid, ports, start time). SIGTERM/SIGINT stop it cleanly: servers shut
 down, runner workers are killed, ``daemon.json`` is removed.
@@ -166,7 +167,8 @@ def run(home: Path, port: int) -> int:
                                            dummy_credentials=True).client(service),
         local_backends(LOCAL_ACCOUNT_ID), home,
         lambda function, event: runner.submit_event(function, None, event),
-        clock=lambda: scheduler.clock.now().timestamp(), after_shift=runner.refresh)
+        clock=lambda: scheduler.clock.now().timestamp(), after_shift=runner.refresh,
+        publish=scheduler.route, account=LOCAL_ACCOUNT_ID)  # its events, to the rules
 
     motoapp.warm_up()
     replayed = app.replay()

@@ -1,4 +1,5 @@
-"""The local scheduler: fires EventBridge schedule rules on the local data plane.
+"""The local EventBridge: fires schedule rules, and routes events to the rules they match, on
+the local data plane.
 
 moto stores rules but never fires them. The scheduler reads them back from the control plane
 (``events.list_rules`` + ``list_targets_by_rule``, every ``RELOAD_S`` seconds and on the
@@ -21,6 +22,15 @@ runner, as EventBridge would:
   due time already handled) and the last fire with its outcome. It is written atomically
   *before* the targets are invoked, so a restart never fires the same time twice (at most
   once, where EventBridge is at least once). Every fire is also logged.
+
+**Events** (``route``): a service of the local AWS puts an event on the default bus (the
+local CodeDeploy its ``CodeDeploy Deployment State-change Notification``s); every enabled rule
+of the event's account and region whose ``EventPattern`` matches it has its targets invoked,
+asynchronously, as above (the target's input, then Lambda's retries and on-failure
+destination). Patterns are matched by moto's own EventBridge matcher (``matches``: exact
+values, arrays of them, nested objects, ``prefix``, ``suffix``, ``anything-but``, ``numeric``,
+``exists``, ``$or``), the one its ``PutEvents`` uses: one copy of that logic. Rules are
+those last read (a deploy's ``POST /_mlops/refresh`` reads them again).
 
 The clock is injectable: ``Clock`` is real time plus an offset that only moves forward. Tests
 (and curious users) move it with ``POST /_mlops/clock`` on the gateway (see ``admin.py``)
@@ -121,9 +131,17 @@ class Rule:
     name: str
     region: str
     account: str
-    expression: str
+    expression: str  # rate() or cron(); "" for a rule of events
     enabled: bool
     targets: tuple[Target, ...] = ()
+    pattern: dict[str, Any] | None = None  # its EventPattern, for a rule of events
+
+
+def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether ``event`` matches the EventBridge ``pattern`` (moto's matcher)."""
+    from moto.events.models import EventPattern
+
+    return bool(EventPattern(None, pattern).matches_event(event))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -244,13 +262,14 @@ def _pages(call: Callable[..., dict[str, Any]], key: str, **kwargs: Any) -> Iter
 
 
 def load_rules(control_url: str, regions: list[str]) -> list[Rule]:
-    """Every schedule rule (default event bus) of the given regions, with its targets."""
+    """Every rule of the default event bus (on a schedule, or an event pattern) of the given
+    regions, with its targets."""
     rules: list[Rule] = []
     for region in regions:
         conn = Connection(region, control_url, dummy_credentials=True, max_attempts=1)
         events = conn.client("events")
         for r in _pages(events.list_rules, "Rules"):
-            if not r.get("ScheduleExpression"):
+            if not r.get("ScheduleExpression") and not r.get("EventPattern"):
                 continue
             targets = tuple(
                 Target(id=str(t["Id"]), arn=str(t["Arn"]), input=t.get("Input"),
@@ -258,9 +277,12 @@ def load_rules(control_url: str, regions: list[str]) -> list[Rule]:
                        input_transformer=t.get("InputTransformer"))
                 for t in _pages(events.list_targets_by_rule, "Targets", Rule=r["Name"]))
             arn = str(r["Arn"])
+            pattern = r.get("EventPattern")
             rules.append(Rule(arn=arn, name=str(r["Name"]), region=region,
-                              account=arn.split(":")[4], expression=str(r["ScheduleExpression"]),
-                              enabled=r.get("State", "ENABLED") == "ENABLED", targets=targets))
+                              account=arn.split(":")[4],
+                              expression=str(r.get("ScheduleExpression") or ""),
+                              enabled=r.get("State", "ENABLED") == "ENABLED", targets=targets,
+                              pattern=json.loads(pattern) if pattern else None))
     return rules
 
 
@@ -327,8 +349,9 @@ class Scheduler:
         changed = False
         for rule in self.rules:
             entry = self._state.get(rule.arn)
-            if entry is not None and entry.get("expression") == rule.expression:
-                continue
+            if not rule.expression or (entry is not None
+                                       and entry.get("expression") == rule.expression):
+                continue  # a rule of events has no schedule
             try:
                 parse_schedule(rule.expression)
             except ValueError as e:
@@ -362,7 +385,9 @@ class Scheduler:
                     nxt = iso(due) if due else None
                 out.append({"rule": rule.name, "arn": rule.arn, "expression": rule.expression,
                             "enabled": rule.enabled, "targets": [t.arn for t in rule.targets],
-                            "next_fire": nxt, **entry})
+                            "next_fire": nxt, **({"event_pattern": rule.pattern}
+                                                 if rule.pattern is not None else {}),
+                            **entry})
         return out
 
     # -- firing --
@@ -403,6 +428,26 @@ class Scheduler:
                 fire = Fire(rule, target, when, target_payload(target, event, rule))
                 log.info("scheduler: rule %s fired for %s -> %s", rule.name, iso(when),
                          target.arn)
+                fire.future = self._pool.submit(self._deliver, fire)
+                fires.append(fire)
+        return fires
+
+    def route(self, event: dict[str, Any]) -> list[Fire]:
+        """Deliver ``event`` (put on the default bus of its account and region) to the
+        targets of every enabled rule whose pattern it matches, each invoked asynchronously."""
+        with self._lock:
+            if not self._loaded:
+                self.reload()
+            rules = [r for r in self.rules if r.pattern is not None and r.enabled
+                     and (r.region, r.account) == (event.get("region"), event.get("account"))
+                     and matches(r.pattern, event)]
+        when = parse_iso(str(event["time"]))
+        fires: list[Fire] = []
+        for rule in rules:
+            for target in rule.targets:
+                fire = Fire(rule, target, when, target_payload(target, event, rule))
+                log.info("events: %s %s matched rule %s -> %s", event.get("detail-type"),
+                         event.get("id"), rule.name, target.arn)
                 fire.future = self._pool.submit(self._deliver, fire)
                 fires.append(fire)
         return fires

@@ -1,13 +1,14 @@
-"""schedule_target: what a ``schedule_rule`` invokes (a monitor's alias), passing the event's
-own time through an input transformer, so a run that starts late still checks the window
-ending at its scheduled time. In CloudFormation it is one of its rule's Targets."""
+"""schedule_target: what a ``schedule_rule`` invokes: a monitor's alias, passed the event's
+own time through an input transformer (so a run that starts late still checks the window
+ending at its scheduled time), or the stage's rollback notifier, passed the matched event as
+it is (no transformer). In CloudFormation it is one of its rule's Targets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from framework.resources.base import Deployed, FoldedInto, Kind, Outputs, Props
+from framework.resources.base import ABSENT, Absent, Deployed, FoldedInto, Kind, Outputs, Props
 
 if TYPE_CHECKING:
     from framework.providers.aws import Context
@@ -20,12 +21,15 @@ class ScheduleTarget(Props):
     rule_name: str
     target_id: str
     arn: str  # the function alias invoked
-    input_transformer: dict[str, Any]  # EventBridge's InputTransformer, as its API spells it
+    # EventBridge's InputTransformer, as its API spells it; unset: the event itself
+    input_transformer: dict[str, Any] | Absent = ABSENT
 
 
 def target(p: ScheduleTarget) -> dict[str, Any]:
     """The target as PutTargets and a rule's CloudFormation Targets both spell it."""
-    return {"Id": p.target_id, "Arn": p.arn, "InputTransformer": p.input_transformer}
+    return {"Id": p.target_id, "Arn": p.arn,
+            **({} if isinstance(p.input_transformer, Absent)
+               else {"InputTransformer": p.input_transformer})}
 
 
 def create(ctx: Context, p: ScheduleTarget) -> Outputs:

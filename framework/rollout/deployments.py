@@ -11,7 +11,6 @@ what they learn reaches the deploy state through apply, as the plan's reconcilia
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from framework.config.models import Rollout
 from framework.errors import ConfigError, MlopsError, Problem
-from framework.rollout.record import COMPLETED, RUNNING, RolloutRecord, status_of
+from framework.rollout.record import COMPLETED, RUNNING, RolloutRecord
 from framework.rollout.strategy import ALL_AT_ONCE, Shape, shape
 
 if TYPE_CHECKING:
@@ -61,15 +60,6 @@ def unrecorded(session: Session) -> set[str]:
             if entry.outputs.get("status") in ACTIVE}
 
 
-def _model(lam: Any, function: str, version: str) -> str:
-    """The model version a published Lambda version serves ("?" when it does not say)."""
-    try:
-        cfg = lam.get_function_configuration(FunctionName=function, Qualifier=version)
-    except ClientError:
-        return "?"
-    return str(cfg.get("Environment", {}).get("Variables", {}).get("MLOPS_MODEL_VERSION", "?"))
-
-
 def _steps(session: Session, endpoint: str) -> tuple[str, list[int]]:
     ep = session.ws.loaded.config.endpoints[endpoint]
     got = shape(ep.rollout) if ep.rollout.strategy.value != "all_at_once" \
@@ -77,33 +67,20 @@ def _steps(session: Session, endpoint: str) -> tuple[str, list[int]]:
     return ep.rollout.strategy.value, got.steps if isinstance(got, Shape) else [100]
 
 
-def _time(value: Any) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value or 0.0)
-
-
 def pretraffic_verdict(session: Session, endpoint: str, deployment_id: str,
                        ) -> dict[str, Any]:
     """The pre-traffic hook's verdict on a deployment, from its log group ({} if none)."""
+    from framework.rollout.notice import pretraffic_verdict as verdict
+
+    return verdict(session.target.conn.client("logs"), _hook_log_group(session, endpoint),
+                   deployment_id)
+
+
+def _hook_log_group(session: Session, endpoint: str) -> str:
     from framework.compile import names
 
-    function = names.function_name(session.ws.project, session.ws.stage,
-                                   names.hook_unit(endpoint))
-    logs = session.target.conn.client("logs")
-    try:
-        page = logs.filter_log_events(
-            logGroupName=names.log_group(function),
-            filterPattern=f'{{ $.msg = "pretraffic" && $.deployment_id = "{deployment_id}" }}')
-    except (ClientError, BotoCoreError):
-        return {}
-    for event in reversed(page.get("events", [])):
-        message = str(event.get("message", ""))
-        try:
-            line = json.loads(message[message.find("{"):])
-        except ValueError:
-            continue
-        if isinstance(line, dict) and line.get("deployment_id") == deployment_id:
-            return line
-    return {}
+    return names.log_group(names.function_name(session.ws.project, session.ws.stage,
+                                               names.hook_unit(endpoint)))
 
 
 def requests_seen(session: Session, function: str, model_version: str, start: float,
@@ -125,63 +102,21 @@ def requests_seen(session: Session, function: str, model_version: str, start: fl
 
 
 def read(session: Session, endpoint: str, entry: Entry) -> RolloutRecord:
-    """The endpoint's deployment as CodeDeploy reports it now."""
+    """The endpoint's deployment as CodeDeploy reports it now (``framework.rollout.notice``
+    reads it, as the stage's rollback notifier does)."""
+    from framework.rollout.notice import read_deployment
+
     conn = session.target.conn
-    cd, lam = conn.client("codedeploy"), conn.client("lambda")
     outputs, props = entry.outputs, entry.props
-    deployment_id = str(outputs["deployment_id"])
-    info = cd.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
-    function, alias = str(props["function_name"]), str(props["alias"])
-    stable, candidate = str(outputs.get("current_version")), str(outputs.get("target_version"))
     strategy, weights = _steps(session, endpoint)
-    target: dict[str, Any] = {}
-    try:
-        ids = cd.list_deployment_targets(deploymentId=deployment_id).get("targetIds", [])
-        if ids:
-            target = cd.get_deployment_target(deploymentId=deployment_id, targetId=ids[0])[
-                "deploymentTarget"].get("lambdaTarget", {})
-    except ClientError:
-        target = {}
-    status = status_of(info)
-    weight = 0.0
-    if status == RUNNING:
-        live = lam.get_alias(FunctionName=function, Name=alias)
-        extra = (live.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-        weight = 100.0 if str(live["FunctionVersion"]) == candidate else \
-            float(extra.get(candidate, 0.0)) * 100
-    elif status == COMPLETED:
-        weight = 100.0
-    step = max([i for i, w in enumerate(weights) if weight >= w] or [0])
-    history = []
-    for event in target.get("lifecycleEvents", []):
-        if event.get("status") in ("Pending", None):
-            continue
-        history.append({"time": _time(event.get("endTime") or event.get("startTime")),
-                        "event": str(event["lifecycleEventName"]),
-                        "status": str(event.get("status")), "step": step,
-                        "reason": (event.get("diagnostics") or {}).get("message", "")})
-    error = info.get("errorInformation") or {}
-    rollback = (info.get("rollbackInfo") or {}).get("rollbackDeploymentId", "")
-    verdict = pretraffic_verdict(session, endpoint, deployment_id) if props.get("hooks") else {}
-    reason = str(error.get("message") or "")
-    if verdict.get("status") == "Failed":
-        reason = f"the pre-traffic check failed: {verdict.get('reason')}"
-    elif status == COMPLETED:
-        reason = f"all traffic on Lambda version {candidate}"
-    elif status == RUNNING:
-        reason = str(info.get("status", ""))
-    started = _time(info.get("startTime") or info.get("createTime"))
-    ended = _time(info.get("completeTime")) if info.get("completeTime") else time.time()
-    return RolloutRecord(
-        stage=session.ws.stage, endpoint=endpoint, function=function, alias=alias,
-        stable=stable, candidate=candidate, stable_model=_model(lam, function, stable),
-        candidate_model=_model(lam, function, candidate), strategy=strategy,
-        steps=[{"weight": w} for w in weights], deployment_id=deployment_id,
-        deployment_status=str(info.get("status", "")),
-        description=str(props.get("description") or info.get("description") or ""),
-        step=step, status=status, weight=round(weight), started_at=started,
-        updated_at=ended, reason=reason, rollback_deployment_id=str(rollback),
-        history=history, pretraffic=verdict)
+    return read_deployment(
+        conn.client("codedeploy"), conn.client("lambda"), conn.client("logs"),
+        str(outputs["deployment_id"]), stage=session.ws.stage, endpoint=endpoint,
+        strategy=strategy, weights=weights,
+        hook_log_group=_hook_log_group(session, endpoint) if props.get("hooks") else None,
+        function=str(props["function_name"]), alias=str(props["alias"]),
+        stable=str(outputs.get("current_version")), candidate=str(outputs.get("target_version")),
+        description=str(props.get("description") or ""))
 
 
 def judged(session: Session, rec: RolloutRecord) -> RolloutRecord:
