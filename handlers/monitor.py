@@ -9,7 +9,9 @@ summary of the report it wrote.
 Fan-out: a run with many capture objects lacking a partial profile hands them out to parallel
 invocations of this same function (its alias), each with the event ``{"profile_objects":
 [key, ...]}``, which profiles those objects, stores their partials and returns what it did;
-the run then merges every partial (``framework.monitoring.partial``).
+the run then merges every partial (``framework.monitoring.partial``). Shares are handed out
+while more than half the run's time is left (``partial.in_time``): a window too big to
+profile in one run is reported without the objects left over, which the next run profiles.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from framework.apply.audit import AuditLog
 from framework.monitoring.check import load_settings
-from framework.monitoring.partial import profile_objects
+from framework.monitoring.partial import in_time, profile_objects
 from framework.monitoring.run import Clients, run_monitor
 from framework.monitoring.spec import MonitorSpec, Window, parse_time
 from framework.monitoring.store import S3Store
@@ -58,12 +60,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return profile_objects(store, [str(k) for k in event["profile_objects"]],
                                load_settings(store, spec)[0])
     audit = AuditLog(s3, spec.bucket, Path("/tmp/mlops-audit.jsonl"), writer=f"mon-{spec.name}")
+    fan = _fan(dataclasses.replace(conn, read_timeout=900.0, max_attempts=1).client("lambda"),
+               str(getattr(context, "invoked_function_arn", "") or
+                   os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")))
+    if callable(getattr(context, "get_remaining_time_in_millis", None)):
+        fan = in_time(fan, context.get_remaining_time_in_millis)
     clients = Clients(ses=conn.client("ses"), cloudwatch=conn.client("cloudwatch"),
-                      lam=conn.client("lambda"), audit=audit.record,
-                      fan=_fan(dataclasses.replace(conn, read_timeout=900.0,
-                                                   max_attempts=1).client("lambda"),
-                               str(getattr(context, "invoked_function_arn", "") or
-                                   os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""))))
+                      lam=conn.client("lambda"), audit=audit.record, fan=fan)
     report = run_monitor(spec, S3Store(s3, spec.bucket), _window(event or {}, spec), clients)
     return {"status": report["status"], "subject": report["subject"],
             "report": report["report_key"], "notification": report.get("notification"),

@@ -391,6 +391,7 @@ class Usage:
     typed: int = 0  # objects read by the typed decoder (the rest: the general one)
     workers: int = 0  # fan-out: invocations that profiled shares of objects
     fanned: int = 0  # ... and the objects they profiled
+    deferred: int = 0  # objects left out: their shares were not handed out in time
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -429,6 +430,25 @@ def _outside(p: Mapping[str, Any], lo: str, hi: str) -> bool:
 
 
 Fan = Callable[[list[str]], dict[str, Any]]  # profiles these capture objects elsewhere
+HAND_OUT_UNTIL = 0.5  # a run hands out shares while more than this part of its time is left
+
+
+class NoTimeLeft(Exception):
+    """A share a ``Fan`` does not hand out: the run keeps the rest of its time (the shares
+    under way, the merge and the report); the share's objects wait for the next run."""
+
+
+def in_time(fan: Fan, remaining_ms: Callable[[], int]) -> Fan:
+    """``fan``, handing a share out only while more than ``HAND_OUT_UNTIL`` of the time left
+    when it was made (a Lambda run's ``get_remaining_time_in_millis``) is left."""
+    budget = remaining_ms()
+
+    def timed(keys: list[str]) -> dict[str, Any]:
+        left = remaining_ms()
+        if left < budget * HAND_OUT_UNTIL:
+            raise NoTimeLeft(f"{left / 1000:.0f} s of the run's {budget / 1000:.0f} s left")
+        return fan(keys)
+    return timed
 
 
 def profile_objects(store: Store, keys: Sequence[str], s: Settings) -> dict[str, Any]:
@@ -450,22 +470,37 @@ def profile_objects(store: Store, keys: Sequence[str], s: Settings) -> dict[str,
 
 
 def _fan_out(fan: Fan, missing: list[str], per_worker: int, workers: int, log: ReadLog,
-             usage: Usage) -> None:
+             usage: Usage) -> set[str]:
     """Hand the objects without a partial out in shares of ``per_worker`` (in key order), to
     at most ``workers`` parallel invocations at a time; a share that fails is profiled by the
-    run itself afterwards."""
+    run itself afterwards. The objects of shares not handed out (``NoTimeLeft``) are
+    returned: this run leaves them out."""
     shares = [missing[i:i + per_worker] for i in range(0, len(missing), per_worker)]
     with ThreadPoolExecutor(min(workers, len(shares)), thread_name_prefix="fan-out") as pool:
         futures = [pool.submit(fan, share) for share in shares]
-    usage.workers = len(shares)
+    deferred: set[str] = set()
+    late = ""
     for share, future in zip(shares, futures, strict=True):
         try:
             got = future.result()
+            usage.workers += 1
             usage.fanned += int(got.get("built", 0))
+        except NoTimeLeft as e:
+            deferred.update(share)
+            late = late or str(e)
         except Exception as e:  # the worker failed as a whole: its objects are read here
+            usage.workers += 1
             log.issue("fan_out_failed", f"a worker could not profile {len(share)} object(s) "
                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                       "this run profiled them", objects=len(share))
+    if deferred:
+        usage.deferred = len(deferred)
+        log.issue("window_incomplete", f"{len(deferred)} of the window's {len(missing)} "
+                  f"objects without a partial profile were not profiled in time ({late} "
+                  "when their shares' turn came): this report leaves their records out; the "
+                  "next run profiles them, and merges what this run's workers stored",
+                  objects=len(deferred))
+    return deferred
 
 
 def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log: ReadLog,
@@ -490,9 +525,11 @@ def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log
         missing = [k for part in days for k in captures[part]
                    if profile_key(k, s.tag) not in (listed[part] or set())]
         if len(missing) > fan_objects:
-            _fan_out(fan, missing, fan_objects, fan_workers, log, usage)
+            deferred = _fan_out(fan, missing, fan_objects, fan_workers, log, usage)
             listed = {part: _listed(store, f"{PREFIX}/{endpoint}/{s.tag}/{part}", log)
                       for part in days}
+            captures = {part: [k for k in keys if k not in deferred]
+                        for part, keys in captures.items()}
     merge = _Merge(store, s, window, acc, usage, log, write)
     pending = [(key, profile_key(key, s.tag), profile_key(key, s.tag) in (listed[part] or ()))
                for part in days for key in captures[part]]

@@ -12,7 +12,7 @@ import numpy as np
 
 from framework.monitoring.capture import ReadLog
 from framework.monitoring.check import load_settings, profile_with
-from framework.monitoring.partial import profile_objects
+from framework.monitoring.partial import in_time, profile_objects
 from framework.monitoring.run import Clients, run_monitor
 from framework.monitoring.store import MemoryStore
 from tests.monitoring.support import START, WINDOW, put_capture, records, spec, store_with_reference
@@ -81,4 +81,56 @@ def test_a_failed_worker_leaves_its_share_to_the_run() -> None:
     assert "Task timed out" in issues[0]["message"]
     profiles = report["data"]["profiles"]
     assert profiles["fanned"] == 5 and profiles["built"] == 4  # the failed share, read here
+    assert report["data"]["rows"] == 9 * 40
+
+
+def test_shares_not_handed_out_in_time_wait_for_the_next_run() -> None:
+    """A window too big to profile in one run's time: the shares handed out in time are
+    merged, the others are left out (said in an issue, never read by the run itself), and the
+    next run profiles them and reports the whole window."""
+    s = spec(fan_out={"objects": 2, "workers": 2})
+    whole = run_monitor(s, _store(), WINDOW, Clients())  # the window profiled by one run
+    store = _store()
+    lock = threading.Lock()
+    clock = {"left": 900_000}
+
+    def remaining() -> int:  # ms left in the run; 200 s pass between two looks at the clock
+        with lock:
+            left = clock["left"]
+            clock["left"] -= 200_000
+            return left
+
+    def fan(keys: list[str]) -> dict[str, Any]:
+        return profile_objects(store, keys, load_settings(store, s)[0])
+
+    first = run_monitor(s, store, WINDOW, Clients(fan=in_time(fan, remaining)))
+    profiles = first["data"]["profiles"]
+    # 900 s when the run starts; shares start with 700 and 500 s left; then less than half
+    assert profiles["workers"] == 2 and profiles["fanned"] == 4
+    assert profiles["deferred"] == 5 and profiles["built"] == 0 and profiles["cached"] == 4
+    assert first["data"]["rows"] == 4 * 40
+    (issue,) = [i for i in first["issues"] if i["kind"] == "window_incomplete"]
+    assert issue["objects"] == 5
+    assert "5 of the window's 9 objects without a partial profile were not profiled in " \
+           "time (" in issue["message"] and "s of the run's 900 s left" in issue["message"]
+
+    second = run_monitor(s, store, WINDOW, Clients(fan=in_time(fan, lambda: 900_000)))
+    profiles = second["data"]["profiles"]
+    assert profiles["deferred"] == 0 and profiles["fanned"] == 5 and profiles["cached"] == 9
+    assert second["data"]["rows"] == 9 * 40
+    assert not [i for i in second["issues"] if i["kind"] == "window_incomplete"]
+    assert second["drift"] == whole["drift"]
+
+
+def test_a_run_with_time_left_hands_out_every_share() -> None:
+    store = _store()
+    s = spec(fan_out={"objects": 2, "workers": 3})
+    seen: list[list[str]] = []
+
+    def fan(keys: list[str]) -> dict[str, Any]:
+        seen.append(keys)
+        return profile_objects(store, keys, load_settings(store, s)[0])
+
+    report = run_monitor(s, store, WINDOW, Clients(fan=in_time(fan, lambda: 450_001)))
+    assert len(seen) == 5 and report["data"]["profiles"]["deferred"] == 0
     assert report["data"]["rows"] == 9 * 40
