@@ -20,6 +20,7 @@ from framework.runtime.features import FeatureSpec
 ERROR_STATUSES = {
     "400": "Malformed request (shape, JSON)",
     "413": "Too many rows or too large a body",
+    "409": "This endpoint captures no predictions, so it collects no labels",
     "415": "Content type is not JSON",
     "422": "Invalid values; details name the row and the field",
     "500": "The model answered a non-finite value (or an unexpected error); the message says",
@@ -206,7 +207,7 @@ def document(*, endpoint: str, route: str, model: str, version: str, task: str,
                     "type": "object", "required": ["accepted"],
                     "properties": {"accepted": {"type": "integer"},
                                    "request_id": {"type": "string"}}}), auth,
-                    ("400", "413", "415", "422", "503"))}},
+                    ("400", "409", "413", "415", "422", "503"))}},
             f"{path}/openapi.json": get("openapi", "This document", {"type": "object"}),
             f"{v2}/infer": {"post": {
                 "operationId": "oipInfer", "summary": "Open Inference Protocol v2 infer",
