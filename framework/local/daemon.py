@@ -40,7 +40,7 @@ from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
 from .firehose import SPOOL_DIR, FirehoseEngine, FirehoseMiddleware
 from .gateway import Gateway, Limits
 from .journal import Journal, JournalMiddleware
-from .logship import disable_moto_delivery
+from .logship import disable_moto_delivery, patch_moto_filters
 from .metrics_engine import MetricsEngine, local_regions, patch_moto
 from .presign import PresignedMiddleware
 from .runner import Runner
@@ -130,6 +130,7 @@ def run(home: Path, port: int) -> int:
     firehose = FirehoseEngine(home / SPOOL_DIR, deliver,
                               max_age_s=float(os.environ.get("MLOPS_FIREHOSE_FLUSH_S") or 2.0))
     disable_moto_delivery()  # the runner's log shipper delivers subscriptions instead
+    patch_moto_filters()  # a group's filter replaced by name, even when it has two
     patch_moto()  # GetMetricStatistics by exact dimensions, with percentiles
     patch_codedeploy()  # deployment configs, stop, hook statuses, targets (before replay)
     metrics = MetricsEngine(

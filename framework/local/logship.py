@@ -353,3 +353,21 @@ def disable_moto_delivery() -> None:
         return None
 
     FirehoseBackend.send_log_event = send_log_event  # type: ignore[method-assign]
+
+
+def patch_moto_filters() -> None:
+    """PutSubscriptionFilter with a filter name the group already has replaces that filter,
+    as CloudWatch Logs does; moto checks the limit of two filters a group first, so changing
+    one of a group's two filters failed with LimitExceededException."""
+    from moto.logs.models import LogGroup
+
+    original = LogGroup.put_subscription_filter
+
+    def put_subscription_filter(self: Any, filter_name: str, *args: Any, **kwargs: Any) -> None:
+        existing = self.subscription_filters.get(filter_name)
+        if existing is not None:
+            existing.update(*args, **kwargs)
+            return None
+        return original(self, filter_name, *args, **kwargs)
+
+    LogGroup.put_subscription_filter = put_subscription_filter  # type: ignore[method-assign]

@@ -142,3 +142,26 @@ def test_busy_port_is_a_user_facing_error(tmp_path: Path) -> None:
         with pytest.raises(TargetUnavailableError) as err:
             local.start(tmp_path / "home", port)
     assert "MLOPS_LOCAL_PORT" in err.value.hint
+
+
+def test_a_groups_filter_is_replaced_by_name_even_when_it_has_two(deployed: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    logs = deployed.conn.client("logs")
+    group = "/aws/lambda/two-filters"
+    logs.create_log_group(logGroupName=group)
+    for name in ("capture", "feedback"):
+        logs.put_subscription_filter(logGroupName=group, filterName=name,
+                                     filterPattern=f'{{ $.msg = "{name}" }}',
+                                     destinationArn=deployed.function_arn)
+    # CloudWatch Logs replaces a filter put again under its name: no third filter
+    logs.put_subscription_filter(logGroupName=group, filterName="feedback",
+                                 filterPattern='{ $.msg = "label" }',
+                                 destinationArn=deployed.function_arn)
+    got = logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]
+    assert {f["filterName"]: f["filterPattern"] for f in got} == {
+        "capture": '{ $.msg = "capture" }', "feedback": '{ $.msg = "label" }'}
+    with pytest.raises(ClientError) as third:
+        logs.put_subscription_filter(logGroupName=group, filterName="third", filterPattern="",
+                                     destinationArn=deployed.function_arn)
+    assert third.value.response["Error"]["Code"] == "LimitExceededException"
