@@ -40,7 +40,7 @@ from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
 from .firehose import SPOOL_DIR, FirehoseEngine, FirehoseMiddleware
 from .gateway import Gateway, Limits
 from .journal import Journal, JournalMiddleware
-from .logship import disable_moto_delivery, patch_moto_filters
+from .logship import disable_moto_delivery, index_moto_streams, patch_moto_filters
 from .metrics_engine import MetricsEngine, local_regions, patch_moto
 from .presign import PresignedMiddleware
 from .runner import Runner
@@ -131,6 +131,7 @@ def run(home: Path, port: int) -> int:
                               max_age_s=float(os.environ.get("MLOPS_FIREHOSE_FLUSH_S") or 2.0))
     disable_moto_delivery()  # the runner's log shipper delivers subscriptions instead
     patch_moto_filters()  # a group's filter replaced by name, even when it has two
+    index_moto_streams()  # reads of a day's log stream cost what is new, not all of it
     patch_moto()  # GetMetricStatistics by exact dimensions, with percentiles
     patch_codedeploy()  # deployment configs, stop, hook statuses, targets (before replay)
     metrics = MetricsEngine(
