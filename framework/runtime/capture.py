@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
 import hashlib
 import json
 import math
@@ -238,12 +237,3 @@ _json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 # -- feedback -----------------------------------------------------------------------------
 
 MAX_FEEDBACK = 1000
-
-
-def feedback_key(endpoint: str, ts: float, request_id: str) -> str:
-    stamp = datetime.fromtimestamp(ts, UTC).strftime("%H%M%S%f")
-    return f"feedback/{endpoint}/dt={day(ts)}/{stamp}-{request_id}.jsonl.gz"
-
-
-def gzip_lines(lines: str) -> bytes:
-    return gzip.compress(lines.encode(), compresslevel=6, mtime=0)
