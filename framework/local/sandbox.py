@@ -96,15 +96,17 @@ def python_path(spec: SandboxSpec) -> str:
     return os.pathsep.join(parts)
 
 
-def _peak_rss_mb(pid: int) -> int | None:
+def _peak_rss_mb(status: int) -> int | None:
+    """The peak RSS (``VmHWM``) in ``/proc/<pid>/status``, read again through its open
+    descriptor (``status``): no open and close per invocation."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return math.ceil(int(line.split()[1]) / 1024)
-    except OSError:
+        data = os.pread(status, 4096, 0)
+    except OSError:  # the process is gone
         return None
-    return None
+    start = data.find(b"VmHWM:")
+    if start < 0:
+        return None
+    return math.ceil(int(data[start + 6:data.index(b"kB", start)]) / 1024)
 
 
 @dataclass
@@ -140,6 +142,7 @@ class Sandbox:
         # The process's wait, held here: its callback fails what the process was given.
         self._exited: asyncio.Future[Any] | None = None
         self._log = -1
+        self._status = -1  # /proc/<pid>/status, open while the process runs
 
     # -- the Runtime API ------------------------------------------------------------------
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -241,6 +244,8 @@ class Sandbox:
             stdout=self._log, stderr=self._log, start_new_session=True)
         with contextlib.suppress(OSError):  # Lambda's descriptor limit, not the daemon's
             resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE, (MAX_FDS, MAX_FDS))
+        with contextlib.suppress(OSError):
+            self._status = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY)
         exited = self._exited = asyncio.ensure_future(self.proc.wait())
         exited.add_done_callback(self._on_exit)
         done, _ = await asyncio.wait({ready, exited}, timeout=INIT_TIMEOUT_S,
@@ -274,7 +279,7 @@ class Sandbox:
         if timed_out:
             self._write_log(f"{_stamp()} {request_id} Task timed out after "
                             f"{spec.timeout_s:.2f} seconds\n")
-        rss = _peak_rss_mb(self.proc.pid) if self.alive else None
+        rss = _peak_rss_mb(self._status) if self.alive else None
         if (error is None and spec.memory_mb is not None and rss is not None
                 and rss > spec.memory_mb):
             payload, error = None, runtime_error(
@@ -339,14 +344,20 @@ class Sandbox:
         if self._log >= 0:
             os.close(self._log)
             self._log = -1
+        if self._status >= 0:
+            os.close(self._status)
+            self._status = -1
 
     def _write_log(self, text: str) -> None:
         if self._log >= 0:
             os.write(self._log, text.encode())
 
 
+_ACCEPTED = json.dumps({"status": "OK"}).encode()
+
+
 def _accepted() -> web.Response:
-    return web.json_response({"status": "OK"}, status=202)
+    return web.Response(body=_ACCEPTED, status=202, content_type="application/json")
 
 
 def _error_body(body: bytes, headers: Any, default_type: str) -> dict[str, Any]:
