@@ -5,8 +5,15 @@
 All three serve the breast-cancer logistic regression (examples/breast_cancer/train.py, seed
 42), single-row JSON requests over keep-alive HTTP/1.1 on 127.0.0.1, measured in the same run:
 
-- latency: one client, sequential requests, p50/p99;
+- latency: one client, sequential requests, p50/p99, and the CPU each side spent per request
+  (the client; the mlops daemon and its execution environments, or the other server's
+  process), background work the requests caused included;
 - throughput: 4 client *processes* (so the client's GIL is not the bottleneck) for N seconds.
+
+All servers are up together and measured in turn, ``--rounds`` times (medians reported), so a
+shared machine's changing load weighs on each alike. Before each mlops measure its environments
+are warm for every client and what the measure before left (log lines to ship and read) is done
+(``POST /_mlops/flush``).
 
 mlops is the example deployed to a fresh embedded local AWS: the gateway (aiohttp) turns the
 request into a payload 2.0 event, the local Lambda service hands it to an execution environment
@@ -139,7 +146,7 @@ def _connection(url: str) -> tuple[http.client.HTTPConnection, str]:
     from urllib.parse import urlsplit
 
     p = urlsplit(url)
-    return http.client.HTTPConnection(p.hostname, p.port, timeout=30), p.path
+    return http.client.HTTPConnection(p.hostname or "127.0.0.1", p.port, timeout=30), p.path
 
 
 def latency(url: str, body: bytes, n: int) -> list[float]:
@@ -213,18 +220,96 @@ def warm_pool(url: str, body: bytes, clients: int, limit_s: float = 180) -> None
     raise RuntimeError(f"{url}: environments still starting after {limit_s}s")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes ``pids`` have used so far (all their threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def measure(name: str, url: str, body: bytes, args: argparse.Namespace,
-            pooled: bool = False) -> dict[str, Any]:
-    if pooled:
-        warm_pool(url, body, args.clients)
+            server: Server) -> dict[str, Any]:
+    """One round: p50/p99 of one sequential client, with the CPU each side spent per
+    request, then requests/s of ``args.clients`` client processes."""
+    server.prepare()
     latency(url, body, 300)  # warm up every path
+    pids = server.pids()
+    client0, server0 = _own_cpu(), {k: cpu_seconds(v) for k, v in pids.items()}
     lat = sorted(latency(url, body, args.requests))
+    server.settle()  # what the requests left to do (the log lines they wrote) is theirs
+    client1, server1 = _own_cpu(), {k: cpu_seconds(v) for k, v in pids.items()}
     rps, errors = throughput(url, body, args.clients, args.seconds)
-    result = {"p50_ms": statistics.median(lat) * 1000,
-              "p99_ms": lat[int(0.99 * len(lat))] * 1000, "rps": rps, "errors": errors}
+    n = args.requests
+    result: dict[str, Any] = {"p50_ms": statistics.median(lat) * 1000,
+              "p99_ms": lat[int(0.99 * len(lat))] * 1000, "rps": rps, "errors": errors,
+              "cpu_us": {"client": (client1 - client0) / n * 1e6,
+                         **{k: (server1[k] - server0[k]) / n * 1e6 for k in pids}}}
+    cpu = ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_us"].items())
     print(f"  {name}: p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms, "
-          f"{rps:.0f} req/s with {args.clients} clients ({errors} non-200)", flush=True)
+          f"{rps:.0f} req/s with {args.clients} clients ({errors} non-200); "
+          f"CPU µs/request: {cpu}", flush=True)
     return result
+
+
+def _own_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Server:
+    """A server under test: its processes, and how to let it finish its background work."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self._pids = pids
+
+    def pids(self) -> dict[str, list[int]]:
+        return self._pids
+
+    def prepare(self) -> None:
+        """Before a measure."""
+        self.settle()
+
+    def settle(self) -> None:
+        """What the requests so far left to do, done."""
+
+
+class LocalAWSServer(Server):
+    """The mlops daemon (gateway, local Lambda, control plane and its engines) and the
+    execution environments it runs."""
+
+    def __init__(self, deployed: Deployed, url: str, body: bytes, clients: int) -> None:
+        super().__init__({})
+        self.deployed, self.url, self.body, self.clients = deployed, url, body, clients
+
+    def pids(self) -> dict[str, list[int]]:
+        gateway = self.url.split("/", 3)[:3]
+        with urllib.request.urlopen("/".join(gateway) + "/_mlops/workers") as resp:
+            workers = json.loads(resp.read())["pids"]
+        return {"daemon": [self.deployed.pid], "environments": workers}
+
+    def prepare(self) -> None:
+        """Environments warm for every client (one each, as Lambda), and nothing left of
+        the measure before."""
+        warm_pool(self.url, self.body, self.clients)
+        self.settle()
+
+    def settle(self) -> None:
+        """Every log line so far shipped (log groups, subscriptions, Firehose) and read by
+        the metrics engine."""
+        gateway = "/".join(self.url.split("/", 3)[:3])
+        request = urllib.request.Request(gateway + "/_mlops/flush", method="POST")
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            resp.read()
+        time.sleep(1.5)  # the metrics engine's read of what was shipped (every second)
 
 
 # -- the three servers ----------------------------------------------------------------------
@@ -252,6 +337,7 @@ class Deployed:
     home: Path
     control_url: str
     urls: dict[str, str]  # endpoint -> URL of its native route
+    pid: int  # the daemon's
 
 
 def deploy_example(work: Path, trained: Path, extra: str = NOCAPTURE) -> Deployed:
@@ -274,7 +360,7 @@ def deploy_example(work: Path, trained: Path, extra: str = NOCAPTURE) -> Deploye
     home = root / ".mlops" / "local"
     aws = local.status(home)
     assert aws is not None
-    return Deployed(root, home, aws.control_url, urls)
+    return Deployed(root, home, aws.control_url, urls, aws.pid)
 
 
 def stop_example(deployed: Deployed) -> None:
@@ -465,10 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput window")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client processes")
     parser.add_argument("--requests", type=int, default=3000, help="sequential latency sample")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every server in turn (medians reported)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
-    results: dict[str, Any] = {"machine": machine()}
+    results: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()[0]}
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         work = Path(tmp)
@@ -481,39 +569,58 @@ def main(argv: list[str] | None = None) -> int:
             proc, url, start_s, body = minimal_server(trained, names)
             procs.append(proc)
             print(f"minimal server up in {start_s:.2f}s", flush=True)
-            results["minimal"] = measure("minimal", url, body, args)
-            stop(proc)
+            servers: list[tuple[str, str, str, bytes, Server]] = [
+                ("minimal", "minimal", url, body, Server({"server": [proc.pid]}))]
 
             print("deploying the example to a fresh local AWS ...", flush=True)
             deployed = deploy_example(work, trained)
-            results["mlops"] = measure("mlops (no capture)", deployed.urls["predict-nocapture"],
-                                       body, args, pooled=True)
-            results["mlops_capture"] = measure("mlops (capture)", deployed.urls["predict"],
-                                               body, args, pooled=True)
-            print("pricing the hops ...", flush=True)
-            results["hops"] = hops(deployed, body, work, args.requests)
-            print("  " + ", ".join(f"{k} {v:.3f}" for k, v in results["hops"].items()),
-                  flush=True)
-            stop_example(deployed)
-            deployed = None
-
+            for key, name, endpoint in (("mlops", "mlops (no capture)", "predict-nocapture"),
+                                        ("mlops_capture", "mlops (capture)", "predict")):
+                found = deployed.urls[endpoint]
+                servers.append((key, name, found, body,
+                                LocalAWSServer(deployed, found, body, args.clients)))
             if args.mlflow:
                 print(f"starting mlflow models serve ({args.mlflow}) ...", flush=True)
                 proc, url, start_s, mbody = mlflow_server(args.mlflow, work, body)
                 procs.append(proc)
                 print(f"mlflow up in {start_s:.2f}s", flush=True)
-                results["mlflow"] = measure("mlflow", url, mbody, args)
+                servers.append(("mlflow", "mlflow", url, mbody, Server({"server": [proc.pid]})))
             else:
                 print("mlflow: not installed, column skipped (see bench/README.md)")
+            # Every server in turn, each round: a machine whose load changes during the run
+            # weighs on all of them alike.
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1} of {args.rounds}", flush=True)
+                for key, name, found, sent, server in servers:
+                    results.setdefault("rounds", {}).setdefault(key, []).append(
+                        measure(name, found, sent, args, server))
+            for key, rounds in results["rounds"].items():
+                results[key] = medians(rounds)
+            print("pricing the hops ...", flush=True)
+            results["hops"] = hops(deployed, body, work, args.requests)
+            print("  " + ", ".join(f"{k} {v:.3f}" for k, v in results["hops"].items()),
+                  flush=True)
         finally:
             for proc in procs:
                 stop(proc)
             if deployed is not None:
                 stop_example(deployed)
+    results["load_after"] = os.getloadavg()[0]
     report(results, args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds."""
+    out: dict[str, Any] = {}
+    for key, value in rounds[0].items():
+        if isinstance(value, dict):
+            out[key] = {k: statistics.median(r[key][k] for r in rounds) for k in value}
+        else:
+            out[key] = statistics.median(r[key] for r in rounds)
+    return out
 
 
 def machine() -> str:
@@ -535,7 +642,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     ours, cap, minimal, mlflow, h = (r["mlops"], r["mlops_capture"], r["minimal"],
                                      r.get("mlflow"), r["hops"])
-    print(f"\nmachine: {r['machine']}\n")
+    print(f"\nmachine: {r['machine']}; load average {r['load_before']:.1f} before, "
+          f"{r['load_after']:.1f} after; medians of {args.rounds} rounds\n")
     print("| | mlops local endpoint (no capture) | mlops, capture on | minimal stdlib + "
           "onnxruntime | mlflow models serve |")
     print("|---|---|---|---|---|")
@@ -548,6 +656,19 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
                             ("rps", f"throughput, {args.clients} clients (req/s)", ".0f")):
         print(f"| {label} | {ours[key]:{fmt}} | {cap[key]:{fmt}} | {minimal[key]:{fmt}} | "
               f"{cell(mlflow, key, fmt)} |")
+    print()
+    print("| CPU per request, 1 client (µs) | mlops (no capture) | mlops, capture on | "
+          "minimal |")
+    print("|---|---|---|---|")
+    for key, label in (("client", "the client (http.client)"),
+                       ("daemon", "mlops daemon: gateway, local Lambda, control plane and "
+                                  "engines"),
+                       ("environments", "mlops execution environments (awslambdaric + "
+                                        "handler)"),
+                       ("server", "minimal server")):
+        row = [x["cpu_us"].get(key) for x in (ours, cap, minimal)]
+        print(f"| {label} | " + " | ".join("—" if v is None else f"{v:.0f}" for v in row)
+              + " |")
     print()
     print("| ratio (mlops, no capture) | p50 | throughput |")
     print("|---|---|---|")
