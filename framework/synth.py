@@ -106,6 +106,9 @@ def synthesize(graph: ResourceGraph, *, description: str) -> Template:
             for key in ("key", "prefix", "sha256"):
                 if key in res.props:
                     entry[key.capitalize()] = res.props[key]
+            if res.props.get("event_bridge") is True:  # the monitors' landing rules need it
+                entry["NotificationConfiguration"] = {
+                    "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
             registry.append(entry)
             continue
         if isinstance(form, FoldedInto):

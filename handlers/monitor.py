@@ -12,6 +12,12 @@ invocations of this same function (its alias), each with the event ``{"profile_o
 the run then merges every partial (``framework.monitoring.partial``). Shares are handed out
 while more than half the run's time is left (``partial.in_time``): a window too big to
 profile in one run is reported without the objects left over, which the next run profiles.
+
+Profiled on landing: the monitor's landing rule sends each S3 ``Object Created`` event of
+``capture/{endpoint}/`` in the registry bucket here (EventBridge, asynchronously); the run
+profiles that one object into its partial (``partial.profile_landed``; one already stored is
+kept) and does nothing else: no report, no e-mail. Its failure reaches the failure notifier,
+which counts it without mailing; the next run profiles the object (the backfill).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from framework.apply.audit import AuditLog
 from framework.monitoring.check import load_settings
-from framework.monitoring.partial import in_time, profile_objects
+from framework.monitoring.partial import in_time, landed, profile_landed, profile_objects
 from framework.monitoring.run import Clients, run_monitor
 from framework.monitoring.spec import MonitorSpec, Window, parse_time
 from framework.monitoring.store import S3Store
@@ -59,6 +65,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         store = S3Store(s3, spec.bucket)
         return profile_objects(store, [str(k) for k in event["profile_objects"]],
                                load_settings(store, spec)[0])
+    obj = landed(event)
+    if obj is not None:  # a capture object just landed: its partial profile, nothing more
+        store = S3Store(s3, spec.bucket)
+        return profile_landed(store, obj, spec.bucket, spec.endpoint,
+                              load_settings(store, spec)[0])
     audit = AuditLog(s3, spec.bucket, Path("/tmp/mlops-audit.jsonl"), writer=f"mon-{spec.name}")
     fan = _fan(dataclasses.replace(conn, read_timeout=900.0, max_attempts=1).client("lambda"),
                str(getattr(context, "invoked_function_arn", "") or

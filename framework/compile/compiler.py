@@ -205,7 +205,9 @@ def _bucket(config: Config, ctx: CompileContext) -> Iterator[Resource]:
     tags = {**ctx.tags(), RETENTION_TAG: str(config.registry.lock.retention_days)}
     yield Resource.of("registry", S3Bucket(bucket=bucket, versioning=True, region=ctx.region,
                                            tags=tags, object_lock=True,
-                                           lifecycle=_capture_lifecycle(config)))
+                                           lifecycle=_capture_lifecycle(config),
+                                           # the monitors' landing rules read its events
+                                           event_bridge=True if config.monitors else ABSENT))
 
 
 # What is derived from an endpoint's captures and keeps its request ids (or its values): the
@@ -935,6 +937,43 @@ def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
                 {"source": "mlops.schedule", "monitor": name, "time": "<time>"}),
         },
     ), (f"schedule.{name}", f"alias.{unit}", f"permission.{unit}"))
+    yield from _landing(ctx, bucket, name, mon, fn)
+
+
+def landing_pattern(bucket: str, endpoint: str) -> dict[str, Any]:
+    """The EventBridge pattern of S3's events for the capture objects of ``endpoint`` created
+    in ``bucket`` (PutObject, POST Object, CopyObject, CompleteMultipartUpload: Firehose's
+    deliveries among them)."""
+    return {"source": ["aws.s3"], "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [bucket]},
+                       "object": {"key": [{"prefix": f"capture/{endpoint}/"}]}}}
+
+
+def _landing(ctx: CompileContext, bucket: str, name: str, mon: Monitor, fn: str,
+             ) -> Iterator[Resource]:
+    """The monitor's landing rule: each capture object of its endpoint, as it lands in the
+    registry bucket (which sends its events to EventBridge), is handed to the monitor's alias
+    (asynchronously), which profiles it into its partial profile and does nothing else. An
+    EventBridge rule and not an S3 notification: S3 refuses overlapping prefixes for one event
+    type, and two monitors may watch one endpoint. A failed profiling goes, like a failed run,
+    to the failure notifier, which counts it without mailing."""
+    unit = names.monitor_unit(name)
+    # "." is in no monitor's name: no other rule of the stage is called so
+    rule = names.schedule_rule(ctx.project, ctx.stage, f"{name}.landed")
+    yield Resource.of(f"landing.{name}", ScheduleRule(
+        rule_name=rule, event_pattern=landing_pattern(bucket, mon.endpoint), state="ENABLED",
+        description=f"{ctx.project} monitor {name}: each capture object of endpoint "
+                    f"{mon.endpoint} profiled as it lands",
+        tags=ctx.tags(),
+    ), ("registry",))
+    yield Resource.of(f"landing-permission.{unit}", LambdaPermission(
+        function_name=fn, qualifier=names.ALIAS, statement_id="events-invoke-landed",
+        principal="events.amazonaws.com", source_arn=ref(f"landing.{name}", "arn"),
+    ), (f"alias.{unit}",))
+    yield Resource.of(f"landing-target.{name}", ScheduleTarget(
+        rule_name=rule, target_id="profile",
+        arn=names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
+    ), (f"landing.{name}", f"alias.{unit}", f"landing-permission.{unit}"))
 
 
 

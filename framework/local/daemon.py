@@ -8,10 +8,10 @@ evaluation (``metrics_engine.py``) and CodeDeploy's deployments of Lambda aliase
 (``codedeploy.py``); the local Lambda service (``runner.py``) and the HTTP
 API gateway (on ``--port + 1``, with the admin routes of ``admin.py``) on one event loop; and
 the local EventBridge (``scheduler.py``: schedules, and the events of the local CodeDeploy
-routed to the rules they match). On start it raises its soft descriptor limit to the hard one
-(the gateway's connections are kept below it) and replays ``journal.jsonl``; when ready it
-writes ``daemon.json`` (pid, ports, start time). SIGTERM/SIGINT stop it cleanly: servers shut
-down, runner workers are killed, ``daemon.json`` is removed.
+and of S3, ``s3events.py``, routed to the rules they match). On start it raises its soft
+descriptor limit to the hard one (the gateway's connections are kept below it) and replays
+``journal.jsonl``; when ready it writes ``daemon.json`` (pid, ports, start time). SIGTERM/SIGINT
+stop it cleanly: servers shut down, runner workers are killed, ``daemon.json`` is removed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from framework.runtime.clients import LOCAL_ACCOUNT_ID, Connection
 
-from . import admin, mail, motoapp
+from . import admin, mail, motoapp, s3events
 from .codedeploy import CodeDeployEngine, local_backends
 from .codedeploy import patch_moto as patch_codedeploy
 from .destinations import Destinations
@@ -174,6 +174,7 @@ def run(home: Path, port: int) -> int:
 
     motoapp.warm_up()
     replayed = app.replay()
+    s3events.start(scheduler.route)  # objects created from now on: S3's events, to the rules
     log.info("replayed %d journaled writes in %.2fs", replayed, time.time() - started)
 
     control_thread = threading.Thread(target=control.serve_forever, args=(0.1,),

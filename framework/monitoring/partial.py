@@ -12,10 +12,12 @@ partial, never keeping them. ``digest`` names what the numbers depend on (the re
 profile's bytes, the task, the positive class, whether predictions are kept), so a new model
 version or reference gets new partials and never merges with old ones.
 
-A monitor run (``window_profile``) lists the window's days once for captures and once for
-partials; an object whose partial lies inside the window is merged without reading the object
-(work ∝ objects, not rows); an object without one is read, profiled and its partial written
-(the backfill); the few objects that straddle the window's ends are read and profiled on the
+Each object is profiled as it lands (``profile_landed``: the monitor function, invoked by its
+landing rule with S3's ``Object Created`` event, ``landed``). A monitor run
+(``window_profile``) lists the window's days once for captures and once for partials; an
+object whose partial lies inside the window is merged without reading the object (work ∝
+objects, not rows); an object without one is read, profiled and its partial written (the
+backfill); the few objects that straddle the window's ends are read and profiled on the
 window's part only. Merging adds numpy arrays (``Accumulator``); the result is the same as
 ``Profile.merge`` over the partials (pinned by a test).
 
@@ -467,6 +469,84 @@ def profile_objects(store: Store, keys: Sequence[str], s: Settings) -> dict[str,
             continue
         built += 1
     return {"objects": len(keys), "built": built, "failed": failed}
+
+
+# -- profiled on landing ----------------------------------------------------------------------
+CREATED = "Object Created"  # S3's EventBridge detail-type of PutObject, POST Object, CopyObject
+#                             and CompleteMultipartUpload
+
+
+@dataclass(frozen=True)
+class Landed:
+    """The object of an S3 ``Object Created`` event, as EventBridge delivers it::
+
+        {"source": "aws.s3", "detail-type": "Object Created", "region", "account", "time",
+         "detail": {"bucket": {"name"}, "object": {"key", "size", "etag", "version-id",
+                    "sequencer"}, "reason": "PutObject", ...}}
+    """
+
+    bucket: str
+    key: str
+    reason: str = ""
+
+    def candidates(self) -> list[str]:
+        """The object's key as given, then URL-decoded when that differs (S3's notifications
+        URL-encode keys; a capture key has nothing to encode)."""
+        from urllib.parse import unquote_plus
+
+        plain = unquote_plus(self.key)
+        return [self.key] if plain == self.key else [self.key, plain]
+
+
+def landed(event: Any) -> Landed | None:
+    """The object an S3 ``Object Created`` event names; None when ``event`` is not one (a
+    schedule's fire, a fan-out share). Raises ValueError for one without bucket or key."""
+    if not isinstance(event, Mapping) or event.get("source") != "aws.s3" \
+            or event.get("detail-type") != CREATED:
+        return None
+    detail = event.get("detail")
+    detail = detail if isinstance(detail, Mapping) else {}
+
+    def text(part: str, name: str) -> str:
+        value = detail.get(part)
+        found = value.get(name) if isinstance(value, Mapping) else None
+        if not isinstance(found, str) or not found:
+            raise ValueError(f"an S3 Object Created event without detail.{part}.{name}")
+        return found
+    return Landed(text("bucket", "name"), text("object", "key"), str(detail.get("reason") or ""))
+
+
+def profile_landed(store: Store, obj: Landed, bucket: str, endpoint: str,
+                   s: Settings) -> dict[str, Any]:
+    """Profile the capture object that just landed and store its partial: what was done.
+
+    Only ``capture/{endpoint}/`` objects of ``bucket`` are profiled (anything else the rule
+    let through is skipped, said so); a partial already stored for the object under these
+    settings' tag is kept (events are delivered at least once); an object gone before its
+    event arrived is skipped (the run has nothing to merge either). A failure to read, decode
+    or store raises: the invocation fails and reaches the monitor's failure notifier, and the
+    next run profiles the object (the backfill)."""
+    if obj.bucket != bucket:
+        return {"object": obj.key, "skipped": f"not in the registry bucket ({obj.bucket})"}
+    prefix = f"capture/{endpoint}/"
+    keys = [k for k in obj.candidates() if k.startswith(prefix) and not k.endswith("/")]
+    if not keys:
+        return {"object": obj.key, "skipped": f"not a capture object of endpoint {endpoint}"}
+    for key in keys:
+        pkey = profile_key(key, s.tag)
+        if pkey in store.list(pkey):
+            return {"object": key, "partial": pkey, "kept": True}
+        data = store.get(key)
+        if data is None:
+            continue
+        try:
+            batch = columns.decode(data, key, s.features, s.task)
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from e
+        payload = build(batch, s, key)
+        store.put(pkey, encode(payload), "application/gzip")
+        return {"object": key, "partial": pkey, "built": True, "rows": payload["rows"]}
+    return {"object": obj.key, "skipped": "the object is gone"}
 
 
 def _fan_out(fan: Fan, missing: list[str], per_worker: int, workers: int, log: ReadLog,

@@ -9,6 +9,14 @@ before mlops enabled Object Lock gets it on its next deploy (AWS allows it on a 
 bucket); what it held before stays unretained. Lifecycle rules expire the captures of
 endpoints that declare ``capture.retain_days``; rules whose id does not start with ``mlops-``
 (your own) are kept as they are.
+
+With ``event_bridge`` (a stage with monitors) the bucket sends its object events to
+EventBridge (``EventBridgeConfiguration``, in CloudFormation
+``NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled``): each monitor's
+landing rule picks the ``Object Created`` events of its endpoint's captures. EventBridge, not
+S3's own notifications to a function: S3 refuses two notifications whose prefixes overlap for
+one event type, and two monitors may watch one endpoint. Your own topic, queue and function
+notifications on the bucket are kept as they are.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ class S3Bucket(Props):
     object_lock: bool | Absent = ABSENT
     # mlops' lifecycle rules: [{"id", "prefix", "expire_days"}]
     lifecycle: list[dict[str, Any]] | Absent = ABSENT
+    # object events sent to EventBridge (the monitors' landing rules); ABSENT: no monitor
+    event_bridge: bool | Absent = ABSENT
 
 
 def create(ctx: Context, p: S3Bucket) -> Outputs:
@@ -98,6 +108,21 @@ def _lifecycle(ctx: Context, bucket: str, rules: list[dict[str, Any]]) -> None:
         s3.delete_bucket_lifecycle(Bucket=bucket)
 
 
+def _event_bridge(ctx: Context, bucket: str, enabled: bool) -> None:
+    """The bucket's object events sent to EventBridge (or no longer), the rest of its
+    notification configuration kept."""
+    s3 = ctx.client("s3")
+    got = {k: v for k, v in s3.get_bucket_notification_configuration(Bucket=bucket).items()
+           if k != "ResponseMetadata"}
+    if ("EventBridgeConfiguration" in got) == enabled:
+        return
+    if enabled:
+        got["EventBridgeConfiguration"] = {}
+    else:
+        del got["EventBridgeConfiguration"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=got)
+
+
 def update(ctx: Context, p: S3Bucket, before: Deployed[S3Bucket] | None) -> Outputs:
     s3 = ctx.client("s3")
     status = "Enabled" if p.versioning else "Suspended"
@@ -113,6 +138,8 @@ def update(ctx: Context, p: S3Bucket, before: Deployed[S3Bucket] | None) -> Outp
     had_rules = before is not None and bool(before.props.lifecycle)
     if p.lifecycle or had_rules:
         _lifecycle(ctx, p.bucket, list(p.lifecycle or []))
+    if p.event_bridge is True or (before is not None and before.props.event_bridge is True):
+        _event_bridge(ctx, p.bucket, p.event_bridge is True)
     return {"bucket": p.bucket, "arn": f"arn:aws:s3:::{p.bucket}"}
 
 

@@ -70,7 +70,9 @@ def test_a_monitor_killed_by_its_timeout_mails_a_failure(project: Project) -> No
 
 def test_a_big_window_is_profiled_by_parallel_invocations_then_merged(project: Project) -> None:
     """fan_out.objects: 1 — every object of the window goes to a worker (an invocation of the
-    deployed monitor function), then the run merges the stored partial profiles."""
+    deployed monitor function), then the run merges the stored partial profiles. The objects
+    land while the monitor's landing rule is disabled (as objects that landed before the
+    monitor existed): none is profiled on landing, the run backfills them all."""
     project.edit("notify: {email: [oncology-ops@example.com], when: drift}",
                  "notify: {email: [oncology-ops@example.com], when: drift}\n"
                  "    fan_out: {objects: 1, workers: 4}")
@@ -85,6 +87,12 @@ def test_a_big_window_is_profiled_by_parallel_invocations_then_merged(project: P
         Bucket=bucket, Prefix="models/diagnosis/")["Contents"]
         if o["Key"].endswith("/metadata.json"))
     meta = json.loads(s3.get_object(Bucket=bucket, Key=meta_key)["Body"].read())
+    events = Connection("us-east-1", daemon["control_url"], dummy_credentials=True).client(
+        "events")
+    (landing,) = [r["Name"] for r in events.list_rules()["Rules"]
+                  if r["Name"].endswith(f"{MONITOR}.landed")]
+    events.disable_rule(Name=landing)
+    assert http("POST", f"{daemon['gateway_url']}/_mlops/refresh", b"")[0] == 200
     names = [f["name"] for f in meta["features"]]
     rng = np.random.default_rng(3)
     now = datetime.now(UTC)

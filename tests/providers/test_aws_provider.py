@@ -275,3 +275,33 @@ def test_changed_source_since_plan_is_refused(provider: AwsProvider) -> None:
              "size": 5, "content_type": "x", "immutable": False, "retain": False}
     with pytest.raises(DeployError, match="changed since it was planned"):
         provider.create("s3_object", props)
+
+
+def test_the_registry_sends_its_object_events_to_eventbridge_keeping_other_notifications(
+        provider: AwsProvider) -> None:
+    from framework.local import s3events
+
+    s3events.patch_moto()  # moto answers the configuration without EventBridge's part
+    s3, bucket = provider.client("s3"), "rt-events"
+    props = {"bucket": bucket, "versioning": True, "region": "us-east-1", "tags": {},
+             "object_lock": True, "lifecycle": [], "event_bridge": True}
+    entry = Entry("s3_bucket", props, provider.create("s3_bucket", props))
+    got = s3.get_bucket_notification_configuration(Bucket=bucket)
+    assert got["EventBridgeConfiguration"] == {}
+    # someone's own notification beside it stays through mlops' updates
+    topic = f"arn:aws:sns:us-east-1:{ACCOUNT}:theirs"
+    provider.client("sns").create_topic(Name="theirs")
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "TopicConfigurations": [{"Id": "theirs", "TopicArn": topic,
+                                 "Events": ["s3:ObjectRemoved:*"]}],
+        "EventBridgeConfiguration": {}})
+    provider.update("s3_bucket", props, entry)  # enabled already: nothing to write
+    off = {**props, "event_bridge": False}
+    provider.update("s3_bucket", off, entry)  # no monitor left: no events
+    got = s3.get_bucket_notification_configuration(Bucket=bucket)
+    assert "EventBridgeConfiguration" not in got
+    assert [t["TopicArn"] for t in got["TopicConfigurations"]] == [topic]
+    provider.update("s3_bucket", props, Entry("s3_bucket", off, {}))  # a monitor again
+    got = s3.get_bucket_notification_configuration(Bucket=bucket)
+    assert got["EventBridgeConfiguration"] == {}
+    assert [t["TopicArn"] for t in got["TopicConfigurations"]] == [topic]
