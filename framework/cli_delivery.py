@@ -116,7 +116,7 @@ def drive_rollouts(session: Any, *, wait: bool) -> Any:
         out.print("the deployments run in CodeDeploy: `mlops rollout status` follows them, "
                   "`mlops rollout abort ENDPOINT` rolls one back")
         return reconcile(session, command="mlops deploy")
-    done = watch(session, on_event=_event, endpoints=pending)
+    done = [_judge(session, rec) for rec in watch(session, on_event=_event, endpoints=pending)]
     for rec in done:
         out.print(_describe(rec))
         for line in _unjudged(rec):
@@ -135,6 +135,35 @@ def drive_rollouts(session: Any, *, wait: bool) -> Any:
                       f"({r.reason})" for r in back),
             hint="the previous version serves all traffic; fix the model and bump its version")
     return state
+
+
+def _judge(session: Any, rec: RolloutRecord) -> RolloutRecord:
+    """A completed step-by-step rollout judged on the candidate's requests
+    (``watch.min_requests``) once CloudWatch's count of them is final — waited for — and its
+    verdict audited, so the deploy and the audit say whether a step advanced unjudged."""
+    from framework.progress import say
+    from framework.rollout.deployments import judged, metrics_lag
+    from framework.rollout.record import COMPLETED
+
+    if rec.status != COMPLETED or rec.judged.get("judged") is not None:
+        return rec
+    ep = session.ws.loaded.config.endpoints.get(rec.endpoint)
+    if ep is None or ep.rollout is None or not ep.rollout.watch.min_requests:
+        return rec  # nothing to count: every step is judged by its alarms
+    wait = rec.updated_at + metrics_lag(session) - time.time()
+    if wait > 0:
+        say(f"waiting {wait:.0f} s for CloudWatch's count of the requests {rec.candidate_model} "
+            f"answered (watch.min_requests {ep.rollout.watch.min_requests})")
+        time.sleep(wait)
+    rec = judged(session, rec)
+    if rec.judged.get("judged") is not None:
+        session.audit.record(
+            actor=session.target.actor, command="mlops deploy", stage=session.ws.stage,
+            action="judge", resource=f"endpoint.{rec.endpoint}", kind="rollout",
+            outcome="judged" if rec.judged["judged"] else "unjudged",
+            after={"deployment": rec.deployment_id, "model": rec.candidate_model,
+                   **rec.judged, "unjudged": _unjudged(rec)})
+    return rec
 
 
 class RolledBackError(MlopsError):

@@ -30,9 +30,15 @@ if TYPE_CHECKING:
 
 Event = Callable[[RolloutRecord, str], None]  # (record, what changed)
 UNAVAILABLE_S = 120.0  # CodeDeploy unreadable this long: the command stops, the rollout runs
-# CloudWatch has an EMF metric's minute some time after it ended (the local AWS: once the
-# minute is over and late lines had time to come): a count is final this long after the end.
+# CloudWatch has an EMF metric's minute some time after it ended: a count is final this long
+# after the end (the local AWS puts a minute once it is over and late lines had time to come).
 METRICS_LAG_S = 150.0
+LOCAL_METRICS_LAG_S = 70.0
+
+
+def metrics_lag(session: Session) -> float:
+    """How long after a deployment ended CloudWatch's count of its requests is final."""
+    return LOCAL_METRICS_LAG_S if session.target.kind.value == "local" else METRICS_LAG_S
 
 
 class RolloutUnreadableError(MlopsError):
@@ -126,7 +132,7 @@ def judged(session: Session, rec: RolloutRecord) -> RolloutRecord:
     ep = session.ws.loaded.config.endpoints.get(rec.endpoint)
     if allow is None or ep is None or len(rec.steps) < 2:
         return rec
-    if time.time() - rec.updated_at < METRICS_LAG_S:
+    if time.time() - rec.updated_at < metrics_lag(session):
         return replace(rec, judged={"judged": None, "reason": "CloudWatch's count of the last "
                                     "minutes is still coming: `mlops rollout status` says later"})
     start = rec.started_at

@@ -234,6 +234,24 @@ def test_abort_rolls_back_and_status_follows_codedeploy(project: Project) -> Non
     assert state.resources["alias.predict"].outputs["version"] == "1"
 
 
+def test_a_step_that_advanced_without_traffic_is_said_and_audited(project: Project) -> None:
+    rollout(project, steps="[50, 100]", every="3s",
+            watch="{error_rate: 0.05, min_requests: 20}")
+    first_then_candidate(project, seed=7)
+    deployed = project.mlops("deploy")  # no request meets the candidate while traffic moves
+    said = deployed.stdout + deployed.stderr
+    assert "CloudWatch's count of the requests 1.1.0 answered" in said, said
+    # (the pre-traffic check's readiness call is the one request it may have answered)
+    assert re.search(r"the 50% step advanced on time without being judged: not enough "
+                     r"traffic: [01] of 20 requests needed to judge", said), said
+    [judged] = [r for r in session_for(project).audit.read_local()
+                if r.get("kind") == "rollout" and r.get("action") == "judge"]
+    assert judged["outcome"] == "unjudged" and judged["command"] == "mlops deploy"
+    assert judged["after"]["requests"] < 20 and judged["after"]["min_requests"] == 20
+    status = project.mlops("rollout", "status").stdout
+    assert "advanced on time without being judged" in status, status
+
+
 def test_failed_gate_stops_the_deploy_before_any_traffic(project: Project) -> None:
     url = first_then_candidate(project, make=slow)
     project.edit('p99_latency_ms: "<=50"', 'p99_latency_ms: "<=15"')
