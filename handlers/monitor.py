@@ -31,7 +31,13 @@ from typing import Any
 
 from framework.apply.audit import AuditLog
 from framework.monitoring.check import load_settings
-from framework.monitoring.partial import in_time, landed, profile_landed, profile_objects
+from framework.monitoring.partial import (
+    FETCHERS,
+    in_time,
+    landed,
+    profile_landed,
+    profile_objects,
+)
 from framework.monitoring.run import Clients, run_monitor
 from framework.monitoring.spec import MonitorSpec, Window, parse_time
 from framework.monitoring.store import S3Store
@@ -57,10 +63,17 @@ def _fan(lam: Any, function: str) -> Any:
     return fan
 
 
+def s3_client(conn: Connection) -> Any:
+    """S3 with a connection for each thread that fetches partial profiles: beyond botocore's
+    default pool of 10, each fetch would open a connection and drop it, with a warning in the
+    function's log every time (thousands a run over a big window)."""
+    return dataclasses.replace(conn, max_pool_connections=FETCHERS).client("s3")
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     spec = MonitorSpec.from_dict(json.loads(os.environ["MLOPS_MONITOR"]))
     conn = Connection.from_env()
-    s3 = conn.client("s3")
+    s3 = s3_client(conn)
     if isinstance((event or {}).get("profile_objects"), list):  # a fan-out worker's share
         store = S3Store(s3, spec.bucket)
         return profile_objects(store, [str(k) for k in event["profile_objects"]],

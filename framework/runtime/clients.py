@@ -37,6 +37,7 @@ class Connection:
     max_attempts: int = HANDLER_MAX_ATTEMPTS
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+    max_pool_connections: int = 10  # botocore's default: a client's threads beyond it reconnect
 
     @classmethod
     def from_env(cls) -> Connection:
@@ -62,6 +63,7 @@ def _client(conn: Connection, service: str) -> Any:
         retries={"max_attempts": conn.max_attempts, "mode": "standard"},
         connect_timeout=conn.connect_timeout,
         read_timeout=conn.read_timeout,
+        max_pool_connections=conn.max_pool_connections,
         # S3 conditional writes and replays are simpler without aws-chunked trailers.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",

@@ -4,11 +4,14 @@ profile is the one a single run makes, and a worker that fails leaves its share 
 
 from __future__ import annotations
 
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 
 from framework.monitoring.capture import ReadLog
 from framework.monitoring.check import load_settings, profile_with
@@ -134,3 +137,49 @@ def test_a_run_with_time_left_hands_out_every_share() -> None:
     report = run_monitor(s, store, WINDOW, Clients(fan=in_time(fan, lambda: 450_001)))
     assert len(seen) == 5 and report["data"]["profiles"]["deferred"] == 0
     assert report["data"]["rows"] == 9 * 40
+
+
+def test_the_monitors_s3_client_keeps_a_connection_per_fetcher(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The merge fetches partials FETCHERS at a time: with botocore's default pool of 10 the
+    threads beyond it open and drop a connection per fetch, each with a warning in the log."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    from framework.monitoring.partial import FETCHERS
+    from framework.monitoring.store import S3Store
+    from framework.runtime.clients import Connection
+    from handlers.monitor import s3_client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        conn = Connection("us-east-1", f"http://127.0.0.1:{port}", dummy_credentials=True,
+                          read_timeout=30.0)  # not the cached clients of other tests
+        conn.client("s3").create_bucket(Bucket="partials")
+        for i in range(FETCHERS):
+            conn.client("s3").put_object(Bucket="partials", Key=f"k{i}", Body=b"x" * 1000)
+
+        def pool_warnings(s3: Any) -> int:
+            store = S3Store(s3, "partials")
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+                barrier = threading.Barrier(FETCHERS)  # FETCHERS fetches at once
+
+                def fetch(key: str) -> bytes | None:
+                    barrier.wait()
+                    return store.get(key)
+
+                with ThreadPoolExecutor(FETCHERS) as pool:
+                    for _ in range(3):  # rounds of fetches, as the merge makes them
+                        assert all(pool.map(fetch, [f"k{i}" for i in range(FETCHERS)]))
+            return sum("Connection pool is full" in r.getMessage() for r in caplog.records)
+
+        assert pool_warnings(s3_client(conn)) == 0
+        assert pool_warnings(conn.client("s3")) > 0  # botocore's default: the bug it fixes
+    finally:
+        server.stop()
