@@ -143,18 +143,15 @@ def test_the_monitors_s3_client_keeps_a_connection_per_fetcher(
         caplog: pytest.LogCaptureFixture) -> None:
     """The merge fetches partials FETCHERS at a time: with botocore's default pool of 10 the
     threads beyond it open and drop a connection per fetch, each with a warning in the log."""
-    import socket
-
     from moto.server import ThreadedMotoServer
 
     from framework.monitoring.partial import FETCHERS
     from framework.monitoring.store import S3Store
     from framework.runtime.clients import Connection
     from handlers.monitor import s3_client
+    from tests.ports import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
