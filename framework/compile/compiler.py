@@ -693,20 +693,33 @@ def _rollback_notifier(config: Config, ctx: CompileContext, shapes: Mapping[str,
             "MLOPS_REGISTRY_BUCKET": bucket},
         tags={"mlops:notifier": "rollback"},
     ))
-    rule = names.schedule_rule(ctx.project, ctx.stage, NOTIFIER_RULE)
-    yield Resource.of(f"rule.{NOTIFIER_RULE}", ScheduleRule(
-        rule_name=rule, event_pattern=event_pattern(app), state="ENABLED",
-        description=f"{ctx.project} {ctx.stage}: CodeDeploy deployments that failed or stopped",
-        tags=ctx.tags(),
-    ), ("deploy-app",))
-    yield Resource.of(f"permission.{NOTIFIER_UNIT}", LambdaPermission(
-        function_name=fn, qualifier=names.ALIAS, statement_id="events-invoke",
-        principal="events.amazonaws.com", source_arn=ref(f"rule.{NOTIFIER_RULE}", "arn"),
-    ), (f"alias.{NOTIFIER_UNIT}",))
-    yield Resource.of(f"target.{NOTIFIER_RULE}", ScheduleTarget(
-        rule_name=rule, target_id="rollback-mail",
+    yield from _rule_invokes(
+        ctx, f"rule.{NOTIFIER_RULE}", ScheduleRule(
+            rule_name=names.schedule_rule(ctx.project, ctx.stage, NOTIFIER_RULE),
+            event_pattern=event_pattern(app), state="ENABLED",
+            description=f"{ctx.project} {ctx.stage}: CodeDeploy deployments that failed or "
+                        "stopped",
+            tags=ctx.tags(),
+        ), ("deploy-app",), NOTIFIER_UNIT, fn, permission=f"permission.{NOTIFIER_UNIT}",
+        statement="events-invoke", target=f"target.{NOTIFIER_RULE}", target_id="rollback-mail")
+
+
+def _rule_invokes(ctx: CompileContext, rid: str, rule: ScheduleRule, deps: tuple[str, ...],
+                  unit: str, fn: str, *, permission: str, statement: str, target: str,
+                  target_id: str, transformer: dict[str, Any] | Absent = ABSENT,
+                  ) -> Iterator[Resource]:
+    """An EventBridge rule whose target is the ``live`` alias of function ``fn`` (item
+    ``unit``), with the permission it needs to invoke it: the rule's own ARN as the source."""
+    yield Resource.of(rid, rule, deps)
+    yield Resource.of(permission, LambdaPermission(
+        function_name=fn, qualifier=names.ALIAS, statement_id=statement,
+        principal="events.amazonaws.com", source_arn=ref(rid, "arn"),
+    ), (f"alias.{unit}",))
+    yield Resource.of(target, ScheduleTarget(
+        rule_name=rule.rule_name, target_id=target_id,
         arn=names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
-    ), (f"rule.{NOTIFIER_RULE}", f"alias.{NOTIFIER_UNIT}", f"permission.{NOTIFIER_UNIT}"))
+        input_transformer=transformer,
+    ), (rid, f"alias.{unit}", permission))
 
 
 def hook_spec(config: Config, ctx: CompileContext, name: str, ep: Endpoint,
@@ -915,28 +928,21 @@ def _monitor(config: Config, ctx: CompileContext, name: str, mon: Monitor,
         tags={"mlops:monitor": name},
     ))
     yield from _monitor_failures(config, ctx, name, mon, spec, failed)
-    rule = names.schedule_rule(ctx.project, ctx.stage, name)
-    yield Resource.of(f"schedule.{name}", ScheduleRule(
-        rule_name=rule,
-        schedule_expression=mon.schedule, state="ENABLED",
-        description=f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
-        tags=ctx.tags(),
-    ))
-    yield Resource.of(f"permission.{unit}", LambdaPermission(
-        function_name=fn, qualifier=names.ALIAS, statement_id="events-invoke",
-        principal="events.amazonaws.com", source_arn=ref(f"schedule.{name}", "arn"),
-    ), (f"alias.{unit}",))
-    yield Resource.of(f"target.{name}", ScheduleTarget(
-        rule_name=rule, target_id="monitor",
-        arn=names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
+    yield from _rule_invokes(
+        ctx, f"schedule.{name}", ScheduleRule(
+            rule_name=names.schedule_rule(ctx.project, ctx.stage, name),
+            schedule_expression=mon.schedule, state="ENABLED",
+            description=f"{ctx.project} monitor {name} on endpoint {mon.endpoint}",
+            tags=ctx.tags(),
+        ), (), unit, fn, permission=f"permission.{unit}", statement="events-invoke",
+        target=f"target.{name}", target_id="monitor",
         # The event's own time goes along: a run that starts late still checks the window
         # ending at its scheduled time (EventBridge and the local scheduler alike).
-        input_transformer={
+        transformer={
             "InputPathsMap": {"time": "$.time"},
             "InputTemplate": canonical_json(
                 {"source": "mlops.schedule", "monitor": name, "time": "<time>"}),
-        },
-    ), (f"schedule.{name}", f"alias.{unit}", f"permission.{unit}"))
+        })
     yield from _landing(ctx, bucket, name, mon, fn)
 
 
@@ -958,22 +964,16 @@ def _landing(ctx: CompileContext, bucket: str, name: str, mon: Monitor, fn: str,
     type, and two monitors may watch one endpoint. A failed profiling goes, like a failed run,
     to the failure notifier, which counts it without mailing."""
     unit = names.monitor_unit(name)
-    # "." is in no monitor's name: no other rule of the stage is called so
-    rule = names.schedule_rule(ctx.project, ctx.stage, f"{name}.landed")
-    yield Resource.of(f"landing.{name}", ScheduleRule(
-        rule_name=rule, event_pattern=landing_pattern(bucket, mon.endpoint), state="ENABLED",
-        description=f"{ctx.project} monitor {name}: each capture object of endpoint "
-                    f"{mon.endpoint} profiled as it lands",
-        tags=ctx.tags(),
-    ), ("registry",))
-    yield Resource.of(f"landing-permission.{unit}", LambdaPermission(
-        function_name=fn, qualifier=names.ALIAS, statement_id="events-invoke-landed",
-        principal="events.amazonaws.com", source_arn=ref(f"landing.{name}", "arn"),
-    ), (f"alias.{unit}",))
-    yield Resource.of(f"landing-target.{name}", ScheduleTarget(
-        rule_name=rule, target_id="profile",
-        arn=names.function_arn(ctx.region, ctx.account_id, fn, names.ALIAS),
-    ), (f"landing.{name}", f"alias.{unit}", f"landing-permission.{unit}"))
+    yield from _rule_invokes(
+        ctx, f"landing.{name}", ScheduleRule(
+            # "." is in no monitor's name: no other rule of the stage is called so
+            rule_name=names.schedule_rule(ctx.project, ctx.stage, f"{name}.landed"),
+            event_pattern=landing_pattern(bucket, mon.endpoint), state="ENABLED",
+            description=f"{ctx.project} monitor {name}: each capture object of endpoint "
+                        f"{mon.endpoint} profiled as it lands",
+            tags=ctx.tags(),
+        ), ("registry",), unit, fn, permission=f"landing-permission.{unit}",
+        statement="events-invoke-landed", target=f"landing-target.{name}", target_id="profile")
 
 
 

@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from framework.runtime.clients import Connection
 from tests.e2e.conftest import Project, http
+from tests.e2e.test_shadow_e2e import until  # the monitor function works asynchronously
 
 pytestmark = pytest.mark.timeout(900)
 MONITOR = "diagnosis-drift"
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], within_s: float = 300) -> T:
-    """``probe``'s first truthy answer (the monitor function works asynchronously)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within_s:.0f} s")
-        time.sleep(1)
 
 
 def subjects(home: Path) -> list[str]:
@@ -73,7 +59,7 @@ def test_capture_objects_are_profiled_as_they_land_then_merged(project: Project)
         names = {p.rsplit("/", 1)[1].removesuffix(".profile.gz") for p in partials}
         return partials if all(c.rsplit("/", 1)[1] in names for c in captures) else None
 
-    partials = eventually("every capture object's partial profile", profiled)
+    partials = until(profiled, "every capture object's partial profile", 300)
     assert len(partials) == len(captures)
     # ...by the monitor function on its own: no run wrote a report, nothing was mailed
     assert keys(s3, bucket, f"reports/{MONITOR}/") == []
@@ -107,7 +93,7 @@ def test_capture_objects_are_profiled_as_they_land_then_merged(project: Project)
                         {"Name": "Endpoint", "Value": "predict"}])
         return sum(p["Sum"] for p in got["Datapoints"])
 
-    assert eventually("the failed profiling's metric", counted) == 1.0
+    assert until(counted, "the failed profiling's metric", 300) == 1.0
     assert subjects(home) == mailed  # no [FAILURE] mail: no run failed
     assert not [k for k in keys(s3, bucket, "capture-profiles/predict/") if "broken" in k]
     # and no [FAILURE] report: the only report is the run's
