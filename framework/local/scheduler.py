@@ -291,7 +291,10 @@ Invoke = Callable[[str, Any], dict[str, Any]]  # (target ARN, payload) -> outcom
 
 
 class Scheduler:
-    """Decides what is due (``tick``) and fires it; ``start`` runs it on a thread."""
+    """Decides what is due (``tick``) and fires it; ``start`` runs it on a thread.
+    ``before_fire`` runs before a schedule's targets are invoked (the daemon ships what
+    functions logged, so a scheduled monitor sees every request captured so far); events
+    routed to pattern rules go at once, as EventBridge delivers them."""
 
     def __init__(self, home: Path, rules: Callable[[], list[Rule]], invoke: Invoke,
                  clock: Clock | None = None, *, before_fire: Callable[[], Any] | None = None,
@@ -457,7 +460,7 @@ class Scheduler:
             outcome: dict[str, Any] = {"ok": False,
                                        "error": "only Lambda targets run on the local AWS"}
         else:
-            if self.before_fire is not None:
+            if self.before_fire is not None and fire.rule.pattern is None:  # a schedule's
                 try:
                     self.before_fire()
                 except Exception:
