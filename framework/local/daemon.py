@@ -74,6 +74,11 @@ def _rule_regions() -> list[str]:
 
 
 FD_RESERVE = 512  # descriptors kept for what is not a gateway connection (workers, moto, files)
+# How long a thread computing in Python (moto, the log shipper, the metrics engine) keeps the
+# GIL from the data plane's loop, which waits for it after each socket event: Python's 5 ms
+# default made those waits the daemon's latency tail (one client's p99 16.9 ms against 11.7 ms
+# at 0.5 ms, medians of six alternated runs; p50 alike).
+SWITCH_INTERVAL_S = 0.0005
 
 
 def raise_descriptor_limit() -> int:
@@ -109,6 +114,7 @@ def run(home: Path, port: int) -> int:
     home.mkdir(parents=True, exist_ok=True)
     _setup_logging(home)
     started = time.time()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     limits = gateway_limits(os.environ, raise_descriptor_limit())
     log.info("gateway limits: %s", limits)
     stop = threading.Event()
