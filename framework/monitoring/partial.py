@@ -21,6 +21,16 @@ backfill); the few objects that straddle the window's ends are read and profiled
 window's part only. Merging adds numpy arrays (``Accumulator``); the result is the same as
 ``Profile.merge`` over the partials (pinned by a test).
 
+Day rollups: a run that merged every object of a day lying wholly inside its window stores
+that day's partials merged, ``capture-profiles/{endpoint}/{digest}/dt=D/_day.rollup.gz``, with
+what proves it current (the day's capture keys, as a digest and a count; its records' time
+span; its objects' record digests). A later run merges the rollup instead of the day's
+partials while it still covers the day's listed objects (a late-delivered object makes it
+stale: that run merges the day per object and stores it again); days partly in the window are
+merged per object. The sums are kept exact (``_Exact``), so merging a rollup gives the same
+report as merging each partial. A monitor judging performance stores none: its partials carry
+each row's prediction for the label join, which a rollup would have to carry too.
+
 Repeated deliveries (delivery is at least once): a record delivered twice in one object counts
 once; an object delivered twice (the same records under another key) counts once. A record
 repeated in two different objects counts twice here (a partial keeps no per-row keys).
@@ -37,6 +47,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 import numpy as np
@@ -260,6 +272,54 @@ def build(batch: Batch, s: Settings, key: str, window: Window | None = None,
 
 
 # -- merging ----------------------------------------------------------------------------------
+class _Exact:
+    """A float sum kept exact (Shewchuk's non-overlapping expansion, as ``math.fsum``): the
+    window's sums do not depend on how its partials are grouped (one by one, or a day rollup
+    at a time); ``value`` is the exact sum rounded once. Infinite or NaN terms (and an
+    overflowing sum) are summed apart, as plain floats."""
+
+    __slots__ = ("parts", "odd")
+
+    def __init__(self) -> None:
+        self.parts: list[float] = []
+        self.odd = 0.0
+
+    def add_all(self, terms: Sequence[float]) -> None:
+        for x in terms:
+            self.add(float(x))
+
+    def add(self, x: float) -> None:
+        if not math.isfinite(x):
+            self.odd += x
+            return
+        parts, i = self.parts, 0
+        for y in parts:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            if not math.isfinite(hi):  # beyond the float range, as a plain sum would be
+                self.odd += hi
+                self.parts = []
+                return
+            lo = y - (hi - x)
+            if lo:
+                parts[i] = lo
+                i += 1
+            x = hi
+        parts[i:] = [x]
+
+    def finite(self) -> bool:
+        return self.odd == 0.0
+
+    def value(self) -> float:
+        if not self.finite():
+            return self.odd
+        try:
+            return math.fsum(self.parts)
+        except OverflowError:
+            return math.copysign(math.inf, sum(self.parts))
+
+
 class _Numeric:
     """A numeric profile being summed (numpy counts; exact values while all partials have
     them and their total stays within the window's exact limit)."""
@@ -270,7 +330,7 @@ class _Numeric:
         self.count = self.missing = self.invalid = 0
         self.minimum: float | None = None
         self.maximum: float | None = None
-        self.total = self.total_sq = 0.0
+        self.total, self.total_sq = _Exact(), _Exact()
         self.values: list[np.ndarray] | None = []
 
     def add(self, p: Mapping[str, Any]) -> None:
@@ -290,8 +350,8 @@ class _Numeric:
                     self.minimum = new
                 else:
                     self.maximum = new
-        self.total += float(p["sum"])
-        self.total_sq += float(p["sum_sq"])
+        self.total.add_all(p.get("sum_x") or (float(p["sum"]),))
+        self.total_sq.add_all(p.get("sum_sq_x") or (float(p["sum_sq"]),))
         if self.values is not None:
             if p.get("values") is None or self.count > WINDOW_EXACT_LIMIT:
                 self.values = None
@@ -305,8 +365,25 @@ class _Numeric:
                              else np.empty(0)).tolist()
         return NumericProfile(edges=self.edges, counts=self.counts.tolist(), count=self.count,
                               missing=self.missing, invalid=self.invalid, minimum=self.minimum,
-                              maximum=self.maximum, total=self.total, total_sq=self.total_sq,
-                              values=values, exact_limit=WINDOW_EXACT_LIMIT)
+                              maximum=self.maximum, total=self.total.value(),
+                              total_sq=self.total_sq.value(), values=values,
+                              exact_limit=WINDOW_EXACT_LIMIT)
+
+    def part(self) -> dict[str, Any] | None:
+        """What was summed as one partial's numeric payload, the sums as their exact
+        expansions (``sum_x``, ``sum_sq_x``); None when a sum is not finite (JSON has no
+        infinity)."""
+        if not (self.total.finite() and self.total_sq.finite()):
+            return None
+        values = None
+        if self.values is not None and self.count <= WINDOW_EXACT_LIMIT:
+            values = _pack(np.sort(np.concatenate(self.values) if self.values
+                                   else np.empty(0)), "<f8")
+        return {"kind": "numeric", "count": self.count, "missing": self.missing,
+                "invalid": self.invalid, "min": self.minimum, "max": self.maximum,
+                "sum": self.total.value(), "sum_x": list(self.total.parts),
+                "sum_sq": self.total_sq.value(), "sum_sq_x": list(self.total_sq.parts),
+                "counts": _pack(self.counts, "<i8"), "values": values}
 
 
 class _Categorical:
@@ -322,6 +399,9 @@ class _Categorical:
 
     def result(self) -> CategoricalProfile:
         return CategoricalProfile(dict(sorted(self.frequencies.items())), self.missing)
+
+    def part(self) -> dict[str, Any]:
+        return {"kind": "categorical", "missing": self.missing, "frequencies": self.frequencies}
 
 
 def _summer(edges: Sequence[float] | None) -> _Numeric | _Categorical:
@@ -375,8 +455,12 @@ def log_partial(log: ReadLog, p: Mapping[str, Any]) -> None:
     for reason, n in p["skipped"].items():
         log.skipped[reason] = log.skipped.get(reason, 0) + int(n)
     if p.get("bad_lines"):
-        log.issue("corrupt_records", f"{p['object']}: {p['bad_lines']} line(s) are not JSON "
-                  "records; skipped", key=p["object"], lines=p["bad_lines"])
+        _bad_lines(log, p["object"], int(p["bad_lines"]))
+
+
+def _bad_lines(log: ReadLog, key: str, lines: int) -> None:
+    log.issue("corrupt_records", f"{key}: {lines} line(s) are not JSON records; skipped",
+              key=key, lines=lines)
 
 
 @dataclass
@@ -394,6 +478,9 @@ class Usage:
     workers: int = 0  # fan-out: invocations that profiled shares of objects
     fanned: int = 0  # ... and the objects they profiled
     deferred: int = 0  # objects left out: their shares were not handed out in time
+    rollups: int = 0  # days merged from their day rollup (instead of their objects' partials)
+    rolled: int = 0  # ... and the objects those rollups cover
+    rollups_stored: int = 0  # day rollups written by this run (new, or a stale one rebuilt)
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -583,6 +670,136 @@ def _fan_out(fan: Fan, missing: list[str], per_worker: int, workers: int, log: R
     return deferred
 
 
+# -- day rollups ------------------------------------------------------------------------------
+DAY_FORMAT = "mlops.day/1"
+ROLLUP = "_day.rollup.gz"  # never a partial's name: those end with SUFFIX
+
+
+def rollup_key(endpoint: str, tag: str, day: date) -> str:
+    """``capture-profiles/{ep}/{tag}/dt=D/_day.rollup.gz``: day D's partials merged."""
+    return f"{PREFIX}/{endpoint}/{tag}/dt={day.isoformat()}/{ROLLUP}"
+
+
+def listing_digest(keys: Sequence[str]) -> str:
+    """What a day's capture objects were: their sorted keys, as 32 hex digits (a capture
+    object is never rewritten under its key: the stream names each one afresh)."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
+
+
+def whole_day(window: Window, day: date) -> bool:
+    """Whether all of ``day`` (UTC) lies inside ``window``."""
+    first = datetime.combine(day, dtime(), tzinfo=UTC)
+    return window.start <= first and first + timedelta(days=1) <= window.end
+
+
+@dataclass
+class DayRollup:
+    """A day's partials merged as a window over exactly that day's objects would merge them
+    (repeats found inside the day only), with what the log would have counted and what
+    proves the rollup current: the day's capture keys (``listing_digest``) and its records'
+    time span. A later run merges it instead of the day's partials while the day lies inside
+    its window, its objects are the same, its records' span is inside the window and none of
+    its objects repeats one of an earlier day of the window; otherwise the run merges the
+    day's partials and stores a new rollup."""
+
+    s: Settings
+    day: date
+    keys: Sequence[str]  # the day's capture objects, as listed
+    ok: bool = True  # every object merged whole (none gone, unreadable or left out)
+    acc: Accumulator = field(init=False)
+    seen: set[str] = field(default_factory=set)
+    digests: list[str] = field(default_factory=list)  # merged objects with records
+    files: int = 0
+    records: int = 0
+    repeated: int = 0
+    duplicates: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    bad: list[list[Any]] = field(default_factory=list)
+    start: str | None = None
+    end: str | None = None
+
+    def __post_init__(self) -> None:
+        self.acc = Accumulator(self.s)
+
+    def add(self, p: Mapping[str, Any]) -> None:
+        """One object's whole partial (as ``_Merge`` sees it before cutting to the window)."""
+        self.files += 1
+        if p["keys"] in self.seen and p["records"]:
+            self.repeated += int(p["records"]) + int(p["repeated"])
+            self.duplicates += 1
+            return
+        self.seen.add(p["keys"])
+        if p["records"]:
+            self.digests.append(p["keys"])
+        self.records += int(p["records"])
+        self.repeated += int(p["repeated"])
+        for reason, n in p["skipped"].items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
+        if p.get("bad_lines"):
+            self.bad.append([p["object"], int(p["bad_lines"])])
+        if p["start"] is not None:
+            self.start = p["start"] if self.start is None else min(self.start, p["start"])
+            self.end = p["end"] if self.end is None else max(self.end, p["end"])
+        self.acc.add(p)
+
+    def payload(self) -> dict[str, Any] | None:
+        """The rollup to store; None when it cannot stand for the day."""
+        acc = self.acc
+        feats = {name: summer.part() for name, summer in acc.features.items()}
+        latency, answers = acc.latency.part(), acc.answers.part()
+        if not self.ok or self.files != len(self.keys) or latency is None or answers is None \
+                or any(f is None for f in feats.values()):
+            return None
+        return {"format": DAY_FORMAT, "tag": self.s.tag, "day": self.day.isoformat(),
+                "objects": len(self.keys), "listing": listing_digest(self.keys),
+                "start": self.start, "end": self.end, "records": self.records,
+                "repeated": self.repeated, "duplicates": self.duplicates,
+                "skipped": self.skipped, "bad": self.bad, "digests": self.digests,
+                "rows": acc.rows, "versions": acc.versions, "errors": acc.errors,
+                "classes": acc.classes, "features": feats, "latency": latency,
+                "answers": answers, "predictions": None}
+
+
+def current_rollup(data: bytes | None, s: Settings, day: date, keys: Sequence[str],
+                   window: Window, seen: set[str]) -> dict[str, Any] | None:
+    """The stored rollup of ``day`` when it stands for the day's objects ``keys`` in
+    ``window`` (after the window's earlier days, whose objects' digests are ``seen``)."""
+    if data is None:
+        return None
+    try:
+        r = json.loads(gzip.decompress(data))
+    except (OSError, EOFError, ValueError):
+        return None
+    if not isinstance(r, dict) or r.get("format") != DAY_FORMAT or r.get("tag") != s.tag \
+            or r.get("day") != day.isoformat() or r.get("objects") != len(keys) \
+            or r.get("listing") != listing_digest(keys):
+        return None  # another day's objects: an object delivered late, or one gone
+    lo, hi = canonical(window.start), canonical(window.end)
+    if r["start"] is not None and not (lo <= r["start"] and r["end"] < hi):
+        return None  # records timed outside the window: those objects are cut per object
+    if not seen.isdisjoint(r["digests"]):
+        return None  # an object repeats one of an earlier day: it counts once, per object
+    return r
+
+
+def merge_rollup(r: Mapping[str, Any], acc: Accumulator, log: ReadLog, usage: Usage,
+                 seen: set[str]) -> None:
+    """A day's rollup into the window, as its objects' partials would have been merged."""
+    log.files += int(r["objects"])
+    log.records += int(r["records"])
+    log.repeated += int(r["repeated"])
+    for reason, n in r["skipped"].items():
+        log.skipped[reason] = log.skipped.get(reason, 0) + int(n)
+    for key, lines in r["bad"]:
+        _bad_lines(log, key, int(lines))
+    acc.add(r)
+    seen.update(r["digests"])
+    usage.objects += int(r["objects"])
+    usage.duplicates += int(r["duplicates"])
+    usage.rollups += 1
+    usage.rolled += int(r["objects"])
+
+
 def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log: ReadLog,
                    *, write: bool = True, fan: Fan | None = None, fan_objects: int = 200,
                    fan_workers: int = 8, join: Join | None = None,
@@ -597,6 +814,7 @@ def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log
     usage = Usage()
     days = [f"dt={day.isoformat()}/" for day in window.days()]
     captures = {part: store.list(f"capture/{endpoint}/{part}") for part in days}
+    listed_keys = dict(captures)  # as listed (before leaving out objects not profiled in time)
     listed: dict[str, set[str] | None] = {
         part: _listed(store, f"{PREFIX}/{endpoint}/{s.tag}/{part}", log) if write else set()
         for part in days}
@@ -611,15 +829,34 @@ def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log
             captures = {part: [k for k in keys if k not in deferred]
                         for part, keys in captures.items()}
     merge = _Merge(store, s, window, acc, usage, log, write)
-    pending = [(key, profile_key(key, s.tag), profile_key(key, s.tag) in (listed[part] or ()))
-               for part in days for key in captures[part]]
+    # Day rollups: not for a monitor judging performance (its partials carry each row's
+    # prediction for the label join: a rollup would hold every row of the day).
+    rollups = write and not s.predictions
     with ThreadPoolExecutor(FETCHERS, thread_name_prefix="partials") as pool:
-        for start in range(0, len(pending), FETCH_BATCH):  # memory: one batch of partials
-            batch_keys = pending[start:start + FETCH_BATCH]
-            fetched = list(pool.map(lambda item: store.get(item[1]) if item[2] else None,
-                                    batch_keys))
-            for (key, pkey, _), data in zip(batch_keys, fetched, strict=True):
-                merge.add(key, pkey, data)
+        for day, part in zip(window.days(), days, strict=True):
+            keys, have = captures[part], listed[part] or set()
+            merge.day = None
+            if rollups and keys and whole_day(window, day):
+                rkey = rollup_key(endpoint, s.tag, day)
+                found = current_rollup(store.get(rkey) if rkey in have else None, s, day,
+                                       listed_keys[part], window, merge.seen)
+                if found is not None and len(keys) == len(listed_keys[part]):
+                    merge_rollup(found, acc, log, usage, merge.seen)
+                    continue
+                merge.day = DayRollup(s, day, listed_keys[part],
+                                      ok=len(keys) == len(listed_keys[part]))
+            pending = [(key, profile_key(key, s.tag), profile_key(key, s.tag) in have)
+                       for key in keys]
+            for start in range(0, len(pending), FETCH_BATCH):  # memory: one batch of partials
+                batch_keys = pending[start:start + FETCH_BATCH]
+                fetched = list(pool.map(lambda item: store.get(item[1]) if item[2] else None,
+                                        batch_keys))
+                for (key, pkey, _), data in zip(batch_keys, fetched, strict=True):
+                    merge.add(key, pkey, data)
+            payload = merge.day.payload() if merge.day is not None else None
+            if payload is not None and merge.write:
+                merge.write = _store(store, rollup_key(endpoint, s.tag, day), payload, log)
+                usage.rollups_stored += int(merge.write)
     return acc, usage
 
 
@@ -635,6 +872,7 @@ class _Merge:
     log: ReadLog
     write: bool  # store the partials made now (until a write fails)
     seen: set[str] = field(default_factory=set)  # digests of the objects' records
+    day: DayRollup | None = None  # the day's rollup being made, if it is to be stored
 
     def add(self, key: str, pkey: str, data: bytes | None) -> None:
         """One object: its stored partial (``data``), or the object profiled now."""
@@ -650,11 +888,15 @@ class _Merge:
         if whole is None:
             data = store.get(key)
             if data is None:
+                if self.day is not None:
+                    self.day.ok = False
                 return write
             try:
                 batch = columns.decode(data, key, s.features, s.task)
             except ValueError as e:
                 log.issue("corrupt_file", f"{key}: {e}; skipped", key=key)
+                if self.day is not None:  # its issue is said by a run reading the object
+                    self.day.ok = False
                 return write
             whole = build(batch, s, key, exact=True)
             usage.built += 1
@@ -664,6 +906,8 @@ class _Merge:
         else:
             usage.cached += 1
         usage.objects += 1
+        if self.day is not None:
+            self.day.add(whole)
         if _outside(whole, lo, hi):
             log.files += 1
             log.outside += int(whole["records"])
