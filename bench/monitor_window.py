@@ -391,6 +391,16 @@ def bench(rows: int, work: Path, moto_buffer: int, memory: int, fan_objects: int
     return res
 
 
+def merged(p: dict[str, Any]) -> str:
+    """Partials merged one by one, and the objects merged through day rollups."""
+    out = str(p.get("cached"))
+    if p.get("rollups"):
+        out += f" + {p['rolled']:,} in {p['rollups']} day rollup(s)"
+    if p.get("rollups_stored"):
+        out += f" ({p['rollups_stored']} day rollup(s) stored)"
+    return out
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     print("| rows | objects | run | wall s | monitor Duration s | Max Memory MB | workers "
           "(longest s, max MB) | partials merged | built here | rows counted | verdict | "
@@ -409,7 +419,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(f"| {r['rows']:,} | {r['objects']:,} | {name} | {m['wall_s']} | "
                   f"{m.get('duration_s')} | {m.get('max_memory_mb')} | "
                   f"{w.get('invocations', 0)} ({w.get('longest_s')}, {w.get('max_memory_mb')}) "
-                  f"| {p.get('cached')} | {p.get('built')} | {m.get('rows')} | "
+                  f"| {merged(p)} | {p.get('built')} | {m.get('rows')} | "
                   f"{m.get('status_report')} | {m['home_gb']} | {m['disk_gb']} | "
                   f"{m['daemon_hwm_mib']} |")
 
