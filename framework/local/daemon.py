@@ -123,7 +123,7 @@ def run(home: Path, port: int) -> int:
 
     control_url = f"http://127.0.0.1:{port}"
     app = JournalMiddleware(
-        motoapp.build_app(), Journal(home / JOURNAL_FILE), motoapp.seed, motoapp.prepare
+        motoapp.build_app(home), Journal(home / JOURNAL_FILE), motoapp.seed, motoapp.prepare
     )
     outbox = mail.outbox_of(home)
     relay = mail.Relay.from_env(outbox)

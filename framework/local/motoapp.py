@@ -4,16 +4,24 @@ The daemon serves moto's own WSGI app; this module builds it, seeds moto's rando
 creates a write's target backend *before* seeding (so lazy backend creation never shifts the
 random sequence between the original run and a replay), and lists the regions that hold HTTP
 APIs (so the gateway does not scan every AWS region).
+
+Patches of moto applied here (each explained where it is made): S3 multipart upload ids from
+the seeded generator; PutObjectLockConfiguration on a versioned bucket that holds objects;
+bucket policies stored, not evaluated; and an S3 object's bytes above 64 KiB kept in a file
+opened only while read (the journal's own blob when it holds them) instead of moto's open
+temporary file or memory per object (``s3store.py``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from framework.runtime.clients import LOCAL_ACCOUNT_ID
 
+from . import s3store
 from .journal import Environ, WSGIApp
 
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
@@ -34,7 +42,8 @@ class _SeededOs:
         return mock_random.randbytes(size)
 
 
-def build_app() -> WSGIApp:
+def build_app(home: Path) -> WSGIApp:
+    """moto's WSGI app, patched; S3 objects' bytes kept in ``home``'s files."""
     import moto.s3.models
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -50,6 +59,9 @@ def build_app() -> WSGIApp:
     # stores a bucket policy and does not evaluate it (its statements are tested as a
     # document: tests/resources/test_bucket_policy.py).
     moto.s3.models.FakeBucket.get_permission = _policy_not_evaluated  # type: ignore[method-assign]
+    # moto keeps each object's bytes in memory or in an open temporary file (one descriptor
+    # per object): a capture window of thousands of objects exhausts one or the other.
+    s3store.install(home)
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
     return app
 
