@@ -391,28 +391,33 @@ def index_moto_streams() -> None:
     lock = threading.Lock()
     standard_get, standard_update = LogStream.get_log_events, LogStream._update
 
-    def catch_up(stream: Any) -> tuple[int | None, int | None, bool]:
-        """(first, last, in time order) of the stream's events, from those added since."""
+    def catch_up(stream: Any) -> tuple[int, int | None, int | None, bool]:
+        """(events counted, first, last, in time order) of the stream's events, from those
+        added since."""
         with lock:
             events = stream.events
             seen, first, last, ordered = getattr(stream, "_mlops_index", (0, None, None, True))
             if len(events) < seen:  # not only appended to: start over
                 seen, first, last, ordered = 0, None, None, True
-            for event in events[seen:]:
+            added = events[seen:]  # moto may append more meanwhile: counted next time
+            for event in added:
                 ts = event.timestamp
                 ordered = ordered and (last is None or ts >= last)
                 first = ts if first is None or ts < first else first
                 last = ts if last is None or ts > last else last
-            stream._mlops_index = (len(events), first, last, ordered)
-            return first, last, ordered
+            stream._mlops_index = (seen + len(added), first, last, ordered)
+            return stream._mlops_index  # type: ignore[no-any-return]
 
     def _update(self: Any) -> None:
-        self.first_event_timestamp, self.last_event_timestamp, _ = catch_up(self)
+        _, self.first_event_timestamp, self.last_event_timestamp, _ = catch_up(self)
 
     def get_log_events(self: Any, start_time: Any, *args: Any, **kwargs: Any) -> Any:
-        if start_time and catch_up(self)[2]:
-            start = bisect_left(self.events, start_time, key=lambda event: event.timestamp)
-            # moto's filter drops every event before start_time: the same answer from the rest
+        counted, _, _, ordered = catch_up(self)
+        if start_time and ordered:
+            # In the events counted (in time order), those before start_time; moto's filter
+            # drops them, and any added since are still filtered by it: the same answer.
+            start = bisect_left(self.events, start_time, hi=counted,
+                                key=lambda event: event.timestamp)
             return standard_get(SimpleNamespace(events=self.events[start:]), start_time,  # type: ignore[arg-type]
                                 *args, **kwargs)
         return standard_get(self, start_time, *args, **kwargs)
