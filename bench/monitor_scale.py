@@ -271,7 +271,9 @@ def _mlops(url: str, bucket: str) -> dict[str, Any]:
 
 def _frame(mode: str, urls: list[str]) -> dict[str, Any]:
     """The same objects read into pandas (as a user would: read_json per object, inputs
-    to columns), then a scipy ks_2samp loop or Evidently's DataDriftPreset."""
+    to columns, the packed float inputs decoded), then a scipy ks_2samp loop or Evidently's
+    DataDriftPreset."""
+    import base64
     import io
     import urllib.request
 
@@ -283,7 +285,13 @@ def _frame(mode: str, urls: list[str]) -> dict[str, Any]:
         with urllib.request.urlopen(link) as resp:
             data = gzip.decompress(resp.read())
         records = pd.read_json(io.BytesIO(data), lines=True)
-        frames.append(pd.DataFrame(records["inputs"].tolist()))
+        if "input_f64" in records:  # float inputs packed as the handler writes them
+            names = list(records["input_names"].iloc[0])
+            raw = b"".join(base64.b64decode(text) for text in records["input_f64"])
+            frames.append(pd.DataFrame(np.frombuffer(raw, "<f8").reshape(-1, len(names)),
+                                       columns=names))
+        else:
+            frames.append(pd.DataFrame(records["inputs"].tolist()))
     cur = pd.concat(frames, ignore_index=True)
     ref = pd.DataFrame(reference_matrix(), columns=NAMES)
     if mode == "scipy":
