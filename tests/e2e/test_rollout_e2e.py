@@ -214,6 +214,33 @@ def test_a_crashing_candidate_is_rolled_back_after_the_deployer_was_killed(
     assert sorted(outbox.glob("*.eml")) == [eml]
 
 
+def test_an_alarm_under_traffic_stops_the_deployment_and_rolls_it_back(
+        project: Project) -> None:
+    # A candidate about 27 ms slower a request than the serving version: the pre-traffic check
+    # (hold-out gates, no latency gate) passes it; its p99-latency alarm, over the one-minute
+    # steps of a linear rollout, does not.
+    rollout(project, strategy="linear", every="1m", increment=34,
+            watch="{error_rate: 0.05, p99_latency_ms: 15, min_requests: 0}")
+    without_gates(project)
+    url = first_then_candidate(project, make=slow)
+    done, seen = deploy_under_traffic(project, url, limit=300)
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert seen["2:200"] > 0, seen  # the candidate answered callers before the alarm
+    (deployment, rollback) = deployments(project)
+    assert deployment["status"] == "Stopped", deployment
+    info = deployment["errorInformation"]
+    assert info["code"] == "ALARM_ACTIVE", info
+    assert "cancer-dx-dev-predict-1.1.0-p99-latency" in info["message"], info
+    assert rollback["creator"] == "codeDeployRollback"
+    [alarm] = session_for(project).target.conn.client("cloudwatch").describe_alarms(
+        AlarmNames=["cancer-dx-dev-predict-1.1.0-p99-latency"])["MetricAlarms"]
+    assert alarm["StateValue"] == "ALARM", alarm
+    assert alarm["StateReason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints")
+    status = project.mlops("rollout", "status").stdout
+    assert "rolled_back" in status and "p99-latency" in status, status
+    assert served(url, project) == {"1"}
+
+
 def test_abort_rolls_back_and_status_follows_codedeploy(project: Project) -> None:
     rollout(project, steps="[50, 100]", every="1h")
     url = first_then_candidate(project, seed=7)
