@@ -120,7 +120,16 @@ def control_charts(history: list[dict[str, Any]], figs: Mapping[str, float | Non
 
 
 def verdict(spec: MonitorSpec, report: dict[str, Any]) -> tuple[str, str, str]:
-    """(status, subject, summary)."""
+    """(status, subject, summary); a window the run could not profile whole says so in the
+    subject, whatever the verdict on what it did profile."""
+    status, subject, summary = _verdict(spec, report)
+    deferred = int(((report.get("data") or {}).get("profiles") or {}).get("deferred") or 0)
+    if deferred and status != "failure":
+        subject += f" (window incomplete: {deferred} objects left for the next run)"
+    return status, subject, summary
+
+
+def _verdict(spec: MonitorSpec, report: dict[str, Any]) -> tuple[str, str, str]:
     name = spec.name
     if report.get("error"):
         first = str(report["error"]).splitlines()[0]
