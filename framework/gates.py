@@ -33,6 +33,7 @@ from framework.config.models import METRIC_GATES, Model
 from framework.config.semver import SemVer
 from framework.config.thresholds import parse_threshold
 from framework.errors import MlopsError
+from framework.rollout import pretraffic
 
 BATCH = 500
 FIRST_VERSION = "no champion: first version"
@@ -152,22 +153,18 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows as records (numbers parsed) and the header, from a CSV."""
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        records = [{k: _number(v) for k, v in row.items()} for row in reader]
+        records = [{k: pretraffic.csv_number(v) for k, v in row.items()} for row in reader]
         return records, list(reader.fieldnames or [])
 
 
 def read_holdout(path: Path, label: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows as records (numbers parsed) and the label column, from a CSV with a header."""
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or label not in reader.fieldnames:
-            raise MlopsError(f"{path}: no '{label}' column",
-                             hint="name the label column with holdout.label")
-        records, labels = [], []
-        for row in reader:
-            labels.append(row.pop(label))  # as written: labels are compared as text
-            records.append({k: _number(v) for k, v in row.items()})
-    return records, labels
+    """Rows as records (numbers parsed) and the label column (as written: labels are compared
+    as text), from a CSV with a header; read as the pre-traffic hook reads it."""
+    try:
+        return pretraffic.read_holdout(path.read_bytes(), label)
+    except pretraffic.CheckFailedError:
+        raise MlopsError(f"{path}: no '{label}' column",
+                         hint="name the label column with holdout.label") from None
 
 
 def predict_records(bundle: Any, records: Sequence[Mapping[str, Any]], features: list[str],
@@ -184,16 +181,6 @@ def predict_records(bundle: Any, records: Sequence[Mapping[str, Any]], features:
         probabilities += answer.get("probabilities") or []
         classes = answer.get("classes") or classes
     return predictions, probabilities, classes
-
-
-def _number(text: str) -> Any:
-    if text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
 def holdout_metrics(bundle: Any, model: Model, root: Path,

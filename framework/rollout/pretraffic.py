@@ -89,7 +89,9 @@ def version_model(lam: Any, function: str, version: str) -> dict[str, str]:
             "max_rows": env.get("MLOPS_MAX_BATCH_ROWS") or str(BATCH)}
 
 
-def _number(text: str) -> Any:
+def csv_number(text: str) -> Any:
+    """A CSV cell as the gates read it: empty is None, an integer or a float when it is one,
+    else the text."""
     if text == "":
         return None
     try:
@@ -100,14 +102,15 @@ def _number(text: str) -> Any:
 
 
 def read_holdout(data: bytes, label: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows (numbers parsed) and labels of a hold-out CSV, as the gates read them."""
+    """Rows (numbers parsed) and labels of a hold-out CSV: the deploy's gates
+    (``framework.gates.read_holdout``) and this hook read it alike."""
     reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
     if reader.fieldnames is None or label not in reader.fieldnames:
         raise CheckFailedError(f"the hold-out data has no '{label}' column")
     rows, labels = [], []
     for row in reader:
         labels.append(row.pop(label))
-        rows.append({k: _number(v) for k, v in row.items()})
+        rows.append({k: csv_number(v) for k, v in row.items()})
     return rows, labels
 
 
