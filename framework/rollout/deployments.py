@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -93,18 +93,14 @@ def requests_seen(session: Session, function: str, model_version: str, start: fl
                   end: float) -> int | None:
     """Requests the candidate answered from ``start`` to ``end`` as CloudWatch counts them
     (the handler's EMF ``Requests``, per FunctionName and ModelVersion), or None unreadable."""
-    cw = session.target.conn.client("cloudwatch")
-    begin = datetime.fromtimestamp(start, UTC).replace(second=0, microsecond=0)
-    finish = datetime.fromtimestamp(end, UTC) + timedelta(minutes=1)
+    from framework.rollout.pretraffic import requests_since
+
     try:
-        got = cw.get_metric_statistics(
-            Namespace="mlops", MetricName="Requests", StartTime=begin, EndTime=finish,
-            Period=60, Statistics=["Sum"], Dimensions=[
-                {"Name": "FunctionName", "Value": function},
-                {"Name": "ModelVersion", "Value": model_version}])
+        return requests_since(session.target.conn.client("cloudwatch"), function,
+                              model_version, datetime.fromtimestamp(start, UTC),
+                              datetime.fromtimestamp(end, UTC))
     except (ClientError, BotoCoreError):
         return None
-    return int(sum(p.get("Sum", 0) for p in got.get("Datapoints", [])))
 
 
 def read(session: Session, endpoint: str, entry: Entry) -> RolloutRecord:
