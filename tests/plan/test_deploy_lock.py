@@ -7,12 +7,10 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from framework.apply.executor import Executor
 from framework.apply.store import StateStore
@@ -20,7 +18,7 @@ from framework.errors import StalePlanError, StateLockedError
 from framework.plan.planner import Action, Op, Plan
 from framework.plan.state import Entry, State
 from framework.runtime.clients import Connection
-from tests.ports import free_port
+from tests.daemon import moto_endpoint  # noqa: F401 (a fixture)
 
 BUCKET = "lock-registry"
 REPO = Path(__file__).resolve().parents[2]
@@ -42,12 +40,8 @@ store.release()
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+def endpoint(moto_endpoint: str) -> str:  # noqa: F811 (the imported fixture)
+    return moto_endpoint
 
 
 @pytest.fixture
