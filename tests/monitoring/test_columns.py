@@ -363,3 +363,30 @@ def test_packed_texts_decoded_at_once_keep_rows_apart() -> None:
         typed = columns.decode(data, "a.jsonl.gz", feats, "classification")
         general = columns.decode(data, "a.jsonl.gz", feats, "classification", typed=False)
         assert not typed.typed and general.unusable[4] == "without an inputs object"
+
+
+def test_counts_are_packed_narrow_and_int64_partials_still_merge() -> None:
+    small = partial._pack_counts(np.array([0, 3, 255], dtype=np.int64))
+    wide = partial._pack_counts(np.array([0, 70_000], dtype=np.int64))
+    huge = partial._pack_counts(np.array([1 << 40], dtype=np.int64))
+    assert (small["counts_type"], wide["counts_type"], huge["counts_type"]) == ("u1", "<u4", "<i8")
+    assert partial._unpack_counts(wide).tolist() == [0, 70_000]
+    assert partial._unpack_counts(huge).tolist() == [1 << 40]
+    store = store_with_reference()
+    reference = load_reference(store, spec())[0]
+    settings = partial.Settings(reference=reference, features=FEATURES, task="classification",
+                                positive=None, answers_edges=None, predictions=False, tag="t")
+    rows = canonical_rows(records(np.random.default_rng(3), 1200))
+    batch = columns.decode(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()),
+                           "o.jsonl.gz", FEATURES, "classification")
+    p = partial.decode(partial.encode(partial.build(batch, settings, "o")))
+    assert p is not None and p["features"]["x0"]["counts_type"] == "u1"
+    old = json.loads(json.dumps(p))  # as a partial stored before counts were packed narrow
+    for f in [*old["features"].values(), old["latency"]]:
+        if f["kind"] == "numeric":
+            f["counts"] = partial._pack(partial._unpack_counts(f), "<i8")
+            del f["counts_type"]
+    new_acc, old_acc = partial.Accumulator(settings), partial.Accumulator(settings)
+    new_acc.add(p)
+    old_acc.add(old)
+    same(new_acc.profile(), old_acc.profile())
