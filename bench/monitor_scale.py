@@ -195,7 +195,7 @@ def print_parser(res: dict[str, Any]) -> None:
 
 
 # -- scale ------------------------------------------------------------------------------------
-MEMORY_CAP = 10 << 30  # address space of each measured process
+MEMORY_CAP_GB = 10  # address space of each measured process (--memory-cap)
 TEMPLATES = 16  # distinct objects of generated values; every object gets its own request ids
 
 
@@ -312,10 +312,12 @@ def _frame(mode: str, urls: list[str]) -> dict[str, Any]:
 
 
 def _run_child(python: str, mode: str, url: str, bucket: str, keys_file: Path,
-               ) -> dict[str, Any] | None:
+               cap_gb: float = MEMORY_CAP_GB) -> dict[str, Any] | None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    limit = int(cap_gb * (1 << 30))
+
     def cap() -> None:  # a run that needs more fails alone, not its neighbours on the machine
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     proc = subprocess.run([python, str(Path(__file__).resolve()), "_child", mode, url, bucket,
                            str(keys_file)], capture_output=True, text=True, env=env,
@@ -328,8 +330,22 @@ def _run_child(python: str, mode: str, url: str, bucket: str, keys_file: Path,
     return got
 
 
+def _drop_rollups(s3: Any, bucket: str) -> int:
+    """Delete the day rollups the first run stored: the next run merges every partial, as the
+    first scheduled run does once every object was profiled when it landed."""
+    from framework.monitoring.partial import PREFIX, ROLLUP
+
+    dropped = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(ROLLUP):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+                dropped += 1
+    return dropped
+
+
 def scale(rows_list: list[int], evidently: str | None, pandas_python: str | None,
-          work: Path) -> dict[str, Any]:
+          work: Path, cap_gb: float = MEMORY_CAP_GB) -> dict[str, Any]:
     import logging
     import socket
 
@@ -362,12 +378,19 @@ def scale(rows_list: list[int], evidently: str | None, pandas_python: str | None
                                    "generated_s": round(time.perf_counter() - t0, 1)}
             print(f"{rows:,} rows: {len(keys)} objects written in {res['generated_s']} s",
                   file=sys.stderr)
-            res["mlops_first"] = _run_child(sys.executable, "mlops", url, bucket, keys_file)
-            res["mlops_merge"] = _run_child(sys.executable, "mlops", url, bucket, keys_file)
+            res["mlops_first"] = _run_child(sys.executable, "mlops", url, bucket, keys_file,
+                                            cap_gb)
+            res["rollups_dropped"] = _drop_rollups(s3, bucket)
+            res["mlops_partials"] = _run_child(sys.executable, "mlops", url, bucket, keys_file,
+                                               cap_gb)
+            res["mlops_merge"] = _run_child(sys.executable, "mlops", url, bucket, keys_file,
+                                            cap_gb)
             if pandas_python:
-                res["pandas_scipy"] = _run_child(pandas_python, "scipy", url, bucket, keys_file)
+                res["pandas_scipy"] = _run_child(pandas_python, "scipy", url, bucket, keys_file,
+                                                 cap_gb)
             if evidently:
-                res["evidently"] = _run_child(evidently, "evidently", url, bucket, keys_file)
+                res["evidently"] = _run_child(evidently, "evidently", url, bucket, keys_file,
+                                              cap_gb)
             out[str(rows)] = res
             print(json.dumps(res), file=sys.stderr)
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -382,8 +405,11 @@ def print_scale(res: dict[str, Any]) -> None:
     print("| rows | objects | check | process s | check s | peak RSS MiB | objects read | "
           "flagged |")
     print("|---:|---:|---|---:|---:|---:|---:|---|")
-    names = {"mlops_first": "mlops, first run (profiles every object, stores partials)",
-             "mlops_merge": "mlops, next run (merges stored partials)",
+    names = {"mlops_first": "mlops, first run (profiles every object, stores partials and "
+                            "the day's rollup)",
+             "mlops_partials": "mlops, the day's rollup deleted (merges every stored "
+                               "partial, as after profiling on landing)",
+             "mlops_merge": "mlops, next run (merges the day's rollup)",
              "pandas_scipy": "pandas + scipy ks_2samp loop",
              "evidently": "pandas + Evidently DataDriftPreset"}
     for rows, r in res.items():
@@ -407,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pandas", help="python of a venv with pandas and scipy "
                    "(default: --evidently's)")
     p.add_argument("--work", type=Path, default=Path("/tmp/mlops-bench-scale"))
+    p.add_argument("--memory-cap", type=float, default=MEMORY_CAP_GB,
+                   help="GiB of address space each measured process may take")
     p.add_argument("--json", type=Path)
     p = sub.add_parser("_child")
     p.add_argument("mode")
@@ -418,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.mode, args.url, args.bucket, args.keys)))
         return 0
     if args.what == "scale":
-        res = scale(args.rows, args.evidently, args.pandas or args.evidently, args.work)
+        res = scale(args.rows, args.evidently, args.pandas or args.evidently, args.work,
+                    args.memory_cap)
         print_scale(res)
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))

@@ -413,9 +413,12 @@ def gateway_event(url: str, body: bytes) -> dict[str, Any]:
                        body=body, path_params={}, source_ip="127.0.0.1", request_id="bench")
 
 
-def sandbox_p50(spec: Any, arn: str, event: bytes, n: int) -> tuple[float, float]:
-    """(p50, p99) ms of ``Sandbox.invoke`` on one warm stand-alone environment."""
+def sandbox_p50(spec: Any, arn: str, event: bytes, n: int) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, the environment's CPU µs per invocation) of ``Sandbox.invoke`` on one
+    warm stand-alone environment."""
     from framework.local.sandbox import Sandbox
+
+    cpu: list[float] = []
 
     async def run() -> list[float]:
         sandbox = Sandbox(spec)
@@ -426,18 +429,23 @@ def sandbox_p50(spec: Any, arn: str, event: bytes, n: int) -> tuple[float, float
             for _ in range(200):
                 await sandbox.invoke(event, arn)
             out = []
+            pid = sandbox.pid
+            assert pid is not None
+            cpu.append(cpu_seconds([pid]))
             for _ in range(n):
                 t0 = time.perf_counter()
                 result = await sandbox.invoke(event, arn)
                 out.append(time.perf_counter() - t0)
                 if result.error is not None:
                     raise RuntimeError(str(result.error))
+            cpu.append(cpu_seconds([pid]))
             return sorted(out)
         finally:
             await sandbox.kill()
 
     samples = asyncio.run(run())
-    return _p50(samples), samples[int(0.99 * len(samples))] * 1000
+    return (_p50(samples), samples[int(0.99 * len(samples))] * 1000,
+            (cpu[1] - cpu[0]) / n * 1e6)
 
 
 def echo_spec(spec: Any, work: Path) -> Any:
@@ -502,11 +510,11 @@ def hops(deployed: Deployed, body: bytes, work: Path, n: int) -> dict[str, float
         fn, arn, spec = _function(deployed, endpoint)
         event = gateway_event(deployed.urls[endpoint], body)
         raw = json.dumps(event).encode()
-        out[f"sandbox_{key}_p50_ms"], out[f"sandbox_{key}_p99_ms"] = sandbox_p50(
-            spec, arn, raw, n)
+        (out[f"sandbox_{key}_p50_ms"], out[f"sandbox_{key}_p99_ms"],
+         out[f"sandbox_{key}_cpu_us"]) = sandbox_p50(spec, arn, raw, n)
         if key == "nocapture":
-            out["runtime_api_p50_ms"], out["runtime_api_p99_ms"] = sandbox_p50(
-                echo_spec(spec, work), arn, raw, n)
+            (out["runtime_api_p50_ms"], out["runtime_api_p99_ms"],
+             out["runtime_api_cpu_us"]) = sandbox_p50(echo_spec(spec, work), arn, raw, n)
         else:
             out.update({f"inproc_{k}": v for k, v in in_process(deployed, fn, event).items()})
     return out
@@ -703,6 +711,24 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"| capture in process | "
               f"{(h['inproc_handler_capture_us'] - h['inproc_handler_us']) / 1000:.2f} | "
               f"Service.handle, capture on − off (the capture log lines to stdout) |")
+    # What the CPU allows: requests/s if the gateway, the local Lambda service and the
+    # engines cost nothing, the execution environment (awslambdaric polling the Runtime API)
+    # and the client being all there is; beside the same bound for the minimal server.
+    cpus = os.cpu_count() or 1
+    floor_min = minimal["cpu_us"]["client"] + minimal["cpu_us"]["server"]
+    print()
+    print(f"| CPU bound on {cpus} vCPUs (µs per request → req/s at most) | µs | req/s | "
+          "× the minimal server's bound |")
+    print("|---|---:|---:|---:|")
+    print(f"| minimal server + its client | {floor_min:.0f} | {cpus / floor_min * 1e6:,.0f} | "
+          "1.00 |")
+    for key, label in (("runtime_api_cpu_us", "an environment with a handler returning {} "
+                                              "(awslambdaric alone) + the client"),
+                       ("sandbox_nocapture_cpu_us", "the shipped function's environment + "
+                                                    "the client")):
+        need = h[key] + ours["cpu_us"]["client"]
+        print(f"| {label}, nothing else | {need:.0f} | {cpus / need * 1e6:,.0f} | "
+              f"{floor_min / need:.2f} |")
 
 
 if __name__ == "__main__":
