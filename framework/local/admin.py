@@ -25,7 +25,7 @@ from framework.errors import MlopsError
 
 from .apigw import HttpResponse, json_response
 from .journal import Environ, StartResponse, WSGIApp, json_answer, read_body
-from .runner import Runner
+from .runner import THROTTLED, Runner
 from .scheduler import Scheduler, iso, parse_iso
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,9 @@ WAIT_S = 900.0
 
 def invoke_outcome(runner: Runner, function: str, qualifier: str | None,
                    event: Any) -> dict[str, Any]:
-    """Invoke through the runner; the outcome as JSON-ready data."""
-    result = runner.invoke(function, qualifier, event)
+    """Invoke through the runner as an asynchronous invocation runs (a throttled event waits
+    and is tried again); the outcome as JSON-ready data."""
+    result = runner.invoke(function, qualifier, event, queued=True)
     error = result.error  # a timeout is one too (Sandbox.Timedout)
     return {"ok": error is None, "payload": result.payload, "error": error,
             "executed_version": result.executed_version, "request_id": result.request_id,
@@ -141,6 +142,12 @@ class InvokeMiddleware:
         except MlopsError as e:
             return json_answer(start_response, 404, {"Type": "User", "message": str(e)},
                           [("x-amzn-ErrorType", "ResourceNotFoundException")])
+        if result.throttled:
+            return json_answer(start_response, 429, {
+                "Type": "User", "message": THROTTLED,
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
+                [("x-amzn-ErrorType", "TooManyRequestsException"),
+                 ("x-amzn-RequestId", result.request_id)])
         headers = [("X-Amz-Executed-Version", result.executed_version)]
         if result.error is not None:
             headers.append(("X-Amz-Function-Error", "Unhandled"))

@@ -510,6 +510,9 @@ class Gateway:
             return json_response(500, {"message": "Internal Server Error"})
         if result.timed_out:
             response = json_response(504, {"message": "Gateway Timeout"})
+        elif result.throttled:  # Lambda's 429 is an integration failure to API Gateway
+            log.info("throttled: %s (reserved concurrency in use)", route.function_uri)
+            response = json_response(500, {"message": "Internal Server Error"})
         elif result.error is not None:
             log.info("function error from %s: %s", route.function_uri, result.error)
             response = json_response(502, {"message": "Internal Server Error"})
@@ -520,7 +523,8 @@ class Gateway:
                 log.info("bad response from %s: %s", route.function_uri, exc)
                 response = json_response(500, {"message": "Internal Server Error"})
         status = response.status
-        kind = ("timeout" if result.timed_out else "function" if result.error is not None
+        kind = ("timeout" if result.timed_out else "throttle" if result.throttled
+                else "function" if result.error is not None
                 else "server" if status >= 500 else "client" if status >= 400 else None)
         self.metrics.request(result.endpoint or route.function_uri, result.executed_version,
                              status, time.perf_counter() - started, result.cold_start, kind,

@@ -9,6 +9,13 @@ plane recorded and extracted once, read-only → execution environments (``sandb
 function's runtime, bootstrapped by AWS's ``awslambdaric``, pooled per (function, version,
 code) (``pool.py``).
 
+Reserved concurrency (``PutFunctionConcurrency``) is the most executions of the function at
+once, all its versions together, as Lambda counts them: a synchronous invocation beyond it is
+throttled (``TooManyRequestsException``, a ``Throttles`` metric, nothing runs); an
+asynchronous one waits in the queue and is tried again, as Lambda's internal queue does. A
+function with none reserved runs on at most ``MLOPS_LOCAL_CONCURRENCY`` (4) environments a
+version, and invocations beyond them wait: the local machine's bound, not one of AWS's.
+
 Everything runs on one asyncio loop (the data plane's thread); ``invoke`` is the thread-safe
 entry for the scheduler and the control plane's ``Invoke``.
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -57,7 +65,7 @@ from .files import CODE_DIR, LAYERS_DIR, LOGS_DIR, RUNTIMES_DIR
 from .logship import LogShipper
 from .metrics_engine import Point, lambda_points
 from .pool import Pool, PoolClosed
-from .sandbox import SandboxSpec, runtime_error
+from .sandbox import Result, SandboxSpec, runtime_error
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,8 @@ RUNTIME_PACKAGES = ("awslambdaric==4.2.2", "boto3")
 ASYNC_RETRY_S = (60.0, 120.0)  # Lambda's waits before the 2nd and 3rd attempt of an event
 ASYNC_MAX_RETRIES = 2
 ASYNC_MAX_AGE_S = 6 * 3600.0
+THROTTLED = "Rate Exceeded."  # Lambda's message for a throttled invocation
+THROTTLE_RETRY_S = (0.05, 2.0)  # first and longest wait before a throttled event is tried again
 EVENTS_KEPT = 1000  # outcomes of asynchronous invocations kept for GET /_mlops/events
 _PIP_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
@@ -93,6 +103,7 @@ class Invocation:
     init_ms: float | None = None  # cold starts: the environment's INIT duration
     weighted: bool = False  # the version was drawn by alias weights
     invoked_arn: str = ""
+    throttled: bool = False  # refused: the function's reserved concurrency was all in use
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,9 @@ class Runner:
         self._aliases = _TTLCache(cache_ttl_s)
         self._versions = _TTLCache(cache_ttl_s)
         self._pools: dict[tuple[str, str, str, str], Pool] = {}
+        # (region, function) -> (its reserved concurrency, the executions it allows): shared
+        # by every version of the function, as Lambda counts them
+        self._reserved: dict[tuple[str, str], tuple[int, asyncio.Semaphore]] = {}
         self._lock = threading.Lock()
         self._refreshing: set[tuple[Any, ...]] = set()
         self._fetch_lock = threading.Lock()
@@ -297,7 +311,7 @@ class Runner:
             memory_mb=int(cfg.get("MemorySize") or 128),
             env=dict((cfg.get("Environment") or {}).get("Variables") or {}),
             registry=str(registry),
-            reserved_concurrency=int(reserved) if reserved else None,
+            reserved_concurrency=None if reserved is None else int(reserved),
             runtime=str(cfg.get("Runtime") or "python3.13"),
             architecture=str((cfg.get("Architectures") or ["x86_64"])[0]),
             layers=tuple(str(layer["Arn"]) for layer in cfg.get("Layers") or ()),
@@ -454,12 +468,20 @@ class Runner:
         if found is None:
             found = await asyncio.to_thread(self.target, function, qualifier)
         fn, weighted, invoked_arn = found
-        pool = await self._pool(fn)
-        try:
-            result = await pool.invoke(json.dumps(event).encode(), invoked_arn)
-        except PoolClosed:  # replaced while this request waited for an environment
-            pool = await self._pool(fn)
-            result = await pool.invoke(json.dumps(event).encode(), invoked_arn)
+        reserved = self._reservation(fn)
+        if reserved is not None and reserved.locked():
+            # Lambda refuses what its reserved concurrency cannot take: 429, nothing runs
+            if self.publish is not None:
+                self.publish(fn.region, lambda_points(invoked_arn, fn.version, started_ms,
+                                                      duration_ms=None, function_error=False))
+            return Invocation(
+                payload=None, error=runtime_error("TooManyRequestsException", THROTTLED),
+                executed_version=fn.version, cold_start=False,
+                duration_ms=(time.perf_counter() - started) * 1000, timed_out=False,
+                endpoint=fn.env.get("MLOPS_ENDPOINT") or fn.name, weighted=weighted,
+                request_id=str(uuid.uuid4()), invoked_arn=invoked_arn, throttled=True)
+        async with reserved or contextlib.nullcontext():
+            result = await self._run(fn, event, invoked_arn)
         payload = None
         error = result.error
         if result.payload is not None:
@@ -485,8 +507,45 @@ class Runner:
             invoked_arn=invoked_arn,
         )
 
-    def invoke(self, function: str, qualifier: str | None, event: Any) -> Invocation:
-        """``invoke_async`` from any other thread."""
+    async def _run(self, fn: FunctionVersion, event: Any, invoked_arn: str) -> Result:
+        pool = await self._pool(fn)
+        try:
+            return await pool.invoke(json.dumps(event).encode(), invoked_arn)
+        except PoolClosed:  # replaced while this request waited for an environment
+            pool = await self._pool(fn)
+            return await pool.invoke(json.dumps(event).encode(), invoked_arn)
+
+    def _reservation(self, fn: FunctionVersion) -> asyncio.Semaphore | None:
+        """The executions the function's reserved concurrency allows; None when none is
+        reserved (then only the local environments bound them, and an invocation waits)."""
+        if fn.reserved_concurrency is None:
+            return None
+        key = (fn.region, fn.name)
+        found = self._reserved.get(key)
+        if found is None or found[0] != fn.reserved_concurrency:
+            found = self._reserved[key] = (fn.reserved_concurrency,
+                                           asyncio.Semaphore(fn.reserved_concurrency))
+        return found[1]
+
+    async def invoke_queued(self, function: str, qualifier: str | None, event: Any,
+                            max_age_s: float = ASYNC_MAX_AGE_S) -> Invocation:
+        """An asynchronous invocation's run: Lambda keeps an event its function's reserved
+        concurrency throttles in its queue and tries again (backing off, up to the event's
+        maximum age), without counting it as a failed attempt."""
+        queued = time.monotonic()
+        delay = THROTTLE_RETRY_S[0]
+        while True:
+            result = await self.invoke_async(function, qualifier, event)
+            if not result.throttled or time.monotonic() - queued + delay > max_age_s:
+                return result
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, THROTTLE_RETRY_S[1])
+
+    def invoke(self, function: str, qualifier: str | None, event: Any, *,
+               queued: bool = False) -> Invocation:
+        """``invoke_async`` (``invoke_queued`` with ``queued``) from any other thread."""
+        if queued:
+            return self.run(self.invoke_queued(function, qualifier, event))
         return self.run(self.invoke_async(function, qualifier, event))
 
     # -- asynchronous invocation -------------------------------------------------------------
@@ -526,7 +585,8 @@ class Runner:
         for attempt in range(retries + 1):
             record["attempts"] = attempt + 1
             try:
-                result = await self.invoke_async(function, qualifier, event)
+                result = await self.invoke_queued(function, qualifier, event,
+                                                  max(0.0, max_age - (time.monotonic() - queued)))
                 error = result.error
             except Exception as exc:  # the function cannot run at all (its code, its runtime)
                 error = runtime_error(type(exc).__name__, str(exc))

@@ -6,7 +6,11 @@ import json
 import random
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,14 +18,17 @@ from framework.errors import MlopsError
 from framework.local import Invocation, Runner
 
 from .conftest import Deployed
-from .support import BUCKET, create_function, make_zip, update_code
+from .support import BUCKET, create_function, create_http_api, make_zip, update_code
 
+T = TypeVar("T")
 SLOW = """
+import json
 import os
 import time
 
 def handler(event, context):
-    time.sleep(event["sleep"])
+    # invoked directly ({"sleep": s}) or through the HTTP API (its event's JSON body)
+    time.sleep(event["sleep"] if "sleep" in event else json.loads(event["body"])["sleep"])
     return {"pid": os.getpid()}
 """
 
@@ -61,35 +68,99 @@ def test_invocation_result(deployed: Deployed, tmp_path: Path) -> None:
     assert (tmp_path / "logs" / "echo.log").read_text().count("START RequestId") == 3
 
 
-def test_reserved_concurrency_bounds_workers(deployed: Deployed, tmp_path: Path) -> None:
+def _reserved_slow(deployed: Deployed, name: str, reserved: int) -> None:
     conn = deployed.conn
-    data = make_zip({"slow.py": SLOW})
-    create_function(conn, "slow", "", timeout=10, data=data)
+    create_function(conn, name, "", timeout=10, data=make_zip({"slow.py": SLOW}))
     conn.client("lambda").put_function_concurrency(
-        FunctionName="slow", ReservedConcurrentExecutions=2
-    )
-    conn.client("lambda").update_function_configuration(FunctionName="slow", Handler="slow.handler")
-    runner = _runner(deployed, tmp_path)
-    results: list[Invocation] = []
+        FunctionName=name, ReservedConcurrentExecutions=reserved)
+    conn.client("lambda").update_function_configuration(FunctionName=name, Handler="slow.handler")
+
+
+def _at_once(count: int, call: Callable[[], T]) -> list[T]:
+    """``call`` from ``count`` threads started together; their results."""
+    results: list[T] = []
     lock = threading.Lock()
 
-    def call() -> None:
-        result = runner.invoke("slow", None, {"sleep": 0.4})
+    def one() -> None:
+        got = call()
         with lock:
-            results.append(result)
+            results.append(got)
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads = [threading.Thread(target=one) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - started
-    runner.close()
-    assert all(r.error is None for r in results), results
-    assert len({r.payload["pid"] for r in results}) == 2  # two workers, each reused once
-    assert elapsed >= 0.8  # four 0.4 s calls through two slots
-    assert sum(r.cold_start for r in results) == 2
+    return results
+
+
+def test_reserved_concurrency_throttles_what_it_cannot_take(deployed: Deployed,
+                                                            tmp_path: Path) -> None:
+    """As on Lambda: a synchronous invocation beyond the reserved concurrency is refused at
+    once (nothing runs); an asynchronous one waits for an execution to end and then runs."""
+    _reserved_slow(deployed, "slow", 2)
+    runner = _runner(deployed, tmp_path)
+    try:
+        sync = _at_once(4, lambda: runner.invoke("slow", None, {"sleep": 0.6}))
+        started = time.monotonic()
+        queued = _at_once(4, lambda: runner.invoke("slow", None, {"sleep": 0.4}, queued=True))
+        elapsed = time.monotonic() - started
+    finally:
+        runner.close()
+    ran = [r for r in sync if not r.throttled]
+    throttled = [r for r in sync if r.throttled]
+    assert len(ran) == 2 and all(r.error is None for r in ran), sync
+    assert len({r.payload["pid"] for r in ran}) == 2
+    assert len(throttled) == 2
+    for r in throttled:
+        assert r.payload is None and r.error is not None
+        assert r.error["errorType"] == "TooManyRequestsException"
+        assert r.duration_ms < 500  # refused, not run
+    assert all(r.error is None and not r.throttled for r in queued), queued
+    assert len({r.payload["pid"] for r in queued}) == 2  # the same two environments, reused
+    assert elapsed >= 0.8  # four 0.4 s runs through two executions
+    log = (tmp_path / "logs" / "slow.log").read_text()
+    assert log.count("START RequestId") == 6  # the throttled ones never started
+
+
+def test_a_throttled_invoke_is_lambdas_429_and_api_gateways_500(deployed: Deployed) -> None:
+    """Through the daemon: the Invoke API answers a throttled call as Lambda does (boto3 sees
+    TooManyRequestsException), and the HTTP API turns it into its integration failure."""
+    import dataclasses
+
+    from botocore.exceptions import ClientError
+
+    _reserved_slow(deployed, "slow-api", 1)
+    lam = dataclasses.replace(deployed.conn, max_attempts=1).client("lambda")  # no retry
+    arn = lam.get_function(FunctionName="slow-api")["Configuration"]["FunctionArn"]
+    api = create_http_api(deployed.conn, "throttled", {"POST /slow": arn})
+
+    def invoke() -> str:
+        try:
+            resp = lam.invoke(FunctionName="slow-api", Payload=json.dumps({"sleep": 1.5}))
+        except ClientError as e:
+            status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+            return f"{e.response['Error']['Code']} {status}"
+        return f"ran {resp['StatusCode']}"
+
+    outcomes = _at_once(2, invoke)
+    assert sorted(outcomes) == ["TooManyRequestsException 429", "ran 200"], outcomes
+
+    def post(sleep: float) -> tuple[int, Any]:
+        req = urllib.request.Request(deployed.url("/slow", api), method="POST",
+                                     data=json.dumps({"sleep": sleep}).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return int(r.status), json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return int(e.code), json.loads(e.read())
+
+    deadline = time.monotonic() + 10
+    while post(0)[0] == 404 and time.monotonic() < deadline:  # the gateway learns the route
+        time.sleep(0.2)
+    answers = sorted(_at_once(2, lambda: post(1.5)), key=lambda a: a[0])
+    assert answers[0][0] == 200, answers
+    assert answers[1] == (500, {"message": "Internal Server Error"}), answers
 
 
 def test_worker_refuses_the_repository_framework(deployed: Deployed, tmp_path: Path) -> None:
