@@ -43,13 +43,13 @@ import gzip
 import hashlib
 import json
 import math
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -71,7 +71,9 @@ FORMAT = "mlops.partial/1"
 PREFIX = "capture-profiles"
 SUFFIX = ".profile.gz"
 FETCHERS = 16  # partials fetched at once (S3 GETs wait on the network, not the CPU)
-FETCH_BATCH = 64  # partials held in memory at once
+FETCH_BATCH = 64  # partials fetched ahead of the one being merged (held in memory at once)
+T = TypeVar("T")
+R = TypeVar("R")
 PARTIAL_EXACT_ROWS = 1000  # exact values kept in a partial of at most this many usable rows
 LATENCY_EDGES = [float(x) for x in 10 ** np.linspace(-2, 6, 801)]  # 0.01 ms .. 1000 s, ±1.2%
 _LATENCY = np.asarray(LATENCY_EDGES, dtype=np.float64)
@@ -864,17 +866,28 @@ def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log
                                       ok=len(keys) == len(listed_keys[part]))
             pending = [(key, profile_key(key, s.tag), profile_key(key, s.tag) in have)
                        for key in keys]
-            for start in range(0, len(pending), FETCH_BATCH):  # memory: one batch of partials
-                batch_keys = pending[start:start + FETCH_BATCH]
-                fetched = list(pool.map(lambda item: store.get(item[1]) if item[2] else None,
-                                        batch_keys))
-                for (key, pkey, _), data in zip(batch_keys, fetched, strict=True):
-                    merge.add(key, pkey, data)
+            for (key, pkey, _), data in _ahead(
+                    pool, pending, lambda item: store.get(item[1]) if item[2] else None):
+                merge.add(key, pkey, data)
             payload = merge.day.payload() if merge.day is not None else None
             if payload is not None and merge.write:
                 merge.write = _store(store, rollup_key(endpoint, s.tag, day), payload, log)
                 usage.rollups_stored += int(merge.write)
     return acc, usage
+
+
+def _ahead(pool: ThreadPoolExecutor, items: Sequence[T], fetch: Callable[[T], R],
+           ahead: int = FETCH_BATCH) -> Iterator[tuple[T, R]]:
+    """``(item, fetch(item))`` in order, fetched by ``pool`` up to ``ahead`` items beyond the
+    one handed out: the S3 reads go on while the caller merges, and memory holds ``ahead``
+    partials at most."""
+    futures: deque[Future[R]] = deque()
+    for i, item in enumerate(items):
+        futures.append(pool.submit(fetch, item))
+        if i >= ahead:
+            yield items[i - ahead], futures.popleft().result()
+    for j in range(max(0, len(items) - ahead), len(items)):
+        yield items[j], futures.popleft().result()
 
 
 @dataclass

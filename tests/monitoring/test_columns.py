@@ -390,3 +390,18 @@ def test_counts_are_packed_narrow_and_int64_partials_still_merge() -> None:
     new_acc.add(p)
     old_acc.add(old)
     same(new_acc.profile(), old_acc.profile())
+
+
+def test_partials_are_fetched_ahead_in_order_and_never_more_than_ahead() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for n, ahead in ((0, 4), (1, 4), (4, 4), (5, 4), (200, 64)):
+        fetched: list[int] = []
+        handed = 0
+        with ThreadPoolExecutor(8) as pool:
+            for item, value in partial._ahead(pool, list(range(n)), lambda x: fetched.append(x)
+                                              or x * 2, ahead=ahead):
+                assert (item, value) == (handed, 2 * handed)
+                assert len(fetched) <= handed + ahead + 1  # memory: `ahead` beyond this one
+                handed += 1
+        assert handed == n
