@@ -123,10 +123,17 @@ def encode(payload: Mapping[str, Any]) -> bytes:
                          compresslevel=6, mtime=0)
 
 
+def _load(data: bytes) -> Any:
+    """A stored partial's or rollup's JSON value: ISA-L's gunzip and msgspec's decoder where
+    the layer has them (a third of ``gzip`` + ``json``'s time), the standard library else."""
+    text = columns.inflate(data, ".gz")
+    return columns.msgspec.json.decode(text) if columns.msgspec is not None else json.loads(text)
+
+
 def decode(data: bytes) -> dict[str, Any] | None:
     """A stored partial, or None when it is not one (then the object is profiled again)."""
     try:
-        value = json.loads(gzip.decompress(data))
+        value = _load(data)
     except (OSError, EOFError, ValueError):
         return None
     return value if isinstance(value, dict) and value.get("format") == FORMAT else None
@@ -786,7 +793,7 @@ def current_rollup(data: bytes | None, s: Settings, day: date, keys: Sequence[st
     if data is None:
         return None
     try:
-        r = json.loads(gzip.decompress(data))
+        r = _load(data)
     except (OSError, EOFError, ValueError):
         return None
     if not isinstance(r, dict) or r.get("format") != DAY_FORMAT or r.get("tag") != s.tag \
