@@ -155,8 +155,12 @@ def run(home: Path, port: int) -> int:
     # they are.
     served = PresignedMiddleware(admin.InvokeMiddleware(
         FirehoseMiddleware(mail.MailMiddleware(app, outbox, relay), firehose), runner))
-    control = make_server("127.0.0.1", port, served, threaded=True,
-                          request_handler=MotoRequestHandler)
+    class KeepAlive(MotoRequestHandler):
+        # HTTP/1.1 as AWS's endpoints answer: a client's connection is kept for its next call
+        # (HTTP/1.0 closed it after each answer: a new connection and server thread a call)
+        protocol_version = "HTTP/1.1"
+
+    control = make_server("127.0.0.1", port, served, threaded=True, request_handler=KeepAlive)
     info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
     gateway = Gateway(runner, control_url, _regions, info, flush=flush, limits=limits)
     scheduler = Scheduler(
