@@ -290,15 +290,41 @@ def one_run(root: Path, env: dict[str, str], home: Path, s3: Any, bucket: str, f
     return out
 
 
+def write_and_land(res: dict[str, Any], s3: Any, bucket: str, stream: str, rows: int,
+                   live: str, home: Path, fn: str, work: Path, disk0: int) -> None:
+    """Write the window's objects and wait for their landing invocations; into ``res``."""
+    need = rows * 260 * 1.2  # gzip bytes a row, once on disk, and the partials
+    free = shutil.disk_usage(work).free
+    if free - need < 15e9:
+        raise RuntimeError(f"{rows:,} rows need about {need / 1e9:.0f} GB of disk and "
+                           f"{free / 1e9:.0f} GB are free: less than 15 GB would be left")
+    names, _ = reference_rows()
+    t0 = time.perf_counter()
+    texts = templates(names, "1.0.0", live)
+    res["bytes"] = write_window(s3, bucket, stream, rows, texts)
+    res["generate_s"] = round(time.perf_counter() - t0, 1)
+    if res["landing"]:  # each object profiled as it landed (S3 event → the monitor's alias)
+        res["landing"] = drain(home / "logs" / f"{fn}.log", res["objects"])
+        res["landing"]["drained_s"] = round(time.perf_counter() - t0, 1)
+    res["home_gb_after_write"] = round(du(home) / 1e9, 2)
+    res["disk_gb_after_write"] = round((fs_used(work) - disk0) / 1e9, 2)
+    print(f"{rows:,} rows: {res['objects']:,} objects ({res['bytes'] / 1e9:.2f} GB) "
+          f"written in {res['generate_s']} s", file=sys.stderr, flush=True)
+
+
 def bench(rows: int, work: Path, moto_buffer: int, memory: int, fan_objects: int,
-          fan_workers: int, landing: bool) -> dict[str, Any]:
+          fan_workers: int, landing: bool, keep: bool = False,
+          again: bool = False) -> dict[str, Any]:
     from framework import local
     from framework.runtime.clients import Connection
 
     root = work / f"rows-{rows}"
-    if root.exists():
-        shutil.rmtree(root)
-    make_project(root, memory, fan_objects, fan_workers)
+    written = root / "written.json"  # what a kept folder's writes measured
+    again = again and written.exists()
+    if not again:
+        if root.exists():
+            shutil.rmtree(root)
+        make_project(root, memory, fan_objects, fan_workers)
     env = {**os.environ, "MLOPS_LOCAL_PORT": str(free_port_pair()),
            "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(moto_buffer),
            "PYTHONPATH": str(ROOT)}
@@ -330,23 +356,17 @@ def bench(rows: int, work: Path, moto_buffer: int, memory: int, fan_objects: int
             urllib.request.urlopen(urllib.request.Request(
                 f"{daemon['gateway_url']}/_mlops/refresh", method="POST", data=b""),
                 timeout=60).read()
-        need = rows * 260 * 1.2  # gzip bytes a row, once on disk, and the partials
-        free = shutil.disk_usage(work).free
-        if free - need < 15e9:
-            raise RuntimeError(f"{rows:,} rows need about {need / 1e9:.0f} GB of disk and "
-                               f"{free / 1e9:.0f} GB are free: less than 15 GB would be left")
-        names, _ = reference_rows()
-        t0 = time.perf_counter()
-        texts = templates(names, "1.0.0", live)
-        res["bytes"] = write_window(s3, bucket, stream, rows, texts)
-        res["generate_s"] = round(time.perf_counter() - t0, 1)
-        if landing:  # each object profiled as it landed (S3 event → the monitor's alias)
-            res["landing"] = drain(home / "logs" / f"{fn}.log", res["objects"])
-            res["landing"]["drained_s"] = round(time.perf_counter() - t0, 1)
-        res["home_gb_after_write"] = round(du(home) / 1e9, 2)
-        res["disk_gb_after_write"] = round((fs_used(work) - disk0) / 1e9, 2)
-        print(f"{rows:,} rows: {res['objects']:,} objects ({res['bytes'] / 1e9:.2f} GB) "
-              f"written in {res['generate_s']} s", file=sys.stderr, flush=True)
+        if again:  # the kept window: its day rollups deleted, so the first run merges again
+            res.update(json.loads(written.read_text()))
+            res["again"] = True
+            rollups = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix="capture-profiles/") for o in page.get("Contents", [])
+                if o["Key"].endswith("_day.rollup.gz")]
+            for key in rollups:
+                s3.delete_object(Bucket=bucket, Key=key)
+        else:
+            write_and_land(res, s3, bucket, stream, rows, live, home, fn, work, disk0)
+            written.write_text(json.dumps(res))
         code, output, _ = mlops(root, env, "deploy")  # the code as it is now (no-op if same)
         if code != 0:
             raise RuntimeError(f"deploy failed:\n{output[-3000:]}")
@@ -366,7 +386,8 @@ def bench(rows: int, work: Path, moto_buffer: int, memory: int, fan_objects: int
         print(f"  later: {json.dumps(run)}", file=sys.stderr, flush=True)
     finally:
         local.stop(home)
-        shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
     return res
 
 
@@ -413,13 +434,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fan-workers", type=int, default=3)
     ap.add_argument("--no-landing", dest="landing", action="store_false",
                     help="disable the monitor's landing rule: the runs profile every object")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the window's folder (its local AWS stopped) for --again")
+    ap.add_argument("--again", action="store_true",
+                    help="a kept window: deploy the code as it is, delete the day rollups, "
+                         "and run again (no writes)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     results = []
     for rows in args.rows:
         try:
             results.append(bench(rows, args.work, args.moto_buffer, args.memory,
-                                 args.fan_objects, args.fan_workers, args.landing))
+                                 args.fan_objects, args.fan_workers, args.landing,
+                                 args.keep or args.again, args.again))
         except RuntimeError as e:  # a size this machine cannot hold, or a failed deploy
             print(f"{rows:,} rows not measured: {e}", file=sys.stderr)
             continue
