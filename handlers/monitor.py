@@ -12,6 +12,10 @@ invocations of this same function (its alias), each with the event ``{"profile_o
 the run then merges every partial (``framework.monitoring.partial``). Shares are handed out
 while more than half the run's time is left (``partial.in_time``): a window too big to
 profile in one run is reported without the objects left over, which the next run profiles.
+A whole day of more stored partials than ``fan_out.partials`` that no run merged yet is
+merged the same way: each invocation gets ``{"merge_partials": [key, ...], "day": D}``,
+merges those objects' partials and returns the segment (``partial.merge_partials``), which
+the run adds up, in order, into the window and the day's rollup.
 
 Profiled on landing: the monitor's landing rule sends each S3 ``Object Created`` event of
 ``capture/{endpoint}/`` in the registry bucket here (EventBridge, asynchronously); the run
@@ -33,8 +37,10 @@ from framework.apply.audit import AuditLog
 from framework.monitoring.check import load_settings
 from framework.monitoring.partial import (
     FETCHERS,
+    Fan,
     in_time,
     landed,
+    merge_partials,
     profile_landed,
     profile_objects,
 )
@@ -52,10 +58,13 @@ def _window(event: dict[str, Any], spec: MonitorSpec) -> Window:
     return Window.ending(end, spec.window_seconds)
 
 
-def _fan(lam: Any, function: str) -> Any:
-    """A share of objects profiled by an invocation of ``function`` (this one's ARN)."""
-    def fan(keys: list[str]) -> dict[str, Any]:
-        resp = lam.invoke(FunctionName=function, Payload=json.dumps({"profile_objects": keys}))
+def _fan(lam: Any, function: str) -> Fan:
+    """A share of objects profiled, or of a day's partials merged, by an invocation of
+    ``function`` (this one's ARN)."""
+    def fan(keys: list[str], merge_day: str | None = None) -> dict[str, Any]:
+        event = ({"profile_objects": keys} if merge_day is None
+                 else {"merge_partials": keys, "day": merge_day})
+        resp = lam.invoke(FunctionName=function, Payload=json.dumps(event))
         body = json.loads(resp["Payload"].read() or b"null")
         if resp.get("FunctionError"):
             raise RuntimeError(str((body or {}).get("errorMessage") or resp["FunctionError"]))
@@ -78,6 +87,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         store = S3Store(s3, spec.bucket)
         return profile_objects(store, [str(k) for k in event["profile_objects"]],
                                load_settings(store, spec)[0])
+    if isinstance((event or {}).get("merge_partials"), list):  # a share of a day's merge
+        store = S3Store(s3, spec.bucket)
+        return merge_partials(store, [str(k) for k in event["merge_partials"]],
+                              str(event.get("day") or ""), load_settings(store, spec)[0])
     obj = landed(event)
     if obj is not None:  # a capture object just landed: its partial profile, nothing more
         store = S3Store(s3, spec.bucket)

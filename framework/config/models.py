@@ -846,9 +846,10 @@ class Charts(Strict):
 
 
 class FanOut(Strict):
-    """How a run spreads the profiling of capture objects that have no partial profile yet
-    (the first run over a window, or after a new model version) over parallel invocations
-    of the monitor function, before it merges every partial itself."""
+    """How a run spreads its work over parallel invocations of the monitor function: the
+    profiling of capture objects that have no partial profile yet (the first run over a
+    window, or after a new model version), and the merging of a whole day's partials that no
+    run merged yet (then stored as the day's rollup)."""
 
     objects: int = Field(
         default=200, ge=1, description="Objects one worker profiles; a run with more objects "
@@ -856,7 +857,12 @@ class FanOut(Strict):
     )
     workers: int = Field(
         default=8, ge=1, le=100, description="Most invocations of the monitor function that "
-        "profile shares at once (1: no fan-out).",
+        "profile or merge shares at once (1: no fan-out).",
+    )
+    partials: int = Field(
+        default=1000, ge=2, description="Stored partial profiles one worker merges; a whole "
+        "day of more than this many that no run merged yet is merged in shares of this many, "
+        "the run adding up what the workers return.",
     )
 
 

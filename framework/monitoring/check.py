@@ -200,7 +200,8 @@ def profile_with(store: Store, spec: MonitorSpec, window: Window, settings: Sett
     acc, usage = partial.window_profile(
         store, spec.endpoint, window, settings, log, fan=fan,
         fan_objects=int(spec.fan_out.get("objects", 200)),
-        fan_workers=int(spec.fan_out.get("workers", 8)), join=join)
+        fan_workers=int(spec.fan_out.get("workers", 8)),
+        fan_partials=int(spec.fan_out.get("partials", 1000)), join=join)
     facts = WindowFacts(latency=acc.latency.result(),
                         versions=acc.versions, errors=acc.errors, classes=acc.classes,
                         answers=acc.answers.result(), profiles=usage.to_dict(),

@@ -49,7 +49,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -507,6 +507,8 @@ class Usage:
     rollups: int = 0  # days merged from their day rollup (instead of their objects' partials)
     rolled: int = 0  # ... and the objects those rollups cover
     rollups_stored: int = 0  # day rollups written by this run (new, or a stale one rebuilt)
+    merge_workers: int = 0  # fan-out: invocations that merged shares of a day's partials
+    merged_there: int = 0  # ... and the partials they merged
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -544,8 +546,16 @@ def _outside(p: Mapping[str, Any], lo: str, hi: str) -> bool:
     return p["start"] is not None and (p["end"] < lo or p["start"] >= hi)
 
 
-Fan = Callable[[list[str]], dict[str, Any]]  # profiles these capture objects elsewhere
+class Fan(Protocol):
+    """A share handed to another invocation of the monitor function: ``keys`` (capture
+    objects) profiled and their partials stored; with ``merge_day``, their stored partials
+    (all of that day) merged into one segment returned (``merge_partials``)."""
+
+    def __call__(self, keys: list[str], merge_day: str | None = None) -> dict[str, Any]: ...
+
+
 HAND_OUT_UNTIL = 0.5  # a run hands out shares while more than this part of its time is left
+MERGE_SHARE = 1000  # stored partials a merge worker adds up (fan_out.partials)
 
 
 class NoTimeLeft(Exception):
@@ -558,11 +568,11 @@ def in_time(fan: Fan, remaining_ms: Callable[[], int]) -> Fan:
     when it was made (a Lambda run's ``get_remaining_time_in_millis``) is left."""
     budget = remaining_ms()
 
-    def timed(keys: list[str]) -> dict[str, Any]:
+    def timed(keys: list[str], merge_day: str | None = None) -> dict[str, Any]:
         left = remaining_ms()
         if left < budget * HAND_OUT_UNTIL:
             raise NoTimeLeft(f"{left / 1000:.0f} s of the run's {budget / 1000:.0f} s left")
-        return fan(keys)
+        return fan(keys, merge_day) if merge_day is not None else fan(keys)
     return timed
 
 
@@ -768,6 +778,23 @@ class DayRollup:
             self.end = p["end"] if self.end is None else max(self.end, p["end"])
         self.acc.add(p)
 
+    def add_segment(self, r: Mapping[str, Any]) -> None:
+        """A merge worker's segment of the day (``merge_partials``: consecutive objects of
+        the day, none repeating one merged before)."""
+        self.files += int(r["objects"])
+        self.seen.update(r["digests"])
+        self.digests.extend(r["digests"])
+        self.records += int(r["records"])
+        self.repeated += int(r["repeated"])
+        self.duplicates += int(r["duplicates"])
+        for reason, n in r["skipped"].items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
+        self.bad.extend([key, int(lines)] for key, lines in r["bad"])
+        if r["start"] is not None:
+            self.start = r["start"] if self.start is None else min(self.start, r["start"])
+            self.end = r["end"] if self.end is None else max(self.end, r["end"])
+        self.acc.add(r)
+
     def payload(self) -> dict[str, Any] | None:
         """The rollup to store; None when it cannot stand for the day."""
         acc = self.acc
@@ -809,8 +836,9 @@ def current_rollup(data: bytes | None, s: Settings, day: date, keys: Sequence[st
 
 
 def merge_rollup(r: Mapping[str, Any], acc: Accumulator, log: ReadLog, usage: Usage,
-                 seen: set[str]) -> None:
-    """A day's rollup into the window, as its objects' partials would have been merged."""
+                 seen: set[str], segment: bool = False) -> None:
+    """A day's rollup (or a merge worker's ``segment`` of a day) into the window, as its
+    objects' partials would have been merged."""
     log.files += int(r["objects"])
     log.records += int(r["records"])
     log.repeated += int(r["repeated"])
@@ -822,20 +850,28 @@ def merge_rollup(r: Mapping[str, Any], acc: Accumulator, log: ReadLog, usage: Us
     seen.update(r["digests"])
     usage.objects += int(r["objects"])
     usage.duplicates += int(r["duplicates"])
-    usage.rollups += 1
-    usage.rolled += int(r["objects"])
+    if segment:
+        usage.cached += int(r["objects"])
+        usage.merge_workers += 1
+        usage.merged_there += int(r["objects"])
+    else:
+        usage.rollups += 1
+        usage.rolled += int(r["objects"])
 
 
 def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log: ReadLog,
                    *, write: bool = True, fan: Fan | None = None, fan_objects: int = 200,
-                   fan_workers: int = 8, join: Join | None = None,
+                   fan_workers: int = 8, fan_partials: int = MERGE_SHARE,
+                   join: Join | None = None,
                    ) -> tuple[Accumulator, Usage]:
     """The window's profile and facts, merged from the partial profiles of its objects.
 
     With ``fan``, when more than ``fan_objects`` objects have no partial yet, they are first
     profiled in shares of ``fan_objects`` by up to ``fan_workers`` parallel workers (the merge
-    step below then finds their partials stored). With ``join``, each partial's predictions
-    are handed to it as the partial is merged (and not kept)."""
+    step below then finds their partials stored); and a whole day whose rollup is made now
+    with more than ``fan_partials`` stored partials is merged in shares of that many by such
+    workers, the run adding up the segments they return (``merge_partials``). With ``join``,
+    each partial's predictions are handed to it as the partial is merged (and not kept)."""
     acc = Accumulator(s, join=join)
     usage = Usage()
     days = [f"dt={day.isoformat()}/" for day in window.days()]
@@ -873,14 +909,80 @@ def window_profile(store: Store, endpoint: str, window: Window, s: Settings, log
                                       ok=len(keys) == len(listed_keys[part]))
             pending = [(key, profile_key(key, s.tag), profile_key(key, s.tag) in have)
                        for key in keys]
-            for (key, pkey, _), data in _ahead(
-                    pool, pending, lambda item: store.get(item[1]) if item[2] else None):
-                merge.add(key, pkey, data)
+            fanned = fan if merge.day is not None and fan_workers > 1 else None
+            for share, data in _merge_shares(fanned, pending, day, fan_workers, fan_partials,
+                                             log):
+                segment = current_rollup(data, s, day, [k for k, _, _ in share], window,
+                                         merge.seen)
+                if segment is not None and merge.day is not None \
+                        and merge.day.seen.isdisjoint(segment["digests"]):
+                    merge_rollup(segment, acc, log, usage, merge.seen, segment=True)
+                    merge.day.add_segment(segment)
+                    continue
+                for (key, pkey, _), data in _ahead(
+                        pool, share, lambda item: store.get(item[1]) if item[2] else None):
+                    merge.add(key, pkey, data)
             payload = merge.day.payload() if merge.day is not None else None
             if payload is not None and merge.write:
                 merge.write = _store(store, rollup_key(endpoint, s.tag, day), payload, log)
                 usage.rollups_stored += int(merge.write)
     return acc, usage
+
+
+Pending = tuple[str, str, bool]  # a capture object's key, its partial's key, partial stored
+
+
+def _merge_shares(fan: Fan | None, pending: list[Pending], day: date, workers: int,
+                  per_worker: int, log: ReadLog,
+                  ) -> Iterator[tuple[list[Pending], bytes | None]]:
+    """A day's objects in shares of ``per_worker``, in order, each with the segment a
+    merge worker made of its stored partials (``merge_partials``), or None: the run merges
+    that share itself (too few objects to fan out, an object without a partial, no time left
+    to hand it out, a worker that failed). Shares go to at most ``workers`` invocations at a
+    time and are merged as they come back, in order."""
+    shares = [pending[i:i + per_worker] for i in range(0, len(pending), per_worker)]
+    if fan is None or len(shares) < 2:
+        yield from ((share, None) for share in shares)
+        return
+
+    def ask(share: list[Pending]) -> bytes | None:
+        if not all(stored for _, _, stored in share):
+            return None
+        got = fan([key for key, _, _ in share], day.isoformat())
+        text = got.get("segment")
+        return base64.b64decode(text) if isinstance(text, str) else None
+
+    with ThreadPoolExecutor(min(workers, len(shares)), thread_name_prefix="merge") as pool:
+        futures = [pool.submit(ask, share) for share in shares]
+        for share, future in zip(shares, futures, strict=True):
+            try:
+                got = future.result()
+            except NoTimeLeft:
+                got = None
+            except Exception as e:  # the worker failed as a whole: this run merges its share
+                got = None
+                log.issue("fan_out_failed", f"a worker could not merge {len(share)} partial "
+                          f"profile(s) of {day.isoformat()} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); this run merged them",
+                          objects=len(share))
+            yield share, got
+
+
+def merge_partials(store: Store, keys: Sequence[str], day: str, s: Settings) -> dict[str, Any]:
+    """A merge worker's share: the stored partials of the capture objects ``keys`` (all of
+    ``day``, in key order) merged into a segment (a day rollup over these objects only,
+    gzip JSON, base64), or ``segment: null`` when one of them has no readable partial (the
+    run then merges the share itself)."""
+    seg = DayRollup(s, date.fromisoformat(day), list(keys))
+    with ThreadPoolExecutor(FETCHERS, thread_name_prefix="partials") as pool:
+        for key, data in _ahead(pool, list(keys), lambda k: store.get(profile_key(k, s.tag))):
+            whole = decode(data) if data is not None else None
+            if whole is None:
+                return {"objects": len(keys), "segment": None, "unreadable": key}
+            seg.add(whole)
+    payload = seg.payload()
+    return {"objects": len(keys), "segment": None if payload is None
+            else base64.b64encode(encode(payload)).decode()}
 
 
 def _ahead(pool: ThreadPoolExecutor, items: Sequence[T], fetch: Callable[[T], R],

@@ -21,6 +21,7 @@ from typing import Any
 from framework.dashboard.refresh import after_run
 from framework.monitoring import actions, charts, mailer
 from framework.monitoring.check import CheckFailed, run_check
+from framework.monitoring.partial import Fan
 from framework.monitoring.report import render_html
 from framework.monitoring.spec import MonitorSpec, Window, iso, mails
 from framework.monitoring.store import Store
@@ -42,8 +43,9 @@ class Clients:
     lam: Any | None = None
     audit: Callable[..., Any] | None = None
     sleep: Callable[[float], None] = time.sleep
-    # profiles a list of capture objects elsewhere (an invocation of the monitor function)
-    fan: Callable[[list[str]], dict[str, Any]] | None = None
+    # profiles capture objects, or merges a day's partials, elsewhere (an invocation of the
+    # monitor function)
+    fan: Fan | None = None
 
 
 def reason(e: BaseException) -> str:

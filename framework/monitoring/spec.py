@@ -61,6 +61,8 @@ def mails(when: tuple[str, ...], on_drift: tuple[str, ...], status: str) -> bool
     return status in when and (status != "drift" or "notify" in on_drift)
 
 
+FAN_OUT = {"objects": 200, "workers": 8, "partials": 1000}  # as FanOut in the config
+
 @dataclass(frozen=True)
 class MonitorSpec:
     name: str
@@ -81,7 +83,7 @@ class MonitorSpec:
     alias: str = "live"
     task: str = "classification"
     redacted: tuple[str, ...] = ()  # inputs the endpoint's captures leave out
-    fan_out: dict[str, int] = field(default_factory=lambda: {"objects": 200, "workers": 8})
+    fan_out: dict[str, int] = field(default_factory=lambda: dict(FAN_OUT))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MonitorSpec:
@@ -97,7 +99,7 @@ class MonitorSpec:
             endpoint_function=data.get("endpoint_function"), alias=data.get("alias", "live"),
             task=data.get("task", "classification"),
             redacted=tuple(data.get("redacted") or ()),
-            fan_out={"objects": 200, "workers": 8, **(data.get("fan_out") or {})},
+            fan_out={**FAN_OUT, **(data.get("fan_out") or {})},
         )
 
     def to_dict(self) -> dict[str, Any]:

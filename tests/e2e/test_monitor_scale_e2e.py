@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
+from typing import Any
 
 import numpy as np
 
@@ -72,10 +73,11 @@ def test_a_big_window_is_profiled_by_parallel_invocations_then_merged(project: P
     """fan_out.objects: 1 — every object of the window goes to a worker (an invocation of the
     deployed monitor function), then the run merges the stored partial profiles. The objects
     land while the monitor's landing rule is disabled (as objects that landed before the
-    monitor existed): none is profiled on landing, the run backfills them all."""
+    monitor existed): none is profiled on landing, the run backfills them all. Over a whole
+    day (fan_out.partials: 2), the merge itself is handed to workers two partials each."""
     project.edit("notify: {email: [oncology-ops@example.com], when: drift}",
                  "notify: {email: [oncology-ops@example.com], when: drift}\n"
-                 "    fan_out: {objects: 1, workers: 4}")
+                 "    fan_out: {objects: 1, workers: 4, partials: 2}")
     project.mlops("deploy")
     home = project.root / ".mlops" / "local"
     daemon = json.loads((home / "daemon.json").read_text())
@@ -96,10 +98,17 @@ def test_a_big_window_is_profiled_by_parallel_invocations_then_merged(project: P
     names = [f["name"] for f in meta["features"]]
     rng = np.random.default_rng(3)
     now = datetime.now(UTC)
-    for i in range(4):  # four capture objects, as Firehose would deliver them
+
+    def put_objects(end: datetime) -> None:
+        """Four capture objects, as Firehose would deliver them, in the 40 minutes before
+        ``end``."""
+        for i in range(4):
+            put_object(i, end)
+
+    def put_object(i: int, end: datetime) -> None:
         lines = []
         for j in range(50):
-            when = (now - timedelta(minutes=40 - i * 5, seconds=j)).strftime(
+            when = (end - timedelta(minutes=40 - i * 5, seconds=j)).strftime(
                 "%Y-%m-%dT%H:%M:%S.%fZ")
             lines.append(json.dumps({
                 "msg": "capture", "request_id": f"r{i}-{j}", "row": 0, "time": when,
@@ -108,18 +117,38 @@ def test_a_big_window_is_profiled_by_parallel_invocations_then_merged(project: P
                 "inputs": {n: float(rng.normal(10, 2)) for n in names},
                 "prediction": "benign", "probabilities": [0.2, 0.8],
                 "classes": ["malignant", "benign"]}))
-        s3.put_object(Bucket=bucket, Key=f"capture/predict/dt={now:%Y-%m-%d}/x{i}.jsonl.gz",
+        s3.put_object(Bucket=bucket, Key=f"capture/predict/dt={end:%Y-%m-%d}/x{i}.jsonl.gz",
                       Body=gzip.compress(("\n".join(lines) + "\n").encode()))
-    out = project.mlops("monitor", "run", MONITOR, "--window",
-                        f"{(now - timedelta(hours=1)).isoformat(timespec='seconds')}.."
-                        f"{(now + timedelta(minutes=1)).isoformat(timespec='seconds')}",
-                        check=False).stdout
-    key = re.search(r"report: s3://\S+?/(\S+) ", out)
-    assert key, out
-    report = json.loads(s3.get_object(Bucket=bucket, Key=key.group(1))["Body"].read())
+
+    def run(start: datetime, end: datetime) -> dict[str, Any]:
+        out = project.mlops("monitor", "run", MONITOR, "--window",
+                            f"{start.isoformat(timespec='seconds')}.."
+                            f"{end.isoformat(timespec='seconds')}", check=False).stdout
+        key = re.search(r"report: s3://\S+?/(\S+) ", out)
+        assert key, out
+        report: dict[str, Any] = json.loads(
+            s3.get_object(Bucket=bucket, Key=key.group(1))["Body"].read())
+        return report
+
+    put_objects(now)
+    report = run(now - timedelta(hours=1), now + timedelta(minutes=1))
     profiles = report["data"]["profiles"]
     assert profiles["workers"] == 4 and profiles["fanned"] == 4, profiles
     assert profiles["built"] == 0 and profiles["cached"] == 4
     assert report["data"]["rows"] == 200
     stored = s3.list_objects_v2(Bucket=bucket, Prefix="capture-profiles/predict/")
     assert stored["KeyCount"] == 4
+
+    # A whole day's window: its four objects profiled by four workers, then its partials
+    # merged by two workers (two each); the run adds up their segments and stores the rollup
+    day = datetime(2026, 11, 29, tzinfo=UTC)
+    put_objects(day + timedelta(hours=12))
+    first = run(day, day + timedelta(days=1))
+    profiles = first["data"]["profiles"]
+    assert (profiles["workers"], profiles["fanned"]) == (4, 4), profiles
+    assert (profiles["merge_workers"], profiles["merged_there"]) == (2, 4), profiles
+    assert profiles["cached"] == 4 and profiles["rollups_stored"] == 1, profiles
+    assert first["data"]["rows"] == 200 and not first["issues"], first["issues"]
+    later = run(day, day + timedelta(days=1))  # the day's rollup: the same report
+    assert later["data"]["profiles"]["rollups"] == 1, later["data"]["profiles"]
+    assert later["data"]["rows"] == 200 and later["drift"] == first["drift"]

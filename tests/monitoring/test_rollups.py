@@ -247,3 +247,113 @@ def test_exact_sums_do_not_depend_on_the_grouping() -> None:
     odd = partial._Exact()
     odd.add_all([1.0, math.inf, 2.0])
     assert odd.value() == math.inf and not odd.finite()
+
+
+# -- a day's merge fanned out -----------------------------------------------------------------
+def merging_fan(store: MemoryStore, calls: list[tuple[str | None, list[str]]],
+                fail: Any = None) -> partial.Fan:
+    """Workers: the monitor function's own code for each share, its answer through JSON as
+    Lambda returns it; ``fail(keys)`` may raise for a share (a worker that died)."""
+    from framework.monitoring.check import load_settings
+
+    def fan(keys: list[str], merge_day: str | None = None) -> dict[str, Any]:
+        calls.append((merge_day, keys))
+        if fail is not None:
+            fail(keys)
+        settings = load_settings(store, SPEC)[0]
+        got = (partial.merge_partials(store, keys, merge_day, settings) if merge_day
+               else partial.profile_objects(store, keys, settings))
+        return dict(json.loads(json.dumps(got)))
+    return fan
+
+
+def fanned(store: MemoryStore, fan: partial.Fan, per_worker: int = 2,
+           window: Window = WINDOW) -> dict[str, Any]:
+    s = spec(performance=None, fan_out={"objects": 200, "workers": 3, "partials": per_worker})
+    return run_check(s, store, window, fan=fan)
+
+
+def test_a_days_merge_is_fanned_out_with_the_same_report_and_rollup() -> None:
+    store = window_store()
+    check(store)  # every object profiled and its partial stored
+    want = per_object(store)
+    drop_rollups(store)
+    calls: list[tuple[str | None, list[str]]] = []
+    got = fanned(store, merging_fan(store, calls))
+    assert without_usage(got) == without_usage(want)
+    # each day's 5 objects in key order (o0, o1, o2, o3-again, o3): shares of 2, 2 and 1;
+    # the last one repeats o3-again (the same records), so the run merges it per object
+    assert [(d, len(k)) for d, k in calls] == [
+        (f"2024-05-0{d}", n) for d in (1, 2, 3) for n in (2, 2, 1)]
+    p = got["data"]["profiles"]
+    # merge_workers: the shares whose segment was merged (the repeating one was not)
+    assert (p["merge_workers"], p["merged_there"], p["cached"], p["built"]) == (6, 12, 15, 0)
+    assert p["duplicates"] == 3 and p["rollups_stored"] == 3
+    store.gets.clear()
+    later = check(store)  # the rollups the fanned merge stored stand for their days
+    assert later["data"]["profiles"]["rollups"] == 3
+    assert without_usage(later) == without_usage(want)
+
+
+def test_a_merge_worker_that_fails_leaves_its_share_to_the_run() -> None:
+    store = window_store()
+    check(store)
+    want = per_object(store)
+    drop_rollups(store)
+
+    def fail(keys: list[str]) -> None:
+        if keys[0].endswith("dt=2024-05-02/o0.jsonl.gz"):
+            raise RuntimeError("Task timed out after 900.00 seconds")
+
+    got = fanned(store, merging_fan(store, [], fail))
+    (issue,) = [i for i in got["issues"] if i["kind"] == "fan_out_failed"]
+    assert "could not merge 2 partial profile(s) of 2024-05-02" in issue["message"]
+    assert "Task timed out" in issue["message"] and issue["objects"] == 2
+    got["issues"].remove(issue)
+    assert without_usage(got) == without_usage(want)
+    assert got["data"]["profiles"]["merge_workers"] == 5
+
+
+def test_a_share_with_an_object_lacking_its_partial_is_merged_by_the_run() -> None:
+    store = window_store()
+    check(store)
+    want = per_object(store)
+    drop_rollups(store)
+    gone = next(k for k in store.objects if k.startswith("capture-profiles/")
+                and "/dt=2024-05-01/o1." in k)
+    del store.objects[gone]  # the run profiles that object: its share is not handed out
+    calls: list[tuple[str | None, list[str]]] = []
+    got = fanned(store, merging_fan(store, calls))
+    assert without_usage(got) == without_usage(want)
+    assert [d for d, _ in calls].count("2024-05-01") == 2  # o0+o1 merged by the run
+    p = got["data"]["profiles"]
+    assert (p["built"], p["merge_workers"]) == (1, 5)
+
+
+def test_a_segment_of_other_objects_is_not_used() -> None:
+    """A worker's answer is checked like a stored rollup: the share's own objects, the
+    run's settings; anything else and the run merges the share itself."""
+    store = window_store()
+    check(store)
+    want = per_object(store)
+    drop_rollups(store)
+    inner = merging_fan(store, [])
+
+    def fan(keys: list[str], merge_day: str | None = None) -> dict[str, Any]:
+        return inner(keys[1:] or keys, merge_day)  # a segment missing one object
+
+    got = fanned(store, fan)
+    assert without_usage(got) == without_usage(want)
+    assert got["data"]["profiles"]["merge_workers"] == 0
+
+
+def test_a_day_of_few_partials_or_a_day_partly_in_the_window_is_not_fanned_out() -> None:
+    store = window_store()
+    check(store)
+    drop_rollups(store)
+    calls: list[tuple[str | None, list[str]]] = []
+    fanned(store, merging_fan(store, calls), per_worker=5)  # one share a day: no fan-out
+    drop_rollups(store)
+    fanned(store, merging_fan(store, calls), window=Window(START + timedelta(hours=3),
+                                                           START + DAY))
+    assert calls == []
