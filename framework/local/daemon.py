@@ -108,9 +108,6 @@ def _write_state(home: Path, state: dict[str, Any]) -> None:
 
 
 def run(home: Path, port: int) -> int:
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
-
     home.mkdir(parents=True, exist_ok=True)
     _setup_logging(home)
     started = time.time()
@@ -155,12 +152,7 @@ def run(home: Path, port: int) -> int:
     # they are.
     served = PresignedMiddleware(admin.InvokeMiddleware(
         FirehoseMiddleware(mail.MailMiddleware(app, outbox, relay), firehose), runner))
-    class KeepAlive(MotoRequestHandler):
-        # HTTP/1.1 as AWS's endpoints answer: a client's connection is kept for its next call
-        # (HTTP/1.0 closed it after each answer: a new connection and server thread a call)
-        protocol_version = "HTTP/1.1"
-
-    control = make_server("127.0.0.1", port, served, threaded=True, request_handler=KeepAlive)
+    control = motoapp.ControlServer(port, served)
     info = {"pid": os.getpid(), "home": str(home), "control_url": control_url}
     gateway = Gateway(runner, control_url, _regions, info, flush=flush, limits=limits)
     scheduler = Scheduler(
@@ -187,8 +179,7 @@ def run(home: Path, port: int) -> int:
     s3events.start(scheduler.route)  # objects created from now on: S3's events, to the rules
     log.info("replayed %d journaled writes in %.2fs", replayed, time.time() - started)
 
-    control_thread = threading.Thread(target=control.serve_forever, args=(0.1,),
-                                      name="control", daemon=True)
+    control_thread = threading.Thread(target=control.serve, name="control", daemon=True)
     control_thread.start()
     firehose.start()
     metrics.start()
@@ -223,7 +214,7 @@ def run(home: Path, port: int) -> int:
         runner.close()
         metrics.close()
         firehose.close()  # delivers what is buffered while the control plane still answers
-        threading.Thread(target=control.shutdown, daemon=True).start()
+        threading.Thread(target=control.stop, daemon=True).start()
         control_thread.join(timeout=5)
         state = home / STATE_FILE
         try:

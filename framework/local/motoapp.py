@@ -1,9 +1,9 @@
 """Everything that touches moto's internals, in one place.
 
-The daemon serves moto's own WSGI app; this module builds it, seeds moto's random generator,
-creates a write's target backend *before* seeding (so lazy backend creation never shifts the
-random sequence between the original run and a replay), and lists the regions that hold HTTP
-APIs (so the gateway does not scan every AWS region).
+The daemon serves moto's own WSGI app (on cheroot: ``ControlServer``); this module builds it,
+seeds moto's random generator, creates a write's target backend *before* seeding (so lazy
+backend creation never shifts the random sequence between the original run and a replay),
+and lists the regions that hold HTTP APIs (so the gateway does not scan every AWS region).
 
 Patches of moto applied here (each explained where it is made): S3 multipart upload ids from
 the seeded generator; PutObjectLockConfiguration on a versioned bucket that holds objects;
@@ -76,6 +76,67 @@ def build_app(home: Path) -> WSGIApp:
 
     app: WSGIApp = Dispatcher(create_backend_app)
     return app
+
+
+class ControlServer:
+    """The control plane's HTTP server: cheroot, CherryPy's WSGI server, in place of
+    werkzeug's development server that moto's own server runs. werkzeug's closes every
+    connection after its answer (``Connection: close``, whatever the protocol version) and
+    starts a thread for each new one: a client's every call opened a connection and the
+    daemon a thread (a third of its time serving a GET of a partial profile, in a profile of
+    16 concurrent GETs). cheroot keeps connections open between calls, as AWS's endpoints do,
+    on a fixed pool of threads, and watches idle ones without holding a thread.
+
+    Threads: enough for the calls that wait on others (a Lambda ``Invoke`` on the control plane
+    waits for the function, whose own S3 calls need threads of their own: a monitor run and
+    its fan-out workers). S3 object metadata names with underscores are kept as moto's own
+    server keeps them (``x-amz-meta-a_b``)."""
+
+    THREADS = 128
+    IDLE_CONNECTIONS = 1024  # keep-alive connections kept open while idle
+    BACKLOG = 512  # connections waiting to be accepted (a burst of fetching threads)
+
+    def __init__(self, port: int, app: WSGIApp) -> None:
+        from cheroot import wsgi
+
+        self.server = wsgi.Server(("127.0.0.1", port), app, numthreads=self.THREADS,
+                                  request_queue_size=self.BACKLOG, timeout=300,
+                                  shutdown_timeout=2)
+        self.server.keep_alive_conn_limit = self.IDLE_CONNECTIONS
+        self.server.gateway = _gateway()
+        self.server.prepare()  # bound and listening from here
+
+    def serve(self) -> None:
+        self.server.serve()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _gateway() -> Any:
+    """cheroot's WSGI 1.0 gateway, with moto's record of header names that hold underscores
+    (``moto.moto_server.werkzeug_app.MotoRequestHandler.make_environ``)."""
+    from cheroot import wsgi
+    from moto.core.request import (
+        PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+        environ_key_for_header,
+        should_preserve_original_header_name,
+    )
+
+    class Gateway(wsgi.Gateway_10):
+        def get_environ(self) -> Environ:  # type: ignore[override]
+            environ: Environ = super().get_environ()  # type: ignore[no-untyped-call]
+            names = [k.decode("iso-8859-1") for k in self.req.inheaders]
+            dashed = {environ_key_for_header(n) for n in names if "_" not in n}
+            preserved: dict[str, str] = {}
+            for name in names:
+                key = environ_key_for_header(name)
+                if should_preserve_original_header_name(name) and key not in dashed:
+                    preserved.setdefault(key, name)
+            environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = preserved
+            return environ
+
+    return Gateway
 
 
 def _put_object_lock_configuration(self: Any, bucket_name: str, lock_enabled: bool,
