@@ -396,6 +396,8 @@ def merged(p: dict[str, Any]) -> str:
     out = str(p.get("cached"))
     if p.get("rollups"):
         out += f" + {p['rolled']:,} in {p['rollups']} day rollup(s)"
+    if p.get("merge_workers"):
+        out += f" ({p['merged_there']:,} by {p['merge_workers']} merge workers)"
     if p.get("rollups_stored"):
         out += f" ({p['rollups_stored']} day rollup(s) stored)"
     return out
