@@ -19,12 +19,14 @@ from pathlib import Path
 
 from framework.errors import TargetUnavailableError
 from framework.procs import pid_alive
+from framework.progress import say
 from framework.runtime.clients import Connection
 
-from .files import LOG_FILE, STATE_FILE
+from .files import LOG_FILE, REPLAY_FILE, STATE_FILE
 
 DEFAULT_PORT = 4588
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 30.0  # without a sign of progress (a long journal replay keeps moving it)
+REPLAY_SAID_AFTER_S = 2.0  # a replay still going after this long is said
 STOP_TIMEOUT_S = 10.0
 
 
@@ -51,12 +53,16 @@ def _health(gateway_url: str, timeout: float = 1.0) -> dict[str, object] | None:
         return None
 
 
-def _read_state(home: Path) -> dict[str, object] | None:
+def _read_json(path: Path) -> dict[str, object] | None:
     try:
-        data: dict[str, object] = json.loads((home / STATE_FILE).read_text())
+        data: dict[str, object] = json.loads(path.read_text())
         return data
     except (OSError, ValueError):
         return None
+
+
+def _read_state(home: Path) -> dict[str, object] | None:
+    return _read_json(home / STATE_FILE)
 
 
 def status(home: Path) -> LocalAWS | None:
@@ -130,8 +136,17 @@ def start(home: Path, port: int | None = None) -> LocalAWS:
             start_new_session=True,
             close_fds=True,
         )
-    deadline = time.monotonic() + START_TIMEOUT_S
+    spawned = time.monotonic()
+    deadline = spawned + START_TIMEOUT_S
+    replayed, said = -1, False  # writes the daemon has replayed so far, as it last said
     while time.monotonic() < deadline:
+        replay = _read_json(home / REPLAY_FILE)
+        if replay and replay.get("pid") == proc.pid and int(str(replay["done"])) > replayed:
+            replayed = int(str(replay["done"]))
+            deadline = time.monotonic() + START_TIMEOUT_S  # a replay that moves is waited for
+            if not said and time.monotonic() - spawned > REPLAY_SAID_AFTER_S:
+                say(f"the local AWS replays its journal ({replay['of']:,} writes) before serving")
+                said = True
         if proc.poll() is not None:
             raced = status(home)  # another caller started the same home a moment earlier
             if raced is not None:
@@ -149,7 +164,8 @@ def start(home: Path, port: int | None = None) -> LocalAWS:
         time.sleep(0.02)
     _terminate(proc.pid)
     raise TargetUnavailableError(
-        f"the local AWS did not become healthy within {START_TIMEOUT_S:.0f}s",
+        f"the local AWS did not become healthy within {START_TIMEOUT_S:.0f}s"
+        + (f" (its journal's replay stood at write {replayed:,})" if replayed >= 0 else ""),
         where=str(home / LOG_FILE),
         hint=_log_tail(home) or "see the log",
     )

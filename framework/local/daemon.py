@@ -36,7 +36,7 @@ from . import admin, mail, motoapp, s3events
 from .codedeploy import CodeDeployEngine, local_backends
 from .codedeploy import patch_moto as patch_codedeploy
 from .destinations import Destinations
-from .files import JOURNAL_FILE, LOG_FILE, STATE_FILE
+from .files import JOURNAL_FILE, LOG_FILE, REPLAY_FILE, STATE_FILE
 from .firehose import SPOOL_DIR, FirehoseEngine, FirehoseMiddleware
 from .gateway import Gateway, Limits
 from .journal import Journal, JournalMiddleware
@@ -101,10 +101,10 @@ def gateway_limits(environ: Mapping[str, str], descriptors: int) -> Limits:
     return dataclasses.replace(limits, max_connections=min(limits.max_connections, room))
 
 
-def _write_state(home: Path, state: dict[str, Any]) -> None:
-    tmp = home / f".{STATE_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, home / STATE_FILE)
+def _write_file(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def run(home: Path, port: int) -> int:
@@ -175,7 +175,12 @@ def run(home: Path, port: int) -> int:
         publish=scheduler.route, account=LOCAL_ACCOUNT_ID)  # its events, to the rules
 
     motoapp.warm_up()
-    replayed = app.replay()
+
+    def replaying(done: int, total: int) -> None:  # the starter's deadline moves with it
+        _write_file(home / REPLAY_FILE, {"pid": os.getpid(), "done": done, "of": total})
+
+    replayed = app.replay(replaying)
+    (home / REPLAY_FILE).unlink(missing_ok=True)
     s3events.start(scheduler.route)  # objects created from now on: S3's events, to the rules
     log.info("replayed %d journaled writes in %.2fs", replayed, time.time() - started)
 
@@ -189,8 +194,8 @@ def run(home: Path, port: int) -> int:
     if relay is not None:
         relay.start()
         log.info("mail: relaying to %s", relay.address)
-    _write_state(
-        home,
+    _write_file(
+        home / STATE_FILE,
         {
             "pid": os.getpid(),
             "control_port": port,

@@ -2,6 +2,7 @@
 
 STATE_FILE = "daemon.json"  # pid, ports, start time; present while the daemon runs
 LOG_FILE = "daemon.log"
+REPLAY_FILE = "replay.json"  # pid and writes replayed so far, while a starting daemon replays
 JOURNAL_FILE = "journal.jsonl"  # every control-plane write, replayed on start
 JOURNAL_BLOBS_DIR = "journal-blobs"  # the journal's large request bodies, by sha256
 S3_OBJECTS_DIR = "s3-objects"  # S3 objects' bytes that are no journal blob, by sha256

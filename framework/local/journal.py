@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -43,6 +44,7 @@ READ_PREFIXES = ("Get", "List", "Describe", "Head")
 _REQUEST_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")
 _PRESERVED_NAMES_KEY = "moto.preserved_header_names"
 _SEED_BASE = 0x6D6C6F7073  # "mlops"
+PROGRESS_EVERY_S = 0.5  # how often a replay says how far it is
 
 
 def seed_for(seq: int) -> int:
@@ -289,10 +291,17 @@ class JournalMiddleware:
         self.seed(seed_for(seq))
         return _drain(self.app(environ, start_response))
 
-    def replay(self) -> int:
-        """Re-apply the journal (before serving). Returns the number of writes replayed."""
+    def replay(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-apply the journal (before serving). Returns the number of writes replayed.
+        ``progress(done, total)`` is called before the first write and then about twice a
+        second: a big journal takes minutes, and whoever waits on the start sees it move."""
         count = 0
-        for entry in self.journal.entries():
+        entries = self.journal.entries()
+        said = 0.0
+        for done, entry in enumerate(entries):
+            if progress is not None and time.monotonic() - said >= PROGRESS_EVERY_S:
+                progress(done, len(entries))
+                said = time.monotonic()
             seq = int(entry["seq"])
             body = self.journal.body(entry)
             self.journal.seq = max(self.journal.seq, seq)

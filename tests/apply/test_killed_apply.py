@@ -25,12 +25,28 @@ REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120  # a bound on waiting for the child, so that a broken apply fails, not hangs
 
 
-def _recorded(home: Path) -> set[str]:
-    path = home / "state" / "shop" / "prod.json"
+def _recorded(home: Path, s3: Any, bucket: str) -> tuple[tuple[int, set[str]], ...]:
+    """(serial, resources) in the cache and in the registry: the cache is written first, so
+    waiting on it alone could kill the apply between the two writes."""
+    def read(body: Any) -> tuple[int, set[str]]:
+        state = json.loads(body)
+        return state["serial"], set(state["resources"])
+
     try:
-        return set(json.loads(path.read_text())["resources"])
+        cached = read((home / "state" / "shop" / "prod.json").read_text())
     except (OSError, ValueError):  # not written yet
-        return set()
+        cached = (0, set())
+    try:
+        remote = read(s3.get_object(Bucket=bucket, Key=names.state_key("shop", "prod"))
+                      ["Body"].read())
+    except (s3.exceptions.NoSuchKey, s3.exceptions.NoSuchBucket):
+        remote = (0, set())
+    return cached, remote
+
+
+def _both(recorded: tuple[tuple[int, set[str]], ...], finished: set[str]) -> bool:
+    (serial, cached), (remote_serial, remote) = recorded
+    return serial == remote_serial and cached == remote == finished
 
 
 def test_an_apply_killed_mid_wave_is_finished_by_the_next(endpoint: str, s3: Any,
@@ -48,8 +64,8 @@ def test_an_apply_killed_mid_wave_is_finished_by_the_next(endpoint: str, s3: Any
         stuck = {child.stdout.readline().split()[-1] for _ in in_flight}
         assert stuck == in_flight  # both stuck in flight together
         deadline = time.monotonic() + WAIT_S
-        while _recorded(tmp_path) != finished and child.poll() is None:
-            assert time.monotonic() < deadline, _recorded(tmp_path)
+        while not _both(_recorded(tmp_path, s3, bucket), finished) and child.poll() is None:
+            assert time.monotonic() < deadline, _recorded(tmp_path, s3, bucket)
             time.sleep(0.1)
         assert child.poll() is None, "the apply ended instead of waiting on its stuck calls"
     finally:

@@ -98,6 +98,7 @@ def test_restart_replays_journal_with_identical_ids(tmp_path: Path) -> None:
     aws = start_daemon(home, port)
     try:
         assert _snapshot(aws) == before
+        assert not (home / "replay.json").exists()  # the replay's progress, gone once served
         s3 = local.connection(aws, REGION).client("s3")
         assert s3.get_object(Bucket=BUCKET, Key="data/large.bin")["Body"].read() == large
         reply = request(f"{aws.gateway_url}/{api_id}/hello")

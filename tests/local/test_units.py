@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from framework.local.apigw import BadIntegrationResponse, Route, RouteTable, translate_result
 from framework.local.gateway import lambda_arn_of
-from framework.local.journal import is_unjournaled, is_write
+from framework.local import journal
+from framework.local.journal import Journal, JournalMiddleware, is_unjournaled, is_write
 from framework.local.runner import parse_function, pick_version
 
 
@@ -95,3 +98,30 @@ def test_pick_version_weights() -> None:
     rng = random.Random(0)
     picks = [pick_version("1", {"2": 0.25}, rng) for _ in range(4000)]
     assert 0.2 < picks.count("2") / len(picks) < 0.3
+
+
+def test_a_replay_says_how_far_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal replayed through a plain WSGI app: each write reaches it once, in order, and
+    the progress callback hears of the start and of every write while it moves (so a starter
+    waiting on a long replay knows it is alive)."""
+    seen: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ["PATH_INFO"])
+        start_response("200 OK", [])
+        return [b""]
+
+    writer = JournalMiddleware(app, Journal(tmp_path / "journal.jsonl"), lambda seq: None)
+    for i in range(5):
+        environ = _env("PUT", PATH_INFO=f"/bucket/{i}", CONTENT_LENGTH="1")
+        environ["wsgi.input"] = io.BytesIO(b"x")
+        list(writer(environ, lambda *a: None))
+    assert seen == [f"/bucket/{i}" for i in range(5)]
+
+    monkeypatch.setattr(journal, "PROGRESS_EVERY_S", 0.0)  # every write
+    heard: list[tuple[int, int]] = []
+    replayer = JournalMiddleware(app, Journal(tmp_path / "journal.jsonl"), lambda seq: None)
+    assert replayer.replay(lambda done, total: heard.append((done, total))) == 5
+    assert seen[5:] == seen[:5]
+    assert heard == [(i, 5) for i in range(5)]
+    assert replayer.journal.seq == 5  # new writes continue the sequence
