@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from framework.local import journal
 from framework.local.apigw import BadIntegrationResponse, Route, RouteTable, translate_result
 from framework.local.gateway import lambda_arn_of
-from framework.local import journal
 from framework.local.journal import Journal, JournalMiddleware, is_unjournaled, is_write
 from framework.local.runner import parse_function, pick_version
 
