@@ -63,7 +63,7 @@ MONITOR = "diagnosis-drift"
 ENDPOINT = "predict"
 DAY = datetime(2026, 11, 30, tzinfo=UTC)
 WINDOW = "2026-11-30T00:00:00Z..2026-12-01T00:00:00Z"
-PER_OBJECT = 4400  # 5 MiB (the capture stream's buffer) of 1,185-byte lines
+PER_OBJECT = 4400  # 5 MiB (the capture stream's default buffer) of 1,185-byte lines
 TEMPLATES = 16
 SHIFTED = (0, 6, 12, 18, 24)
 SHIFT = 0.5  # in standard deviations of the reference
@@ -87,10 +87,17 @@ def free_port_pair() -> int:
     raise RuntimeError("no free pair of ports")
 
 
-def make_project(root: Path, memory: int, fan_objects: int, fan_workers: int) -> None:
-    """The repository's example, its monitor sized for a big window."""
+def make_project(root: Path, memory: int, fan_objects: int, fan_workers: int,
+                 buffer_mb: int) -> None:
+    """The repository's example, its monitor sized for a big window (and its capture stream's
+    buffer at ``buffer_mb``)."""
     root.mkdir(parents=True)
     text = (ROOT / "mlops.yaml").read_text().replace("strategy: canary", "strategy: all_at_once")
+    capture = "capture: {sample_rate: 1.0}"
+    assert capture in text, "the example's capture changed: update bench/monitor_window.py"
+    if buffer_mb != 5:
+        text = text.replace(capture, f"capture: {{sample_rate: 1.0, buffer: {{size_mb: "
+                                     f"{buffer_mb}}}}}", 1)
     old = "notify: {email: [oncology-ops@example.com], when: drift}"
     assert old in text, "the example's monitor changed: update bench/monitor_window.py"
     text = text.replace(old, old + f"\n    memory: {memory}\n    timeout: 900\n"
@@ -133,8 +140,8 @@ def reference_rows() -> tuple[list[str], np.ndarray]:
     return names, np.loadtxt(path, delimiter=",", skiprows=1)
 
 
-def templates(names: list[str], version: str, lambda_version: str) -> list[str]:
-    """Object texts (``PER_OBJECT`` capture lines each) with ``@@@@@@@`` in every request id and
+def templates(names: list[str], version: str, lambda_version: str, per: int) -> list[str]:
+    """Object texts (``per`` capture lines each) with ``@@@@@@@`` in every request id and
     ``%%`` for the hour in every time: filled per object."""
     from framework.runtime.capture import LineFormat
     from framework.runtime.features import FeatureSpec
@@ -148,7 +155,7 @@ def templates(names: list[str], version: str, lambda_version: str) -> list[str]:
     sd = ref.std(axis=0)
     out = []
     for t in range(TEMPLATES):
-        x = ref[rng.integers(0, len(ref), PER_OBJECT)]
+        x = ref[rng.integers(0, len(ref), per)]
         x[:, list(SHIFTED)] += SHIFT * sd[list(SHIFTED)]
         lines = []
         for i, row in enumerate(x.tolist()):
@@ -156,7 +163,7 @@ def templates(names: list[str], version: str, lambda_version: str) -> list[str]:
             label = '"malignant"' if p > 0.5 else '"benign"'
             text = PredictionText([label], [f"[{p:.4f},{1 - p:.4f}]"],
                                   '["malignant","benign"]')
-            second = (t * PER_OBJECT + i) * 3599 // (TEMPLATES * PER_OBJECT)
+            second = (t * per + i) * 3599 // (TEMPLATES * per)
             when = f"{DAY:%Y-%m-%d}T%%:{second // 60:02d}:{second % 60:02d}.{i % 1000:03d}000Z"
             line = fmt.lines(f"@@@@@@@-{i:04d}", when, 1.0 + (i % 7) * 0.25, [row], text)
             assert line is not None
@@ -165,18 +172,19 @@ def templates(names: list[str], version: str, lambda_version: str) -> list[str]:
     return out
 
 
-def write_window(s3: Any, bucket: str, stream: str, rows: int, texts: list[str]) -> int:
+def write_window(s3: Any, bucket: str, stream: str, rows: int, texts: list[str],
+                 per: int) -> int:
     """``rows`` captured rows of DAY in ``bucket``; the bytes written. gzip by ISA-L (level
     1: Firehose's GZIP level is not documented; zlib's level 6 makes objects 3 % smaller)."""
     from isal import igzip
 
-    count = objects(rows)
+    count = objects(rows, per)
 
     def put(k: int) -> int:
         hour = k * 24 // count
         text = texts[k % len(texts)]
-        if k == count - 1 and rows % PER_OBJECT:  # the last object: the rows left
-            text = "".join(text.splitlines(keepends=True)[:rows % PER_OBJECT])
+        if k == count - 1 and rows % per:  # the last object: the rows left
+            text = "".join(text.splitlines(keepends=True)[:rows % per])
         text = text.replace("%%", f"{hour:02d}").replace("@@@@@@@", f"{k:07d}")
         body = igzip.compress(text.encode(), compresslevel=1)
         minute, second = divmod(k * 3600 * 24 // count % 3600, 60)
@@ -196,8 +204,8 @@ def write_window(s3: Any, bucket: str, stream: str, rows: int, texts: list[str])
     return total
 
 
-def objects(rows: int) -> int:
-    return -(-rows // PER_OBJECT)
+def objects(rows: int, per: int) -> int:
+    return -(-rows // per)
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -300,8 +308,8 @@ def write_and_land(res: dict[str, Any], s3: Any, bucket: str, stream: str, rows:
                            f"{free / 1e9:.0f} GB are free: less than 15 GB would be left")
     names, _ = reference_rows()
     t0 = time.perf_counter()
-    texts = templates(names, "1.0.0", live)
-    res["bytes"] = write_window(s3, bucket, stream, rows, texts)
+    texts = templates(names, "1.0.0", live, res["per_object"])
+    res["bytes"] = write_window(s3, bucket, stream, rows, texts, res["per_object"])
     res["generate_s"] = round(time.perf_counter() - t0, 1)
     if res["landing"]:  # each object profiled as it landed (S3 event → the monitor's alias)
         res["landing"] = drain(home / "logs" / f"{fn}.log", res["objects"])
@@ -313,8 +321,8 @@ def write_and_land(res: dict[str, Any], s3: Any, bucket: str, stream: str, rows:
 
 
 def bench(rows: int, work: Path, moto_buffer: int, memory: int, fan_objects: int,
-          fan_workers: int, landing: bool, keep: bool = False,
-          again: bool = False) -> dict[str, Any]:
+          fan_workers: int, landing: bool, keep: bool = False, again: bool = False,
+          buffer_mb: int = 5) -> dict[str, Any]:
     from framework import local
     from framework.runtime.clients import Connection
 
@@ -324,13 +332,15 @@ def bench(rows: int, work: Path, moto_buffer: int, memory: int, fan_objects: int
     if not again:
         if root.exists():
             shutil.rmtree(root)
-        make_project(root, memory, fan_objects, fan_workers)
+        make_project(root, memory, fan_objects, fan_workers, buffer_mb)
     env = {**os.environ, "MLOPS_LOCAL_PORT": str(free_port_pair()),
            "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(moto_buffer),
            "PYTHONPATH": str(ROOT)}
     home = root / ".mlops" / "local"
     disk0 = fs_used(work)
-    res: dict[str, Any] = {"rows": rows, "objects": objects(rows), "landing": landing}
+    per = PER_OBJECT * buffer_mb // 5  # rows of 1,185 bytes the capture stream's buffer holds
+    res: dict[str, Any] = {"rows": rows, "objects": objects(rows, per), "landing": landing,
+                           "buffer_mb": buffer_mb, "per_object": per}
     try:
         code, output, took = mlops(root, env, "deploy")
         if code != 0:
@@ -434,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory", type=int, default=2048, help="monitor memory, MB")
     ap.add_argument("--fan-objects", type=int, default=200)
     ap.add_argument("--fan-workers", type=int, default=3)
+    ap.add_argument("--buffer-mb", type=int, default=5,
+                    help="the capture stream's buffer (capture.buffer.size_mb): objects of "
+                         "4,400 rows per 5 MiB")
     ap.add_argument("--no-landing", dest="landing", action="store_false",
                     help="disable the monitor's landing rule: the runs profile every object")
     ap.add_argument("--keep", action="store_true",
@@ -448,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results.append(bench(rows, args.work, args.moto_buffer, args.memory,
                                  args.fan_objects, args.fan_workers, args.landing,
-                                 args.keep or args.again, args.again))
+                                 args.keep or args.again, args.again, args.buffer_mb))
         except RuntimeError as e:  # a size this machine cannot hold, or a failed deploy
             print(f"{rows:,} rows not measured: {e}", file=sys.stderr)
             continue

@@ -18,7 +18,15 @@ from typing import Any
 from framework.apply.audit import RETENTION_TAG
 from framework.compile import names
 from framework.compile.graph import Resource, ResourceGraph, canonical_json, digest, ref
-from framework.config.models import METRIC_GATES, Config, Endpoint, Monitor, Strategy, Throttle
+from framework.config.models import (
+    METRIC_GATES,
+    CaptureBuffer,
+    Config,
+    Endpoint,
+    Monitor,
+    Strategy,
+    Throttle,
+)
 from framework.config.semver import SemVer
 from framework.errors import ConfigError, Problem
 from framework.resources import (
@@ -83,8 +91,8 @@ ACCESS_LOG_FORMAT = canonical_json({
     "integrationLatency": "$context.integrationLatency",
     "integrationError": "$context.integrationErrorMessage",
 })
-CAPTURE_BUFFER_S = 60  # Firehose delivers a batch at least this often...
-CAPTURE_BUFFER_MB = 5  # ...or when this much has arrived
+FEEDBACK_BUFFER_S = 60  # Firehose delivers a batch of labels at least this often...
+FEEDBACK_BUFFER_MB = 5  # ...or when this much has arrived (captures: ``capture.buffer``)
 # The handler's capture rows are log lines {"msg":"capture",...} (framework.runtime.capture);
 # this subscription filter selects them from the function's log group.
 CAPTURE_FILTER_NAME = "mlops-capture"
@@ -390,13 +398,18 @@ class LogStream:
     suffix: str  # of the resource ids: "" for captures (as first deployed), ".feedback"
     filter_name: str
     filter_pattern: str
+    buffer_mb: int  # Firehose's buffering hints
+    buffer_seconds: int
 
 
-def _log_streams(ctx: CompileContext, ep_name: str) -> tuple[LogStream, LogStream]:
+def _log_streams(ctx: CompileContext, ep_name: str, buffer: CaptureBuffer,
+                 ) -> tuple[LogStream, LogStream]:
     return (LogStream("capture", names.capture_stream(ctx.project, ctx.stage, ep_name), "",
-                      CAPTURE_FILTER_NAME, CAPTURE_FILTER_PATTERN),
+                      CAPTURE_FILTER_NAME, CAPTURE_FILTER_PATTERN, buffer.size_mb,
+                      buffer.interval_seconds),
             LogStream("feedback", names.feedback_stream(ctx.project, ctx.stage, ep_name),
-                      ".feedback", FEEDBACK_FILTER_NAME, FEEDBACK_FILTER_PATTERN))
+                      ".feedback", FEEDBACK_FILTER_NAME, FEEDBACK_FILTER_PATTERN,
+                      FEEDBACK_BUFFER_MB, FEEDBACK_BUFFER_S))
 
 
 def _log_stream(ctx: CompileContext, bucket: str, ep_name: str, s: LogStream,
@@ -419,7 +432,7 @@ def _log_stream(ctx: CompileContext, bucket: str, ep_name: str, s: LogStream,
         stream_name=s.stream, bucket=bucket, role_arn=names.role_arn(ctx.account_id, role),
         prefix=f"{s.root}/{ep_name}/dt=!{{timestamp:yyyy-MM-dd}}/",
         error_prefix=f"{s.root}-errors/{ep_name}/!{{firehose:error-output-type}}/",
-        buffer_seconds=CAPTURE_BUFFER_S, buffer_mb=CAPTURE_BUFFER_MB,
+        buffer_seconds=s.buffer_seconds, buffer_mb=s.buffer_mb,
         compression="GZIP", extension=".jsonl.gz", source="cloudwatch_logs",
         tags=ctx.tags(),
     ), (f"role.{unit}", "registry"))
@@ -450,8 +463,8 @@ def _endpoint(config: Config, ctx: CompileContext, ep_name: str, ep: Endpoint,
         "inference-function.json", bucket=bucket, model=model_name, endpoint=ep_name,
         region=ctx.region, account=ctx.account_id, log_group=names.log_group(fn)), ctx, fn, ep)
     capturing = bool(ep.capture and ep.capture.sample_rate > 0)
-    if capturing:  # captured predictions, and the feedback labels joined to them
-        for stream in _log_streams(ctx, ep_name):
+    if capturing and ep.capture:  # captured predictions, and the feedback labels joined to them
+        for stream in _log_streams(ctx, ep_name, ep.capture.buffer):
             yield from _log_stream(ctx, bucket, ep_name, stream, names.log_group(fn))
     runtime, arch = config.endpoint_runtime(ep_name)
     group, group_deps = _managed_alias(config, ctx, ep_name, ep)

@@ -554,6 +554,36 @@ class Rollout(Strict):
         return v
 
 
+def _check_buffer_interval(text: str) -> str:
+    seconds = parse_duration(text)
+    if not (0 <= seconds <= 900 and seconds == int(seconds)):
+        raise ValueError(f"'{text}' is not a Firehose buffering interval: whole seconds from "
+                         "0s to 900s (15m)")
+    return text
+
+
+class CaptureBuffer(Strict):
+    """The capture stream's buffer (Firehose's BufferingHints): a capture object is written
+    when this much has arrived or this long has passed, whichever comes first."""
+
+    size_mb: int = Field(
+        default=5, ge=1, le=128,
+        description="MiB of captured lines (before gzip) an object holds, 1-128 (Firehose's "
+        "SizeInMBs; 5, about 4,400 rows of 30 features, by default). A monitor's work grows "
+        "with the objects, not the rows: raise it for heavy traffic.",
+    )
+    interval: Annotated[str, AfterValidator(_check_buffer_interval)] = Field(
+        default="60s",
+        description="Longest a captured line waits before it is written, 0s-900s (Firehose's "
+        "IntervalInSeconds). The local AWS writes every 2 s whatever this says, so a monitor "
+        "sees traffic at once.",
+    )
+
+    @property
+    def interval_seconds(self) -> int:
+        return int(parse_duration(self.interval))
+
+
 class CaptureSettings(Strict):
     """Which requests an endpoint records (inputs, outputs, latency) under ``capture/``."""
 
@@ -573,6 +603,11 @@ class CaptureSettings(Strict):
         description="Days captured records are kept: an S3 lifecycle rule of the registry "
         "bucket expires the endpoint's capture/ objects after this many days (their "
         "noncurrent versions a day later). Omitted: kept until deleted.",
+    )
+    buffer: CaptureBuffer = Field(
+        default_factory=CaptureBuffer,
+        description="How the capture stream batches lines into objects, e.g. {size_mb: 64, "
+        "interval: 5m}: bigger objects for endpoints with heavy traffic.",
     )
 
 

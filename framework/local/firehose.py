@@ -13,8 +13,10 @@ front of the control plane) for streams with an S3 destination, as Firehose does
 
 - the records are appended to a spool file on disk before the call is answered (accepted
   means durable: a crash of the daemon loses nothing that was accepted);
-- a batch is sealed when it holds ``max_rows`` records or is ``max_age_s`` old (Firehose's
-  buffering hints; locally 2 s, so a monitor sees traffic at once), then written to the
+- a batch is sealed when it holds the stream's ``SizeInMBs`` (MiB of records as written,
+  before compression; 5 when the stream says none, as Firehose) or is ``max_age_s`` old
+  (Firehose's ``IntervalInSeconds``; locally 2 s, so a monitor sees traffic at once), then
+  written to the
   destination bucket, compressed as the stream says (GZIP), under the stream's prefix with
   its ``!{timestamp:...}`` expressions evaluated at the batch's first arrival (or, without
   expressions, ``YYYY/MM/DD/HH/``), named ``<stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<id>``;
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_DIR = "firehose-spool"
 DEAD_DIR = "dead"
-MAX_ROWS = 5000
+DEFAULT_SIZE_MB = 5  # Firehose's, when BufferingHints says none
 MAX_AGE_S = 2.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 60.0
@@ -75,6 +77,7 @@ class Stream:
     gzip: bool
     error_prefix: str = ""
     logs_extraction: bool = False  # Decompression + CloudWatchLogProcessing
+    size_bytes: int = DEFAULT_SIZE_MB << 20  # BufferingHints.SizeInMBs, in bytes
 
     def object_key(self, arrival: float, unique: str, error: str | None = None) -> str:
         """Where Firehose writes a batch whose first record arrived at ``arrival`` (of records
@@ -120,10 +123,11 @@ def lookup_stream(account: str, region: str, name: str) -> Stream | None:
                 processors.get("Decompression", {}).get("CompressionFormat", "").upper() == "GZIP"
                 and processors.get("CloudWatchLogProcessing", {}).get(
                     "DataMessageExtraction", "").lower() == "true")
+            size_mb = int((s3.get("BufferingHints") or {}).get("SizeInMBs") or DEFAULT_SIZE_MB)
             return Stream(name, str(stream.version_id), str(s3["BucketARN"]).split(":")[-1],
                           str(s3.get("Prefix") or ""),
                           str(s3.get("CompressionFormat") or "").upper() == "GZIP",
-                          str(s3.get("ErrorOutputPrefix") or ""), extraction)
+                          str(s3.get("ErrorOutputPrefix") or ""), extraction, size_mb << 20)
     return None
 
 
@@ -190,14 +194,13 @@ class _Batch:
     key: str
     opened: float
     rows: int = 0
+    size: int = 0  # bytes of records
 
 
 class FirehoseEngine:
-    def __init__(self, spool: Path, upload: Uploader, *, max_rows: int = MAX_ROWS,
-                 max_age_s: float = MAX_AGE_S) -> None:
+    def __init__(self, spool: Path, upload: Uploader, *, max_age_s: float = MAX_AGE_S) -> None:
         self.spool = spool
         self.upload = upload
-        self.max_rows = max_rows
         self.max_age_s = max_age_s
         self.spool.mkdir(parents=True, exist_ok=True)
         self._open: dict[tuple[str, str, str | None], _Batch] = {}  # (region, stream, error)
@@ -246,8 +249,9 @@ class FirehoseEngine:
                 self._open[key] = batch
             os.write(batch.fd, data)
             batch.rows += rows
+            batch.size += len(data)
             self.records += rows
-            if batch.rows >= self.max_rows:
+            if batch.size >= stream.size_bytes:
                 sealed = self._open.pop(key)
         if sealed is not None:
             self._seal(sealed)

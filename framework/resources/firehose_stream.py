@@ -4,7 +4,9 @@ under ``capture/{endpoint}/dt=YYYY-MM-DD/`` (the layout the monitors read).
 AWS creates and deletes streams asynchronously: CREATING → ACTIVE (or CREATING_FAILED),
 DELETING → gone; a name stays taken (ResourceInUseException) until the old stream is gone. A
 replace waits for the old stream to be gone, never adopts a dying one, and waits for ACTIVE
-before anything may put records.
+before anything may put records. A change of the buffering hints alone is made in place
+(``UpdateDestination``, as CloudFormation does it: no interruption); any other change replaces
+the stream.
 """
 
 from __future__ import annotations
@@ -135,10 +137,35 @@ def create(ctx: Context, p: FirehoseStream) -> Outputs:
     return {"arn": desc["DeliveryStreamARN"], "stream_name": name}
 
 
+IN_PLACE = frozenset({"buffer_seconds", "buffer_mb"})  # UpdateDestination's BufferingHints
+
+
 def update(ctx: Context, p: FirehoseStream, before: Deployed[FirehoseStream] | None) -> Outputs:
     if before is None:
         return create(ctx, p)
-    return replace(ctx, p, before)
+    old, new = before.props.to_props(), p.to_props()
+    if {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)} - IN_PLACE \
+            or not exists(ctx, before):
+        return replace(ctx, p, before)
+    fh = ctx.client("firehose")
+    hints = stream_destination(p)["BufferingHints"]
+    desc: dict[str, Any] = {}
+
+    def change() -> Any:
+        desc.update(active(ctx, p.stream_name))
+        return fh.update_destination(
+            DeliveryStreamName=p.stream_name, CurrentDeliveryStreamVersionId=desc["VersionId"],
+            DestinationId=desc["Destinations"][0]["DestinationId"],
+            ExtendedS3DestinationUpdate={"BufferingHints": hints})
+
+    for _ in range(3):  # another writer moved the version between describe and update
+        if not isinstance(ctx.attempt(change, codes={"ConcurrentModificationException"}),
+                          Refused):
+            break
+    else:
+        raise DeployError(f"Firehose stream {p.stream_name} kept changing while its buffering "
+                          "hints were updated", hint="deploy again")
+    return {"arn": desc["DeliveryStreamARN"], "stream_name": p.stream_name}
 
 
 def replace(ctx: Context, p: FirehoseStream, before: Deployed[FirehoseStream]) -> Outputs:
@@ -165,7 +192,9 @@ def cloudformation(p: FirehoseStream) -> CfnResource:
 
 
 KIND = Kind(
-    props=FirehoseStream, services=("firehose",), replace_on=frozenset({"*"}),
+    props=FirehoseStream, services=("firehose",),
+    replace_on=frozenset({"stream_name", "bucket", "role_arn", "prefix", "error_prefix",
+                          "compression", "extension", "source", "tags"}),
     create=create, update=update, replace=replace, delete=delete, exists=exists,
     cloudformation=Stack(cloudformation),
 )

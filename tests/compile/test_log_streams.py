@@ -85,3 +85,20 @@ def test_template_matches_golden() -> None:
     lints a capturing endpoint's template.)"""
     check_golden("synth_log_streams.json",
                  to_json(synthesize(graph(), description="mlops project fraud, stage dev")))
+
+
+def test_capture_buffer_sets_the_capture_streams_hints_only() -> None:
+    spec = capturing_spec()
+    spec["endpoints"]["score"]["capture"]["buffer"] = {"size_mb": 64, "interval": "5m"}
+    g = compile_config(Config.model_validate(spec), context(account_id=ACCOUNT, region=REGION))
+    hints = {rid: (g.resources[rid].props["buffer_mb"], g.resources[rid].props["buffer_seconds"])
+             for rid in ("stream.score", "stream.score.feedback")}
+    assert hints == {"stream.score": (64, 300), "stream.score.feedback": (5, 60)}
+    default = graph().resources["stream.score"].props
+    assert (default["buffer_mb"], default["buffer_seconds"]) == (5, 60)  # Firehose's 5 MiB
+    template = synthesize(g, description="mlops project fraud, stage dev")["Resources"]
+    got = {v["Properties"]["DeliveryStreamName"]:
+           v["Properties"]["ExtendedS3DestinationConfiguration"]["BufferingHints"]
+           for v in template.values() if v["Type"] == "AWS::KinesisFirehose::DeliveryStream"}
+    assert got == {"fraud-dev-score-capture": {"IntervalInSeconds": 300, "SizeInMBs": 64},
+                   "fraud-dev-score-feedback": {"IntervalInSeconds": 60, "SizeInMBs": 5}}

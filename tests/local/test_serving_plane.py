@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import time
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from framework.local.firehose import FirehoseEngine, Stream
+from framework.local.firehose import DEFAULT_SIZE_MB, FirehoseEngine, Stream, lookup_stream
 from framework.local.gateway import check_sigv4
 from framework.local.logship import LogShipper, compile_pattern, envelopes
 from framework.local.metrics import Metrics
@@ -57,12 +58,14 @@ def test_object_keys_follow_firehose_naming() -> None:
 
 def test_batches_by_size_and_flush(tmp_path: Path) -> None:
     s3 = FakeS3()
-    store = FirehoseEngine(tmp_path / "spool", s3.upload, max_rows=5, max_age_s=60)
+    store = FirehoseEngine(tmp_path / "spool", s3.upload, max_age_s=60)
+    small = dataclasses.replace(STREAM, size_bytes=150)  # SizeInMBs, scaled down: 5 records
+    assert len(b"".join(_records(5, "r0"))) == 155
     for i in range(7):
-        store.add("us-east-1", STREAM, _records(2, f"r{i}"))
+        store.add("us-east-1", small, _records(2, f"r{i}"))
     store.flush(only_old=True)  # seals nothing young, uploads the full ones
     assert len(s3.rows()) == 12 and store.pending() == 2
-    store.add("us-east-1", STREAM, _records(1, "more"))
+    store.add("us-east-1", small, _records(1, "more"))
     assert store.flush() == 3
     keys = sorted(k for _, k in s3.objects)
     assert all(k.startswith("capture/ep/dt=20") and k.endswith(".gz") for k in keys)
@@ -70,10 +73,32 @@ def test_batches_by_size_and_flush(tmp_path: Path) -> None:
     assert len(s3.rows()) == 15 and not list((tmp_path / "spool").iterdir())
 
 
+def test_a_stream_seals_at_its_own_buffer_size() -> None:
+    """The engine seals a batch at the stream's BufferingHints.SizeInMBs as moto stored it
+    (5 MiB, Firehose's default, when the stream says none)."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bkt")
+        fh = boto3.client("firehose", region_name="us-east-1")
+        for name, hints in (("big", {"SizeInMBs": 64, "IntervalInSeconds": 300}), ("plain", None)):
+            fh.create_delivery_stream(
+                DeliveryStreamName=name, DeliveryStreamType="DirectPut",
+                ExtendedS3DestinationConfiguration={
+                    "RoleARN": "arn:aws:iam::123456789012:role/r", "BucketARN": "arn:aws:s3:::bkt",
+                    "Prefix": "capture/ep/", "CompressionFormat": "GZIP",
+                    **({"BufferingHints": hints} if hints else {})})
+        big = lookup_stream("123456789012", "us-east-1", "big")
+        plain = lookup_stream("123456789012", "us-east-1", "plain")
+    assert big is not None and big.size_bytes == 64 << 20 and big.gzip
+    assert plain is not None and plain.size_bytes == DEFAULT_SIZE_MB << 20 == 5 << 20
+
+
 def test_crash_recovery_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
     s3 = FakeS3()
     spool = tmp_path / "spool"
-    first = FirehoseEngine(spool, s3.upload, max_rows=100, max_age_s=60)
+    first = FirehoseEngine(spool, s3.upload, max_age_s=60)
     first.add("us-east-1", STREAM, _records(3, "a"))
     first.add("us-east-1", STREAM, _records(2, "b"))
     # the daemon dies: a torn last line, nothing uploaded
@@ -84,8 +109,8 @@ def test_crash_recovery_loses_nothing_and_doubles_nothing(tmp_path: Path) -> Non
     assert second.recover() == 5
     assert [r["request_id"] for r in s3.rows()] == ["a", "a", "a", "b", "b"]
     # an upload that succeeded before the crash deleted its spool: re-upload overwrites
-    third = FirehoseEngine(spool, s3.upload, max_rows=1, max_age_s=60)
-    third.add("us-east-1", STREAM, _records(1, "c"))
+    third = FirehoseEngine(spool, s3.upload, max_age_s=60)
+    third.add("us-east-1", dataclasses.replace(STREAM, size_bytes=1), _records(1, "c"))
     sealed = next(spool.glob("*.sealed"))
     data = sealed.read_bytes()
     third.flush()

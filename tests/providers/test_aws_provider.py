@@ -214,6 +214,7 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
         DeliveryStreamName="rt-capture")["DeliveryStreamDescription"]
     dest = stream["Destinations"][0]["ExtendedS3DestinationDescription"]
     assert dest["BufferingHints"]["IntervalInSeconds"] == 120
+    assert stream["VersionId"] == "2"  # updated in place (UpdateDestination), not made anew
     assert dest["Prefix"] == "capture/rt/dt=!{timestamp:yyyy-MM-dd}/"
     assert [p["Type"] for p in dest["ProcessingConfiguration"]["Processors"]] == [
         "Decompression", "CloudWatchLogProcessing"]
