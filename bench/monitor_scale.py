@@ -12,8 +12,9 @@ CPU time (``time.process_time``) per row, best of 3, with full-precision random 
 significant digits: the worst case for text) and values of 4 decimals (sensor-like).
 
 ``scale``: for each row count, synthetic capture objects (30 features, 5 of them shifted by
-0.1 σ, 5,000 rows per object as Firehose's 5 MB buffer holds) are written to S3 on a moto
-server (the local AWS's control plane) and, each in a fresh process (peak RSS from
+0.1 σ, 5,000 rows per object as Firehose's 5 MB buffer holds, or ``--per-object``) are
+written to S3 on a moto server (the local AWS's control plane) and, each in a fresh process
+(peak RSS from
 ``getrusage``): the monitor's check backfilling every partial profile (first run), the check
 merging the stored partials (every later run), and the same data read into pandas and checked
 by a ``scipy.stats.ks_2samp`` loop. With ``--evidently PY`` (a python whose venv has evidently
@@ -199,23 +200,23 @@ MEMORY_CAP_GB = 10  # address space of each measured process (--memory-cap)
 TEMPLATES = 16  # distinct objects of generated values; every object gets its own request ids
 
 
-def _templates(rng: np.random.Generator) -> list[str]:
+def _templates(rng: np.random.Generator, per: int) -> list[str]:
     """Object texts with a placeholder in every request id (filled per object)."""
     out = []
     for t in range(TEMPLATES):
-        text = gzip.decompress(capture_object(rng, PER_OBJECT, t * PER_OBJECT, None)).decode()
+        text = gzip.decompress(capture_object(rng, per, t * per, None)).decode()
         out.append(text.replace('"request_id":"req-', '"request_id":"req-@@@@@@-'))
     return out
 
 
-def write_window(s3: Any, bucket: str, rows: int) -> list[str]:
-    """``rows`` captured rows of one day in ``bucket`` (objects of ``PER_OBJECT`` rows), and the
+def write_window(s3: Any, bucket: str, rows: int, per: int = PER_OBJECT) -> list[str]:
+    """``rows`` captured rows of one day in ``bucket`` (objects of ``per`` rows), and the
     registered reference; the capture keys."""
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="models/clf/1.0.0/reference.json", Body=reference_body())
-    templates = _templates(np.random.default_rng(2))
+    templates = _templates(np.random.default_rng(2), per)
     keys = []
-    for k in range(rows // PER_OBJECT):
+    for k in range(rows // per):
         key = f"capture/score/dt=2026-11-30/score-capture-1-{k:07d}.jsonl.gz"
         text = templates[k % TEMPLATES].replace("@@@@@@", f"{k:06d}")
         s3.put_object(Bucket=bucket, Key=key,
@@ -345,7 +346,7 @@ def _drop_rollups(s3: Any, bucket: str) -> int:
 
 
 def scale(rows_list: list[int], evidently: str | None, pandas_python: str | None,
-          work: Path, cap_gb: float = MEMORY_CAP_GB) -> dict[str, Any]:
+          work: Path, cap_gb: float = MEMORY_CAP_GB, per: int = PER_OBJECT) -> dict[str, Any]:
     import logging
     import socket
 
@@ -368,7 +369,7 @@ def scale(rows_list: list[int], evidently: str | None, pandas_python: str | None
         for rows in rows_list:
             bucket = f"bench-{rows}"
             t0 = time.perf_counter()
-            keys = write_window(s3, bucket, rows)
+            keys = write_window(s3, bucket, rows, per)
             keys_file = work / f"{bucket}.keys"
             keys_file.write_text("\n".join(keys))
             keys_file.with_suffix(".urls").write_text("\n".join(  # for the pandas readers
@@ -432,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evidently", help="python of a venv with evidently and pandas")
     p.add_argument("--pandas", help="python of a venv with pandas and scipy "
                    "(default: --evidently's)")
+    p.add_argument("--per-object", type=int, default=PER_OBJECT,
+                   help="rows an object (5,000: the capture stream's default 5 MiB buffer)")
     p.add_argument("--work", type=Path, default=Path("/tmp/mlops-bench-scale"))
     p.add_argument("--memory-cap", type=float, default=MEMORY_CAP_GB,
                    help="GiB of address space each measured process may take")
@@ -447,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.what == "scale":
         res = scale(args.rows, args.evidently, args.pandas or args.evidently, args.work,
-                    args.memory_cap)
+                    args.memory_cap, args.per_object)
         print_scale(res)
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))

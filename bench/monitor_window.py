@@ -258,8 +258,11 @@ def drain(log: Path, objects: int, quiet_s: float = 20.0) -> dict[str, Any]:
         if len(reports) >= objects or time.perf_counter() - changed > quiet_s:
             break
         time.sleep(2)
+    took = sorted(r["duration_ms"] for r in reports) or [0.0]
     return {"invocations": len(reports), "waited_s": round(time.perf_counter() - t0, 1),
-            "longest_s": round(max((r["duration_ms"] for r in reports), default=0) / 1000, 2),
+            "median_s": round(took[len(took) // 2] / 1000, 3),
+            "p90_s": round(took[len(took) * 9 // 10] / 1000, 3),
+            "longest_s": round(took[-1] / 1000, 2),
             "max_memory_mb": max((r["max_memory_mb"] for r in reports), default=0),
             "failed": sum(1 for r in reports if r["status"])}
 
