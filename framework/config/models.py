@@ -570,7 +570,8 @@ class CaptureBuffer(Strict):
         default=5, ge=1, le=128,
         description="MiB of captured lines (before gzip) an object holds, 1-128 (Firehose's "
         "SizeInMBs; 5, about 4,400 rows of 30 features, by default). A monitor's work grows "
-        "with the objects, not the rows: raise it for heavy traffic.",
+        "with the objects, not the rows: AWS recommends more than 10 s of the stream's traffic "
+        "(13 MiB at 100M rows of 1.2 KB a day).",
     )
     interval: Annotated[str, AfterValidator(_check_buffer_interval)] = Field(
         default="60s",
