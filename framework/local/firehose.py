@@ -16,10 +16,10 @@ front of the control plane) for streams with an S3 destination, as Firehose does
 - a batch is sealed when it holds the stream's ``SizeInMBs`` (MiB of records as written,
   before compression; 5 when the stream says none, as Firehose) or is ``max_age_s`` old
   (Firehose's ``IntervalInSeconds``; locally 2 s, so a monitor sees traffic at once), then
-  written to the
-  destination bucket, compressed as the stream says (GZIP), under the stream's prefix with
-  its ``!{timestamp:...}`` expressions evaluated at the batch's first arrival (or, without
-  expressions, ``YYYY/MM/DD/HH/``), named ``<stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<id>``;
+  written to the destination bucket, compressed as the stream says (GZIP), under the stream's
+  prefix with its ``!{timestamp:...}`` expressions evaluated at the batch's first arrival (or,
+  without expressions, ``YYYY/MM/DD/HH/``), named
+  ``<stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<id>``;
 - the key is fixed when the batch opens, so re-delivering a spool left by a crash overwrites
   the same object: none lost, none doubled;
 - a failed delivery is retried with exponential backoff (0.5 s doubling to 60 s); a batch
