@@ -246,7 +246,9 @@ def test_every_kind_round_trips(provider: AwsProvider) -> None:
         # target already: nothing was deployed).
         if kind not in ("lambda_version", "alias_deployment"):
             assert not provider.exists(entry), kind
-    assert lam.list_functions()["Functions"] == []
+    # moto's backends are the process's: another module's moto server may hold its own functions
+    assert [f["FunctionName"] for f in lam.list_functions()["Functions"]
+            if f["FunctionName"].startswith("rt-")] == []
 
 
 def test_immutable_object_refuses_other_bytes(provider: AwsProvider, tmp_path: Path) -> None:
