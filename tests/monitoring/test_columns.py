@@ -399,8 +399,9 @@ def test_partials_are_fetched_ahead_in_order_and_never_more_than_ahead() -> None
         fetched: list[int] = []
         handed = 0
         with ThreadPoolExecutor(8) as pool:
-            for item, value in partial._ahead(pool, list(range(n)), lambda x: fetched.append(x)
-                                              or x * 2, ahead=ahead):
+            for item, value in partial._ahead(pool, list(range(n)),
+                                              lambda x, got=fetched: got.append(x) or x * 2,
+                                              ahead=ahead):
                 assert (item, value) == (handed, 2 * handed)
                 assert len(fetched) <= handed + ahead + 1  # memory: `ahead` beyond this one
                 handed += 1
