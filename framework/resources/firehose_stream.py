@@ -11,6 +11,7 @@ the stream.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -193,8 +194,7 @@ def cloudformation(p: FirehoseStream) -> CfnResource:
 
 KIND = Kind(
     props=FirehoseStream, services=("firehose",),
-    replace_on=frozenset({"stream_name", "bucket", "role_arn", "prefix", "error_prefix",
-                          "compression", "extension", "source", "tags"}),
+    replace_on=frozenset(f.name for f in dataclasses.fields(FirehoseStream)) - IN_PLACE,
     create=create, update=update, replace=replace, delete=delete, exists=exists,
     cloudformation=Stack(cloudformation),
 )
